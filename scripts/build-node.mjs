@@ -1,0 +1,24 @@
+// Bundles the Node programs (studio server, CLI, runner, built-in trainer) into dist/.
+// Next builds the page separately; npm packages stay external and load from node_modules.
+import { existsSync } from "node:fs";
+import { build } from "esbuild";
+
+const entries = {
+  server: "src/server.ts",
+  cli: "src/cli/main.ts",
+  runner: "src/runner/main.ts",
+  "builtin-trainer": "src/trainers/builtin/main.ts",
+};
+const entryPoints = Object.fromEntries(Object.entries(entries).filter(([, file]) => existsSync(file)));
+
+await build({
+  entryPoints,
+  outdir: "dist",
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  format: "esm",
+  packages: "external",
+  sourcemap: "linked",
+  logLevel: "warning",
+});
