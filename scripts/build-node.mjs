@@ -9,7 +9,9 @@ const entries = {
   runner: "src/runner/main.ts",
   "builtin-trainer": "src/trainers/builtin/main.ts",
 };
-const entryPoints = Object.fromEntries(Object.entries(entries).filter(([, file]) => existsSync(file)));
+const entryPoints = Object.fromEntries(
+  Object.entries(entries).filter(([, file]) => existsSync(file)),
+);
 
 await build({
   entryPoints,
