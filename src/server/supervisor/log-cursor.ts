@@ -1,0 +1,211 @@
+import { type FileHandle, open } from "node:fs/promises";
+
+/**
+ * Where reading of one append-only file stopped, like `tail -F` keeps it: the file's inode
+ * (a string, because inode numbers can exceed 2^53) and the byte offset just past the last
+ * complete line handed out. Stored in the same transaction as whatever was derived from
+ * the lines, so a restart resumes with no gap and no duplicate.
+ * An empty inode means "no file seen yet"; the first file found is then read from 0 with no reset.
+ */
+export type LogCursor = { inode: string; offset: number };
+
+/** One complete line (without its "\n"); `offset` is where it starts in the file, the log event id. */
+export type LogLine = { offset: number; text: string };
+
+export type ReadResult = {
+  lines: LogLine[];
+  cursor: LogCursor;
+  /** The cursor did not simply move forward: the file shrank, or a new file took the path. */
+  reset?: "truncated" | "rotated";
+  /**
+   * The incomplete last line (text after the last "\n" up to end of file), when this read reached
+   * the end of the file. Not yet a log line and the cursor stays before it, but its last "\r"
+   * segment is the live tqdm bar a trainer redraws between newlines.
+   */
+  partial?: string;
+};
+
+export const DEFAULT_MAX_BYTES = 1024 * 1024;
+
+const NEWLINE = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
+
+/**
+ * Reads the complete lines after `cursor` (at most `maxBytes` of file per call, so a fast trainer
+ * is read in chunks). A partial last line stays for the next call. A line longer than `maxBytes`
+ * is handed out in pieces, cut after its last "\r" when it has one, else on a UTF-8 character
+ * boundary, so the reader always advances.
+ *
+ * Rotation (the path now names another inode): pass `previousFile`, a handle opened on the file
+ * the cursor points into, to finish reading it first; the reset "rotated" comes with the call that
+ * drains it (its unterminated tail, which can no longer grow, is handed out as a last line) and
+ * the returned cursor is at 0 of the new file. Without that handle the rest of the old file is
+ * lost and the new file is read from 0 at once.
+ *
+ * Truncation is seen as size below the cursor; a file truncated and rewritten past the cursor
+ * between two reads looks like appended output (`tail -F` has the same blind spot).
+ */
+export async function readNewLines(
+  path: string,
+  cursor: LogCursor | null,
+  maxBytes: number = DEFAULT_MAX_BYTES,
+  previousFile?: FileHandle,
+): Promise<ReadResult> {
+  const start = cursor ?? { inode: "", offset: 0 };
+  const file = await openIfExists(path);
+  if (!file) return { lines: [], cursor: start };
+  try {
+    const stats = await file.stat({ bigint: true });
+    const inode = String(stats.ino);
+    const size = Number(stats.size);
+    if (start.inode === "") return await readChunk(file, inode, 0, size, maxBytes);
+    if (start.inode !== inode) {
+      if (previousFile) {
+        const drained = await drainPrevious(previousFile, start, maxBytes, inode);
+        if (drained) return drained;
+      }
+      return { ...(await readChunk(file, inode, 0, size, maxBytes)), reset: "rotated" };
+    }
+    if (size < start.offset) {
+      return { ...(await readChunk(file, inode, 0, size, maxBytes)), reset: "truncated" };
+    }
+    return await readChunk(file, inode, start.offset, size, maxBytes);
+  } finally {
+    await file.close();
+  }
+}
+
+/** What a terminal shows of a line a program redrew with "\r" (tqdm): the text after the last "\r". */
+export function lastSegment(text: string): string {
+  let end = text.length;
+  while (end > 0 && text.charCodeAt(end - 1) === CARRIAGE_RETURN) end--;
+  return text.slice(text.lastIndexOf("\r", end - 1) + 1, end);
+}
+
+/**
+ * Up to `maxLines` complete lines that end before `beforeOffset` (a line's offset or a cursor
+ * offset), in file order, for paging backwards through older output. `reachedStart` is true when
+ * the first returned line is the file's first line (or the file is empty or missing). Reads at
+ * most `maxBytes`, so a page can hold fewer lines; a single line longer than `maxBytes` cannot be
+ * paged back to (it comes back as no lines with `reachedStart` false).
+ */
+export async function readLinesBefore(
+  path: string,
+  beforeOffset: number,
+  maxLines: number,
+  maxBytes: number = DEFAULT_MAX_BYTES,
+): Promise<{ lines: LogLine[]; reachedStart: boolean }> {
+  const file = await openIfExists(path);
+  if (!file) return { lines: [], reachedStart: true };
+  try {
+    const size = Number((await file.stat({ bigint: true })).size);
+    const end = Math.min(beforeOffset, size);
+    const from = Math.max(0, end - maxBytes);
+    const buffer = await readAt(file, from, end - from);
+    const lines: LogLine[] = [];
+    // Only bytes up to the last "\n" before `end` belong to complete lines; walk back from there.
+    let lineEnd = buffer.lastIndexOf(NEWLINE);
+    while (lineEnd >= 0 && lines.length < maxLines) {
+      const previousEnd = lineEnd === 0 ? -1 : buffer.lastIndexOf(NEWLINE, lineEnd - 1);
+      // A window that starts inside the file may start mid-line: that line is left for the next page.
+      if (previousEnd < 0 && from > 0) break;
+      lines.push({
+        offset: from + previousEnd + 1,
+        text: buffer.toString("utf8", previousEnd + 1, lineEnd),
+      });
+      lineEnd = previousEnd;
+    }
+    lines.reverse();
+    const reachedStart = lines.length > 0 ? lines[0]!.offset === 0 : from === 0;
+    return { lines, reachedStart };
+  } finally {
+    await file.close();
+  }
+}
+
+async function openIfExists(path: string): Promise<FileHandle | null> {
+  try {
+    return await open(path, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw error;
+  }
+}
+
+async function drainPrevious(
+  previousFile: FileHandle,
+  cursor: LogCursor,
+  maxBytes: number,
+  newInode: string,
+): Promise<ReadResult | null> {
+  const stats = await previousFile.stat({ bigint: true });
+  if (String(stats.ino) !== cursor.inode) return null;
+  const size = Number(stats.size);
+  const result = await readChunk(previousFile, cursor.inode, cursor.offset, size, maxBytes);
+  // No `partial` means this read stopped before the end of the old file: more of it to come.
+  if (result.partial === undefined) return result;
+  const lines = [...result.lines];
+  if (result.partial !== undefined && result.partial !== "") {
+    lines.push({ offset: result.cursor.offset, text: result.partial });
+  }
+  return { lines, cursor: { inode: newInode, offset: 0 }, reset: "rotated" };
+}
+
+async function readChunk(
+  file: FileHandle,
+  inode: string,
+  offset: number,
+  size: number,
+  maxBytes: number,
+): Promise<ReadResult> {
+  const length = Math.min(maxBytes, size - offset);
+  if (length <= 0) return { lines: [], cursor: { inode, offset }, partial: "" };
+  const buffer = await readAt(file, offset, length);
+  const reachedEnd = offset + buffer.length >= size;
+  const lines: LogLine[] = [];
+  let lineStart = 0;
+  for (let i = buffer.indexOf(NEWLINE); i >= 0; i = buffer.indexOf(NEWLINE, lineStart)) {
+    lines.push({ offset: offset + lineStart, text: buffer.toString("utf8", lineStart, i) });
+    lineStart = i + 1;
+  }
+  if (reachedEnd) {
+    return {
+      lines,
+      cursor: { inode, offset: offset + lineStart },
+      partial: buffer.toString("utf8", lineStart),
+    };
+  }
+  if (lines.length === 0) {
+    // One line longer than the whole window: hand out a piece so reading never stalls.
+    const cut = pieceEnd(buffer);
+    lines.push({ offset, text: buffer.toString("utf8", 0, cut) });
+    lineStart = cut;
+  }
+  return { lines, cursor: { inode, offset: offset + lineStart } };
+}
+
+/** Where to cut an over-long line: after its last "\r", else before an incomplete UTF-8 character. */
+function pieceEnd(buffer: Buffer): number {
+  const lastReturn = buffer.lastIndexOf(CARRIAGE_RETURN);
+  if (lastReturn > 0) return lastReturn + 1;
+  let cut = buffer.length;
+  // Step back over continuation bytes (10xxxxxx) to the lead byte of the last character, and
+  // cut before it unless the character is complete.
+  let lead = cut - 1;
+  while (lead > 0 && lead > cut - 4 && (buffer[lead]! & 0xc0) === 0x80) lead--;
+  const byte = buffer[lead]!;
+  const width = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+  if (lead + width > cut) cut = lead;
+  return cut > 0 ? cut : buffer.length;
+}
+
+async function readAt(file: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return buffer.subarray(0, filled);
+}
