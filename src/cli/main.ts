@@ -1,0 +1,90 @@
+import { Command } from "commander";
+import { createClient, home } from "./client";
+import { formatDuration, print } from "./format";
+import { runningStudio, startBackground, startForeground, stopStudio } from "./studio-process";
+import { registerTaskCommands } from "./task-commands";
+
+/** Errors end the command with one line on stderr and a non-zero exit code. */
+function fail(err: unknown): never {
+  const message = err instanceof Error ? err.message : String(err);
+  console.error(`studio: ${message.split("\n").join(" ")}`);
+  process.exit(1);
+}
+
+const program = new Command("studio")
+  .description("Finetune Studio: LoRA fine-tuning whose training survives studio restarts")
+  .showHelpAfterError()
+  .configureOutput({ outputError: (str, write) => write(str) });
+
+program
+  .command("start")
+  .description("start the studio in the background (or in this terminal with --foreground)")
+  .option("--foreground", "run in this terminal")
+  .option("--json", "machine-readable output")
+  .action(async (opts: { foreground?: boolean; json?: boolean }) => {
+    if (opts.foreground) return startForeground();
+    const started = Date.now();
+    const holder = await startBackground(home());
+    print(
+      opts.json ?? false,
+      { ...holder, startupMs: Date.now() - started },
+      () => `studio started: pid ${holder.pid}, ${holder.url} (${Date.now() - started} ms)`,
+    );
+  });
+
+program
+  .command("stop")
+  .description("stop the studio gracefully (trainers keep running)")
+  .option("--json", "machine-readable output")
+  .action(async (opts: { json?: boolean }) => {
+    const stopped = await stopStudio(home());
+    print(opts.json ?? false, { stopped: stopped?.pid ?? null }, () =>
+      stopped ? `studio stopped (pid ${stopped.pid})` : "no studio was running",
+    );
+  });
+
+program
+  .command("restart")
+  .description("stop, then start the studio in the background")
+  .option("--json", "machine-readable output")
+  .action(async (opts: { json?: boolean }) => {
+    const stopped = await stopStudio(home());
+    const holder = await startBackground(home());
+    print(
+      opts.json ?? false,
+      { stopped: stopped?.pid ?? null, ...holder },
+      () => `studio restarted: pid ${holder.pid}, ${holder.url}`,
+    );
+  });
+
+program
+  .command("status")
+  .description("pid, uptime, URL, database and task counts")
+  .option("--json", "machine-readable output")
+  .action(async (opts: { json?: boolean }) => {
+    const holder = runningStudio(home());
+    if (!holder) {
+      print(opts.json ?? false, { running: false }, () => "studio: not running");
+      process.exitCode = 3;
+      return;
+    }
+    const info = await createClient(holder.url).studio.info.query();
+    const uptimeMs = Date.now() - new Date(info.startedAt).getTime();
+    print(opts.json ?? false, { running: true, url: holder.url, uptimeMs, ...info }, () =>
+      [
+        `studio ${info.version}: running, pid ${info.pid}, up ${formatDuration(uptimeMs)}`,
+        `url:      ${holder.url}`,
+        `database: ${info.database}${info.readOnly ? ` (read-only: ${info.readOnly})` : ""}`,
+        `home:     ${info.home}`,
+        `tasks:    ${
+          Object.entries(info.counts)
+            .map(([s, n]) => `${s} ${n}`)
+            .join(", ") || "none"
+        }`,
+      ].join("\n"),
+    );
+  });
+
+registerTaskCommands(program.command("task").description("create, inspect and control tasks"));
+
+program.parseAsync(process.argv).catch(fail);

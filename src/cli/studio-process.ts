@@ -1,0 +1,86 @@
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { studioPaths } from "../server/home";
+import { type LockHolder, liveLockHolder } from "../server/home-lock";
+import { DIST_DIR, PACKAGE_ROOT } from "../server/package-root";
+import { probe } from "../server/supervisor/identity";
+import { createClient } from "./client";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function runningStudio(home: string): LockHolder | null {
+  return liveLockHolder(studioPaths(home).lock);
+}
+
+function assertBuilt() {
+  if (!existsSync(join(PACKAGE_ROOT, ".next", "BUILD_ID"))) {
+    throw new Error("the page is not built yet: run `npm run build` (or `npm start`) first");
+  }
+}
+
+/** Runs the server in this terminal; returns when it exits. */
+export async function startForeground(): Promise<void> {
+  assertBuilt();
+  await import(join(DIST_DIR, "server.js"));
+}
+
+/**
+ * Starts the server detached from this terminal, its output appended to studio.log, and
+ * returns once it answers (or fails with the reason the server printed).
+ */
+export async function startBackground(home: string, timeoutMs = 120_000): Promise<LockHolder> {
+  assertBuilt();
+  const paths = studioPaths(home);
+  const already = runningStudio(home);
+  if (already) throw new Error(`a studio is already running: pid ${already.pid}, ${already.url}`);
+  const logOffset = existsSync(paths.log) ? statSync(paths.log).size : 0;
+  const logFd = openSync(paths.log, "a");
+  const child = spawn(process.execPath, [join(DIST_DIR, "server.js")], {
+    detached: true,
+    stdio: ["ignore", logFd, logFd],
+    env: { ...process.env, STUDIO_HOME: home },
+  });
+  closeSync(logFd);
+  let exited: number | null = null;
+  child.once("exit", (code) => {
+    exited = code ?? 1;
+  });
+  child.unref();
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (exited !== null) {
+      const output = readFileSync(paths.log, "utf8").slice(logOffset).trim();
+      throw new Error(output.split("\n").at(-1) || `the studio exited with code ${exited}`);
+    }
+    const holder = runningStudio(home);
+    if (holder && holder.pid === child.pid) {
+      try {
+        await createClient(holder.url).studio.info.query();
+        return holder;
+      } catch {}
+    }
+    await sleep(100);
+  }
+  throw new Error(`the studio did not answer within ${timeoutMs / 1000} s; see ${paths.log}`);
+}
+
+/** The studio may run in a terminal's process group, so it is signalled alone, after proving it is the lock's holder. */
+function signalStudio(holder: LockHolder, signal: NodeJS.Signals) {
+  if (probe(holder) === "alive") process.kill(holder.pid, signal);
+}
+
+/** SIGTERM, a bounded wait for a graceful exit, then SIGKILL. Trainers are not touched. */
+export async function stopStudio(home: string, graceMs = 15_000): Promise<LockHolder | null> {
+  const holder = runningStudio(home);
+  if (!holder) return null;
+  signalStudio(holder, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!runningStudio(home)) return holder;
+    await sleep(100);
+  }
+  signalStudio(holder, "SIGKILL");
+  while (runningStudio(home)) await sleep(50);
+  return holder;
+}

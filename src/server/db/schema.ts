@@ -1,0 +1,139 @@
+import { sql } from "drizzle-orm";
+import {
+  bigserial,
+  boolean,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+import type { Hyperparameters } from "../../trainers/protocol";
+
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+export const tasks = pgTable(
+  "tasks",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    model: text("model").notNull(),
+    trainer: text("trainer", { enum: ["builtin", "hf-peft", "command"] }).notNull(),
+    mode: text("mode", { enum: ["lora", "pretrain"] })
+      .notNull()
+      .default("lora"),
+    datasetPath: text("dataset_path").notNull(),
+    datasetFormat: text("dataset_format", { enum: ["alpaca", "chat", "text"] }).notNull(),
+    hyperparameters: jsonb("hyperparameters").$type<Hyperparameters>().notNull(),
+    command: jsonb("command").$type<string[] | null>(),
+    gpusRequested: integer("gpus_requested").notNull().default(0),
+    status: text("status", {
+      enum: [
+        "pending",
+        "queued",
+        "preparing",
+        "training",
+        "paused",
+        "completed",
+        "failed",
+        "cancelled",
+        "interrupted",
+      ],
+    }).notNull(),
+    statusReason: text("status_reason"),
+    /** Live progress derived by the monitor (ProgressState), stored with the cursors it came from. */
+    progress: jsonb("progress").$type<Record<string, unknown>>().notNull().default({}),
+    /** Queue order: set when the task enters the queue. */
+    queuedAt: ts("queued_at"),
+    /** Set when the next attempt should continue from the last checkpoint. */
+    resumeFromCheckpoint: boolean("resume_from_checkpoint").notNull().default(false),
+    lastCheckpoint: text("last_checkpoint"),
+    cancelRequestedAt: ts("cancel_requested_at"),
+    currentAttempt: integer("current_attempt").notNull().default(0),
+    createdAt: ts("created_at").notNull().defaultNow(),
+    updatedAt: ts("updated_at").notNull().defaultNow(),
+    finishedAt: ts("finished_at"),
+  },
+  (t) => [
+    index("tasks_created_idx").on(t.createdAt.desc(), t.id),
+    index("tasks_status_created_idx").on(t.status, t.createdAt.desc()),
+    index("tasks_active_idx")
+      .on(t.status, t.queuedAt)
+      .where(sql`${t.status} in ('queued', 'preparing', 'training', 'paused')`),
+  ],
+);
+
+/** One row per attempt to run a task: the handle that proves which process is ours. */
+export const attempts = pgTable(
+  "attempts",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    taskId: text("task_id")
+      .notNull()
+      .references(() => tasks.id, { onDelete: "cascade" }),
+    number: integer("number").notNull(),
+    executor: text("executor").notNull().default("local"),
+    /** Executor-specific, JSON-serializable handle (local: boot id, runner and trainer identities). */
+    handle: jsonb("handle").$type<Record<string, unknown>>(),
+    pid: integer("pid"),
+    processStartTime: text("process_start_time"),
+    bootId: text("boot_id"),
+    host: text("host").notNull(),
+    gpus: jsonb("gpus").$type<string[]>().notNull().default([]),
+    resumeFrom: text("resume_from"),
+    logCursor: jsonb("log_cursor").$type<{ inode: string; offset: number }>(),
+    progressCursor: jsonb("progress_cursor").$type<{ inode: string; offset: number }>(),
+    exitCode: integer("exit_code"),
+    signal: text("signal"),
+    error: text("error"),
+    intentAt: ts("intent_at").notNull().defaultNow(),
+    startedAt: ts("started_at"),
+    endedAt: ts("ended_at"),
+  },
+  (t) => [
+    uniqueIndex("attempts_task_number_idx").on(t.taskId, t.number),
+    index("attempts_open_idx").on(t.taskId).where(sql`${t.endedAt} is null`),
+  ],
+);
+
+export const taskEvents = pgTable(
+  "task_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    taskId: text("task_id")
+      .notNull()
+      .references(() => tasks.id, { onDelete: "cascade" }),
+    attempt: integer("attempt"),
+    type: text("type").notNull(),
+    message: text("message").notNull().default(""),
+    data: jsonb("data").$type<Record<string, unknown>>(),
+    at: ts("at").notNull().defaultNow(),
+  },
+  (t) => [index("task_events_task_idx").on(t.taskId, t.id)],
+);
+
+export const taskMetrics = pgTable(
+  "task_metrics",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    taskId: text("task_id")
+      .notNull()
+      .references(() => tasks.id, { onDelete: "cascade" }),
+    attempt: integer("attempt").notNull(),
+    step: integer("step").notNull(),
+    epoch: doublePrecision("epoch"),
+    loss: doublePrecision("loss"),
+    evalLoss: doublePrecision("eval_loss"),
+    learningRate: doublePrecision("learning_rate"),
+    at: ts("at").notNull().defaultNow(),
+  },
+  (t) => [index("task_metrics_task_step_idx").on(t.taskId, t.step)],
+);
+
+export type TaskRow = typeof tasks.$inferSelect;
+export type AttemptRow = typeof attempts.$inferSelect;
+export type TaskEventRow = typeof taskEvents.$inferSelect;
+export type TaskMetricRow = typeof taskMetrics.$inferSelect;

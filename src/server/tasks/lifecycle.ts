@@ -1,0 +1,66 @@
+/**
+ * The task lifecycle, in one table. Every status write goes through `canTransition`, and the
+ * database update that performs it is conditional on the status it came from, so two writers
+ * racing on one task cannot both win.
+ */
+export const TASK_STATUSES = [
+  "pending",
+  "queued",
+  "preparing",
+  "training",
+  "paused",
+  "completed",
+  "failed",
+  "cancelled",
+  "interrupted",
+] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+const TRANSITIONS: Record<TaskStatus, readonly TaskStatus[]> = {
+  pending: ["queued", "cancelled"],
+  queued: ["preparing", "cancelled"],
+  // preparing = attempt recorded, launch in flight; a launch that cannot be confirmed fails.
+  preparing: ["training", "failed", "cancelled", "completed", "interrupted"],
+  training: ["paused", "completed", "failed", "cancelled", "interrupted"],
+  paused: ["training", "completed", "failed", "cancelled", "interrupted"],
+  completed: [],
+  // retry and resume-from-checkpoint put a task back in the queue as a new attempt
+  failed: ["queued"],
+  cancelled: ["queued"],
+  interrupted: ["queued", "failed"],
+};
+
+export const TERMINAL_STATUSES: readonly TaskStatus[] = ["completed", "failed", "cancelled"];
+/** Statuses in which a trainer process may exist. */
+export const ACTIVE_STATUSES: readonly TaskStatus[] = ["preparing", "training", "paused"];
+
+export function canTransition(from: TaskStatus, to: TaskStatus): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** The statuses a task may be in for `to` to be a legal next status. */
+export function sourcesOf(to: TaskStatus): TaskStatus[] {
+  return TASK_STATUSES.filter((from) => canTransition(from, to));
+}
+
+export function isTerminal(status: TaskStatus): boolean {
+  return TERMINAL_STATUSES.includes(status);
+}
+
+export function isActive(status: TaskStatus): boolean {
+  return ACTIVE_STATUSES.includes(status);
+}
+
+/** Which user actions the page and CLI offer in each status. */
+export function allowedActions(status: TaskStatus, hasCheckpoint: boolean) {
+  return {
+    start: status === "pending",
+    cancel: status === "pending" || status === "queued" || isActive(status),
+    pause: status === "training",
+    resume: status === "paused",
+    retry: status === "failed" || status === "cancelled" || status === "interrupted",
+    resumeFromCheckpoint:
+      hasCheckpoint && (status === "failed" || status === "cancelled" || status === "interrupted"),
+    delete: !isActive(status),
+  };
+}

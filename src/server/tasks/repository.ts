@@ -1,0 +1,148 @@
+import { randomBytes } from "node:crypto";
+import { and, count, desc, eq, inArray, lt, or, type SQL } from "drizzle-orm";
+import type { Db } from "../db/client";
+import { attempts, type TaskRow, taskEvents, taskMetrics, tasks } from "../db/schema";
+import { sourcesOf, type TaskStatus } from "./lifecycle";
+
+export type NewTask = Omit<
+  typeof tasks.$inferInsert,
+  "id" | "status" | "createdAt" | "updatedAt" | "progress"
+>;
+
+/** Short, URL- and shell-safe ids that a person can type: "t" + 10 base-32 characters. */
+export function newTaskId(): string {
+  const alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
+  const bytes = randomBytes(10);
+  let id = "t";
+  for (const b of bytes) id += alphabet[b % 32];
+  return id;
+}
+
+export async function insertTask(db: Db, input: NewTask): Promise<TaskRow> {
+  const id = newTaskId();
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .insert(tasks)
+      .values({ ...input, id, status: "pending" })
+      .returning();
+    await tx.insert(taskEvents).values({ taskId: id, type: "created", message: "task created" });
+    return row!;
+  });
+}
+
+export interface ListOptions {
+  status?: TaskStatus[];
+  limit: number;
+  /** Keyset cursor: the createdAt/id of the last row of the previous page. */
+  cursor?: { createdAt: Date; id: string };
+}
+
+export async function listTasks(db: Db, opts: ListOptions) {
+  const where: SQL[] = [];
+  if (opts.status?.length) where.push(inArray(tasks.status, opts.status));
+  if (opts.cursor) {
+    where.push(
+      or(
+        lt(tasks.createdAt, opts.cursor.createdAt),
+        and(eq(tasks.createdAt, opts.cursor.createdAt), lt(tasks.id, opts.cursor.id)),
+      )!,
+    );
+  }
+  const rows = await db
+    .select()
+    .from(tasks)
+    .where(where.length ? and(...where) : undefined)
+    .orderBy(desc(tasks.createdAt), desc(tasks.id))
+    .limit(opts.limit + 1);
+  const items = rows.slice(0, opts.limit);
+  const last = items.at(-1);
+  return {
+    items,
+    nextCursor:
+      rows.length > opts.limit && last ? { createdAt: last.createdAt, id: last.id } : undefined,
+  };
+}
+
+export async function getTask(db: Db, id: string): Promise<TaskRow | undefined> {
+  const [row] = await db.select().from(tasks).where(eq(tasks.id, id));
+  return row;
+}
+
+export async function countByStatus(db: Db): Promise<Partial<Record<TaskStatus, number>>> {
+  const rows = await db
+    .select({ status: tasks.status, n: count() })
+    .from(tasks)
+    .groupBy(tasks.status);
+  return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+}
+
+/**
+ * Moves a task to `to` only if its current status allows it (and, when given, only from
+ * `from`). Returns the updated row, or undefined when the task was not in such a status: the
+ * conditional update is what makes concurrent starts, cancels and monitors safe.
+ */
+export async function transition(
+  db: Db,
+  id: string,
+  to: TaskStatus,
+  patch: Partial<typeof tasks.$inferInsert> = {},
+  from: TaskStatus[] = sourcesOf(to),
+): Promise<TaskRow | undefined> {
+  const allowed = from.filter((s) => sourcesOf(to).includes(s));
+  if (allowed.length === 0) return undefined;
+  const [row] = await db
+    .update(tasks)
+    .set({ ...patch, status: to, updatedAt: new Date() })
+    .where(and(eq(tasks.id, id), inArray(tasks.status, allowed)))
+    .returning();
+  return row;
+}
+
+export async function addEvent(
+  db: Db,
+  taskId: string,
+  type: string,
+  message: string,
+  extra: { attempt?: number; data?: Record<string, unknown> } = {},
+) {
+  const [row] = await db
+    .insert(taskEvents)
+    .values({ taskId, type, message, attempt: extra.attempt, data: extra.data })
+    .returning();
+  return row!;
+}
+
+export async function listEvents(db: Db, taskId: string, limit: number) {
+  const rows = await db
+    .select()
+    .from(taskEvents)
+    .where(eq(taskEvents.taskId, taskId))
+    .orderBy(desc(taskEvents.id))
+    .limit(limit);
+  return rows.reverse();
+}
+
+export async function listAttempts(db: Db, taskId: string) {
+  return db
+    .select()
+    .from(attempts)
+    .where(eq(attempts.taskId, taskId))
+    .orderBy(desc(attempts.number));
+}
+
+export async function listMetrics(db: Db, taskId: string, limit: number) {
+  return db
+    .select()
+    .from(taskMetrics)
+    .where(eq(taskMetrics.taskId, taskId))
+    .orderBy(taskMetrics.step, taskMetrics.id)
+    .limit(limit);
+}
+
+export async function deleteTask(db: Db, id: string, allowedFrom: TaskStatus[]) {
+  const rows = await db
+    .delete(tasks)
+    .where(and(eq(tasks.id, id), inArray(tasks.status, allowedFrom)))
+    .returning({ id: tasks.id });
+  return rows.length > 0;
+}

@@ -1,0 +1,56 @@
+import { z } from "zod";
+import { hyperparametersSchema, trainerKindSchema } from "../trainers/protocol";
+
+/** Safe for a file name, a log line and a command line alike: no quotes, spaces or shell syntax. */
+const modelRef = z
+  .string()
+  .trim()
+  .min(1, "choose a model")
+  .max(300)
+  .regex(
+    /^[A-Za-z0-9_./:@-]+$/,
+    "a model is a hub id (org/name), a local path or builtin:tiny; letters, digits and _ . / : @ - only",
+  );
+
+/** What a person fills in to create a task; shared by the page (field errors), the CLI and the router. */
+export const createTaskInput = z
+  .object({
+    name: z.string().trim().min(1, "give the task a name").max(120, "at most 120 characters"),
+    model: modelRef,
+    trainer: trainerKindSchema.default("builtin"),
+    mode: z.enum(["lora", "pretrain"]).default("lora"),
+    /** A dataset id from the dataset list, or an absolute path inside an allowed dataset root. */
+    dataset: z.string().trim().min(1, "choose a dataset").max(1024),
+    hyperparameters: hyperparametersSchema.partial().default({}),
+    gpus: z.number().int().min(0, "cannot be negative").max(64).default(0),
+    /** `command` trainer only: an argv array, never a shell string. */
+    command: z.array(z.string().max(4096)).min(1).max(256).optional(),
+  })
+  .superRefine((v, ctx) => {
+    if (v.trainer === "command" && !v.command) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["command"],
+        message: "a command trainer needs an argv",
+      });
+    }
+    if (v.trainer !== "command" && v.command) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["command"],
+        message: "only the command trainer takes an argv",
+      });
+    }
+    if (v.trainer === "builtin" && v.gpus > 0) {
+      ctx.addIssue({ code: "custom", path: ["gpus"], message: "the built-in trainer runs on CPU" });
+    }
+  });
+export type CreateTaskInput = z.input<typeof createTaskInput>;
+
+export const taskIdInput = z.object({
+  id: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[a-z0-9]+$/, "a task id is lowercase letters and digits"),
+});
