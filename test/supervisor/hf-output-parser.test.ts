@@ -226,6 +226,17 @@ describe("parseHfOutput", () => {
     ]);
   });
 
+  it("skips the spaces tqdm leaves when it clears a bar, and keeps a bar before other text", () => {
+    const bar = " 83%|████████▎ | 25/30 [00:31<00:06,  1.25s/it]";
+    expect(parseHfOutput(`\r${bar}\r${" ".repeat(60)}\r`)).toEqual([
+      expect.objectContaining({ step: 25 }),
+    ]);
+    expect(parseHfOutput(`\r${bar}\rUserWarning: something`)).toEqual([
+      expect.objectContaining({ step: 25 }),
+    ]);
+    expect(parseHfOutput("\r   \r")).toEqual([]);
+  });
+
   it("finds every logs dict and the training bar in a recorded Trainer log", () => {
     const text = readFileSync(join(__dirname, "../fixtures/logs/hf-trainer-tqdm.log"), "utf8");
     const parsed = text.split("\n").flatMap((line) => parseHfOutput(line));

@@ -79,22 +79,24 @@ export function parseHfLine(text: string): ParsedHfLine | null {
 }
 
 /**
- * Everything useful in one complete line, in the order it was printed: at most two items.
- * Trainer prints its logs dict with tqdm.write(), which clears the bar, prints the dict and a
- * newline, so the dict ends a long "\r"-joined line of bar redraws. The dict has no step; the
- * last bar drawn before it does, so that bar comes first.
+ * Everything useful in one complete line, in the order it was printed: the last bar drawn in
+ * it, then the logs dict that ends it, if any. Trainer prints its logs dict with tqdm.write(),
+ * which clears the bar, prints the dict and a newline, so the dict ends a long "\r"-joined line of
+ * bar redraws. The dict has no step; the bar drawn just before it does.
  */
 export function parseHfOutput(text: string): ParsedHfLine[] {
   const segments = text.split("\r");
+  // A bar cleared by tqdm.write() leaves a segment of spaces: a terminal shows nothing there.
   let last = segments.length - 1;
-  while (last > 0 && segments[last] === "") last--;
+  while (last >= 0 && segments[last]!.trim() === "") last--;
+  if (last < 0) return [];
   const final = parseSegment(segments[last]!);
-  if (final === null || final.kind === "tqdm") return final === null ? [] : [final];
+  if (final?.kind === "tqdm") return [final];
   for (let i = last - 1; i >= 0; i--) {
     const bar = segments[i]!.includes("%|") ? parseSegment(segments[i]!) : null;
-    if (bar?.kind === "tqdm") return [bar, final];
+    if (bar?.kind === "tqdm") return final ? [bar, final] : [bar];
   }
-  return [final];
+  return final ? [final] : [];
 }
 
 // tqdm moves the cursor with ANSI escapes when it draws nested bars (Trainer's evaluation bar).
