@@ -13,14 +13,20 @@ const entryPoints = Object.fromEntries(
   Object.entries(entries).filter(([, file]) => existsSync(file)),
 );
 
-await build({
-  entryPoints,
-  outdir: "dist",
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "esm",
-  packages: "external",
-  sourcemap: "linked",
-  logLevel: "warning",
-});
+// Each program separately, so one that does not build never holds back the others' tests.
+const results = await Promise.allSettled(
+  Object.entries(entryPoints).map(([name, file]) =>
+    build({
+      entryPoints: { [name]: file },
+      outdir: "dist",
+      bundle: true,
+      platform: "node",
+      target: "node20",
+      format: "esm",
+      packages: "external",
+      sourcemap: "linked",
+      logLevel: "error",
+    }),
+  ),
+);
+if (results.some((r) => r.status === "rejected")) process.exit(1);

@@ -17,9 +17,16 @@ export interface Database {
   /** Flushes PGlite's data to disk (it runs with fsync off); a no-op on PostgreSQL. */
   checkpoint(): Promise<void>;
   close(): Promise<void>;
-  /** Raw access for the few statements Drizzle does not express (advisory locks). */
-  execute(sqlText: string): Promise<unknown[]>;
+  /**
+   * Takes the single-supervisor lock: a session-level advisory lock on a connection kept for
+   * it (PostgreSQL). PGlite is private to one studio home, whose lock file already excludes
+   * a second studio. Returns the release function, or null when another studio holds it.
+   */
+  trySupervisorLock(): Promise<(() => Promise<void>) | null>;
 }
+
+/** An arbitrary constant shared by every studio: "FTSTUDIO" read as digits. */
+const SUPERVISOR_LOCK_KEY = 4_631_729_011;
 
 export interface OpenOptions {
   databaseUrl?: string;
@@ -39,7 +46,18 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
       kind: "postgres",
       checkpoint: async () => {},
       close: () => client.end({ timeout: 5 }),
-      execute: (q) => client.unsafe(q) as unknown as Promise<unknown[]>,
+      trySupervisorLock: async () => {
+        const conn = await client.reserve();
+        const [row] = await conn`select pg_try_advisory_lock(${SUPERVISOR_LOCK_KEY}) as ok`;
+        if (!row?.ok) {
+          conn.release();
+          return null;
+        }
+        return async () => {
+          await conn`select pg_advisory_unlock(${SUPERVISOR_LOCK_KEY})`;
+          conn.release();
+        };
+      },
     };
   }
   mkdirSync(opts.pgliteDir, { recursive: true });
@@ -56,6 +74,6 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
       await client.exec("CHECKPOINT");
       await client.close();
     },
-    execute: async (q) => (await client.query(q)).rows,
+    trySupervisorLock: async () => async () => {},
   };
 }
