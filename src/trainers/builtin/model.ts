@@ -1,0 +1,166 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { z } from "zod";
+import { causalSoftmax } from "./kernels";
+import { Rng } from "./rng";
+import type { TensorMap } from "./safetensors";
+import { VOCAB_SIZE } from "./tokenizer";
+
+/**
+ * A small decoder-only transformer over bytes: learned token and position embeddings,
+ * pre-LayerNorm blocks (causal multi-head attention, ReLU MLP), a final LayerNorm, and an
+ * output layer tied to the token embedding. Linear weights are stored [out, in] and named as
+ * in Hugging Face Llama checkpoints, so LoRA target names (q_proj, v_proj, …) mean the same.
+ */
+
+export const modelConfigSchema = z.object({
+  vocabSize: z.number().int().min(1),
+  dModel: z.number().int().min(1),
+  nLayers: z.number().int().min(1),
+  nHeads: z.number().int().min(1),
+  dFF: z.number().int().min(1),
+  contextLength: z.number().int().min(2),
+});
+export type ModelConfig = z.infer<typeof modelConfigSchema>;
+
+/** The architecture behind `builtin:tiny`, sized so the default task trains in under a minute on two cores. */
+export const TINY_CONFIG: ModelConfig = {
+  vocabSize: VOCAB_SIZE,
+  dModel: 64,
+  nLayers: 2,
+  nHeads: 4,
+  dFF: 256,
+  contextLength: 256,
+};
+
+/** The base weights of `builtin:tiny` come from this fixed seed, so every task shares one base. */
+export const TINY_BASE_SEED = 20240601;
+
+export const LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"];
+
+export type Weights = Record<string, tf.Tensor>;
+
+/** Transforms a linear layer's output; how LoRA (or nothing) plugs into the frozen base. */
+export type LinearHook = (module: string, input: tf.Tensor2D, output: tf.Tensor2D) => tf.Tensor2D;
+
+export function linearModules(
+  config: ModelConfig,
+): { name: string; inDim: number; outDim: number }[] {
+  const modules: { name: string; inDim: number; outDim: number }[] = [];
+  const d = config.dModel;
+  for (let layer = 0; layer < config.nLayers; layer++) {
+    for (const proj of ["q_proj", "k_proj", "v_proj", "o_proj"]) {
+      modules.push({ name: `model.layers.${layer}.self_attn.${proj}`, inDim: d, outDim: d });
+    }
+    modules.push({ name: `model.layers.${layer}.mlp.up_proj`, inDim: d, outDim: config.dFF });
+    modules.push({ name: `model.layers.${layer}.mlp.down_proj`, inDim: config.dFF, outDim: d });
+  }
+  return modules;
+}
+
+/** Every weight of the model and its shape. */
+export function weightShapes(config: ModelConfig): Map<string, number[]> {
+  const d = config.dModel;
+  const shapes = new Map<string, number[]>();
+  shapes.set("model.embed_tokens.weight", [config.vocabSize, d]);
+  shapes.set("model.embed_positions.weight", [config.contextLength, d]);
+  for (const module of linearModules(config)) {
+    shapes.set(`${module.name}.weight`, [module.outDim, module.inDim]);
+  }
+  for (let layer = 0; layer < config.nLayers; layer++) {
+    for (const norm of ["input_layernorm", "post_attention_layernorm"]) {
+      shapes.set(`model.layers.${layer}.${norm}.weight`, [d]);
+      shapes.set(`model.layers.${layer}.${norm}.bias`, [d]);
+    }
+  }
+  shapes.set("model.norm.weight", [d]);
+  shapes.set("model.norm.bias", [d]);
+  return shapes;
+}
+
+/** Seeded GPT-2-style initialisation: N(0, 0.02), residual outputs scaled down by depth. */
+export function initWeights(config: ModelConfig, seed: number): TensorMap {
+  const rng = new Rng(seed);
+  const residualStd = 0.02 / Math.sqrt(2 * config.nLayers);
+  const weights: TensorMap = new Map();
+  for (const [name, shape] of weightShapes(config)) {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    if (name.endsWith("norm.weight")) data.fill(1);
+    else if (!name.endsWith(".bias")) {
+      const residual = name.endsWith("o_proj.weight") || name.endsWith("down_proj.weight");
+      const std = name === "model.embed_positions.weight" ? 0.01 : residual ? residualStd : 0.02;
+      for (let i = 0; i < data.length; i++) data[i] = rng.normal() * std;
+    }
+    weights.set(name, { shape, data });
+  }
+  return weights;
+}
+
+function layerNorm(x: tf.Tensor2D, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
+  const { mean, variance } = tf.moments(x, -1, true);
+  const normalized = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-5)));
+  return tf.add(tf.mul(normalized, weight), bias) as tf.Tensor2D;
+}
+
+/**
+ * Logits [batch·time, vocab] for token ids laid out [batch, time] (row-major). Right padding
+ * needs no mask: causal attention never lets a real token see the padding after it.
+ */
+export function forwardLogits(
+  config: ModelConfig,
+  weights: Weights,
+  ids: Int32Array,
+  batch: number,
+  time: number,
+  hook: LinearHook | null,
+): tf.Tensor2D {
+  const d = config.dModel;
+  const heads = config.nHeads;
+  const headDim = d / heads;
+  const w = (name: string) => {
+    const tensor = weights[name];
+    if (!tensor) throw new Error(`model weight ${name} is missing`);
+    return tensor;
+  };
+  const linear = (module: string, input: tf.Tensor2D) => {
+    const output: tf.Tensor2D = tf.matMul(input, w(`${module}.weight`), false, true);
+    return hook ? hook(module, input, output) : output;
+  };
+  const toHeads = (x: tf.Tensor) =>
+    tf.transpose(tf.reshape(x, [batch, time, heads, headDim]), [0, 2, 1, 3]);
+
+  const idTensor = tf.tensor1d(ids, "int32");
+  const positions = tf.tensor1d(
+    Int32Array.from({ length: time }, (_, i) => i),
+    "int32",
+  );
+  const tokens = tf.reshape(tf.gather(w("model.embed_tokens.weight"), idTensor), [batch, time, d]);
+  const positional = tf.gather(w("model.embed_positions.weight"), positions);
+  let x: tf.Tensor2D = tf.reshape(tf.add(tokens, positional), [batch * time, d]);
+
+  for (let layer = 0; layer < config.nLayers; layer++) {
+    const prefix = `model.layers.${layer}`;
+    const h = layerNorm(
+      x,
+      w(`${prefix}.input_layernorm.weight`),
+      w(`${prefix}.input_layernorm.bias`),
+    );
+    const q = toHeads(tf.mul(linear(`${prefix}.self_attn.q_proj`, h), 1 / Math.sqrt(headDim)));
+    const k = toHeads(linear(`${prefix}.self_attn.k_proj`, h));
+    const v = toHeads(linear(`${prefix}.self_attn.v_proj`, h));
+    const probs = causalSoftmax(tf.matMul(q, k, false, true));
+    const attended = tf.reshape(tf.transpose(tf.matMul(probs, v), [0, 2, 1, 3]), [
+      batch * time,
+      d,
+    ]) as tf.Tensor2D;
+    x = tf.add(x, linear(`${prefix}.self_attn.o_proj`, attended)) as tf.Tensor2D;
+    const h2 = layerNorm(
+      x,
+      w(`${prefix}.post_attention_layernorm.weight`),
+      w(`${prefix}.post_attention_layernorm.bias`),
+    );
+    const up = tf.relu(linear(`${prefix}.mlp.up_proj`, h2)) as tf.Tensor2D;
+    x = tf.add(x, linear(`${prefix}.mlp.down_proj`, up)) as tf.Tensor2D;
+  }
+  const final = layerNorm(x, w("model.norm.weight"), w("model.norm.bias"));
+  return tf.matMul(final, w("model.embed_tokens.weight"), false, true);
+}
