@@ -20,7 +20,8 @@ export type ReadResult = {
   /**
    * The incomplete last line (text after the last "\n" up to end of file), when this read reached
    * the end of the file. Not yet a log line and the cursor stays before it, but its last "\r"
-   * segment is the live tqdm bar a trainer redraws between newlines.
+   * segment is the live tqdm bar a trainer redraws between newlines. Absent when the read stopped
+   * before the end of the file because of `maxBytes`: there is more to read at once.
    */
   partial?: string;
 };
