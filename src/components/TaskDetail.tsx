@@ -1,0 +1,104 @@
+"use client";
+
+import { useQuery } from "@tanstack/react-query";
+import { useTranslation } from "react-i18next";
+import { useTRPC } from "../trpc/context";
+import { AttemptList } from "./AttemptList";
+import { ErrorNote } from "./ErrorNote";
+import { EventTimeline } from "./EventTimeline";
+import { StatusBadge } from "./StatusBadge";
+import { TaskActions } from "./TaskActions";
+import { TaskProgress } from "./TaskProgress";
+import { TaskSettings } from "./TaskSettings";
+import { useFormat } from "./use-format";
+
+/** Until the live subscription lands, an open task refreshes itself this often. */
+const REFRESH_MS = 2_000;
+
+interface TaskDetailProps {
+  id: string;
+  onClose: () => void;
+}
+
+export function TaskDetail({ id, onClose }: TaskDetailProps) {
+  const { t } = useTranslation();
+  const trpc = useTRPC();
+  const format = useFormat();
+  const details = useQuery(
+    trpc.task.get.queryOptions(
+      { id },
+      {
+        refetchInterval: REFRESH_MS,
+        retry: (count, error) => error.data?.code !== "NOT_FOUND" && count < 1,
+      },
+    ),
+  );
+
+  const header = (title: string) => (
+    <header className="panel-header">
+      <h2>{title}</h2>
+      <button type="button" className="secondary" onClick={onClose} data-testid="detail-close">
+        {t("detail.close")}
+      </button>
+    </header>
+  );
+
+  if (details.isPending) {
+    return (
+      <section className="panel">
+        {header(t("detail.title"))}
+        <p className="muted">{t("detail.loading")}</p>
+      </section>
+    );
+  }
+  if (details.error) {
+    const gone = details.error.data?.code === "NOT_FOUND";
+    return (
+      <section className="panel">
+        {header(t("detail.title"))}
+        {gone ? (
+          <p className="muted">{t("detail.notFound")}</p>
+        ) : (
+          <ErrorNote error={details.error} />
+        )}
+      </section>
+    );
+  }
+
+  const { task, attempts, events } = details.data;
+  return (
+    <section className="panel detail" data-testid="task-detail" data-task-id={task.id}>
+      {header(task.name)}
+      <div className="detail-summary">
+        <StatusBadge status={task.status} />
+        <TaskProgress progress={task.progress} status={task.status} />
+        <span className="muted mono" title={t("detail.id")}>
+          {task.id}
+        </span>
+      </div>
+      {task.statusReason && (
+        <p className="reason">
+          <strong>{t("detail.reason")}:</strong> {task.statusReason}
+        </p>
+      )}
+      <dl className="facts compact">
+        <dt>{t("detail.created")}</dt>
+        <dd>{format.dateTime(task.createdAt)}</dd>
+        <dt>{t("detail.updated")}</dt>
+        <dd>{format.dateTime(task.updatedAt)}</dd>
+        <dt>{t("detail.finished")}</dt>
+        <dd>{format.dateTime(task.finishedAt)}</dd>
+        {task.lastCheckpoint && (
+          <>
+            <dt>{t("detail.lastCheckpoint")}</dt>
+            <dd className="mono">{task.lastCheckpoint}</dd>
+          </>
+        )}
+      </dl>
+      <TaskActions details={details.data} onDeleted={onClose} />
+      <TaskSettings task={task} />
+      <AttemptList attempts={attempts} />
+      <EventTimeline events={events} />
+    </section>
+  );
+}

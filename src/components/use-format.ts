@@ -1,0 +1,17 @@
+"use client";
+
+import { useTranslation } from "react-i18next";
+
+/** Dates and numbers in the reader's language. */
+export function useFormat() {
+  const { i18n } = useTranslation();
+  const locale = i18n.language;
+  return {
+    dateTime(value: string | Date | null | undefined): string {
+      if (!value) return "–";
+      return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "medium" }).format(
+        new Date(value),
+      );
+    },
+  };
+}

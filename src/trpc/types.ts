@@ -1,0 +1,10 @@
+import type { inferRouterInputs, inferRouterOutputs } from "@trpc/server";
+import type { AppRouter } from "../server/api/root";
+
+/** What the server sends, as the browser receives it (JSON: dates arrive as ISO strings). */
+export type RouterOutputs = inferRouterOutputs<AppRouter>;
+export type RouterInputs = inferRouterInputs<AppRouter>;
+
+export type TaskListItem = RouterOutputs["task"]["list"]["items"][number];
+export type TaskDetails = RouterOutputs["task"]["get"];
+export type TaskStatusName = TaskListItem["status"];
