@@ -4,9 +4,11 @@ import { usePathname, useRouter, useSearchParams } from "next/navigation";
 import { useTranslation } from "react-i18next";
 import type { TaskStatusName } from "../trpc/types";
 import { CreateTaskForm } from "./CreateTaskForm";
+import { LiveIndicator } from "./LiveIndicator";
 import { TaskDetail } from "./TaskDetail";
 import { TaskList } from "./TaskList";
 import { TASK_STATUSES } from "./task-statuses";
+import { useLiveTaskUpdates } from "./use-live-task-updates";
 
 function statusFrom(value: string | null): TaskStatusName | null {
   return TASK_STATUSES.find((status) => status === value) ?? null;
@@ -23,6 +25,7 @@ export function FinetunePage() {
   const params = useSearchParams();
   const selectedId = params.get("task");
   const status = statusFrom(params.get("status"));
+  const liveStatus = useLiveTaskUpdates();
 
   function navigate(changes: Record<string, string | null>) {
     const next = new URLSearchParams(params.toString());
@@ -39,6 +42,7 @@ export function FinetunePage() {
       <div className="finetune-list">
         <div className="toolbar">
           <h1>{t("app.finetune")}</h1>
+          <LiveIndicator status={liveStatus} />
           <button
             type="button"
             data-testid="new-task"

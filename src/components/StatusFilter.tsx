@@ -15,7 +15,7 @@ interface StatusFilterProps {
 export function StatusFilter({ value, onChange }: StatusFilterProps) {
   const { t } = useTranslation();
   const trpc = useTRPC();
-  const info = useQuery(trpc.studio.info.queryOptions(undefined, { refetchInterval: 3_000 }));
+  const info = useQuery(trpc.studio.info.queryOptions(undefined, { refetchInterval: 15_000 }));
   const counts = info.data?.counts ?? {};
   const total = Object.values(counts).reduce((sum, n) => sum + (n ?? 0), 0);
   return (
@@ -25,6 +25,8 @@ export function StatusFilter({ value, onChange }: StatusFilterProps) {
         type="button"
         className="chip"
         aria-pressed={value === null}
+        data-testid="filter-all"
+        data-count={info.data ? total : undefined}
         onClick={() => onChange(null)}
       >
         {t("status.all")} <span className="chip-count">{total}</span>

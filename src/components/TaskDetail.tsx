@@ -12,8 +12,8 @@ import { TaskProgress } from "./TaskProgress";
 import { TaskSettings } from "./TaskSettings";
 import { useFormat } from "./use-format";
 
-/** Until the live subscription lands, an open task refreshes itself this often. */
-const REFRESH_MS = 2_000;
+/** Live updates drive refreshes; this slow poll only bounds how stale a missed one leaves the view. */
+const REFRESH_MS = 15_000;
 
 interface TaskDetailProps {
   id: string;

@@ -9,8 +9,8 @@ import { StatusFilter } from "./StatusFilter";
 import { TaskRow } from "./TaskRow";
 
 const PAGE_SIZE = 25;
-/** Until the live subscription lands, the list refreshes itself this often. */
-const REFRESH_MS = 2_000;
+/** Live updates drive refreshes; this slow poll only bounds how stale a missed one leaves the view. */
+const REFRESH_MS = 15_000;
 
 interface TaskListProps {
   status: TaskStatusName | null;

@@ -171,9 +171,19 @@ export const en = {
     interrupted: "Interrupted",
   },
   actions: {
+    start: "Start",
+    pause: "Pause",
+    resume: "Resume",
+    retry: "Retry",
+    resumeFromCheckpoint: "Resume from checkpoint",
+    cancel: "Cancel",
+    cancelConfirm: "Cancel task {{name}}? A running trainer gets time to save a checkpoint.",
     delete: "Delete",
     deleteConfirm: "Delete task {{name}} and its files?",
-    deleting: "Deleting…",
+  },
+  live: {
+    on: "Live",
+    reconnecting: "Reconnecting…",
   },
   errors: {
     generic: "Something went wrong: {{message}}",

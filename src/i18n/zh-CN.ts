@@ -173,9 +173,19 @@ export const zhCN: Messages = {
     interrupted: "已中断",
   },
   actions: {
+    start: "启动",
+    pause: "暂停",
+    resume: "继续",
+    retry: "重试",
+    resumeFromCheckpoint: "从检查点续训",
+    cancel: "取消",
+    cancelConfirm: "取消任务 {{name}}？正在运行的训练器会有时间保存检查点。",
     delete: "删除",
     deleteConfirm: "删除任务 {{name}} 及其文件？",
-    deleting: "删除中…",
+  },
+  live: {
+    on: "实时",
+    reconnecting: "重新连接中…",
   },
   errors: {
     generic: "出错了：{{message}}",

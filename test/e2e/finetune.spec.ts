@@ -1,0 +1,120 @@
+import { expect, type Page, test } from "@playwright/test";
+
+/** How many tasks the page lists right now, read from the page once the list has loaded. */
+async function shownTaskCount(page: Page): Promise<number> {
+  const counter = page.getByTestId("task-count");
+  await expect(counter).toBeVisible();
+  await expect(page.getByText("Loading…")).toHaveCount(0);
+  return Number(await counter.getAttribute("data-count"));
+}
+
+/** The total in the "All" filter chip: every task the studio has, not only the loaded page. */
+async function studioTaskTotal(page: Page): Promise<number> {
+  const chip = page.getByTestId("filter-all");
+  await expect(chip).toHaveAttribute("data-count", /^\d+$/);
+  return Number(await chip.getAttribute("data-count"));
+}
+
+test("a task created through the form shows in the list and in its detail", async ({
+  page,
+}, testInfo) => {
+  await page.goto("/");
+  await expect(page).toHaveURL(/\/finetune$/);
+  const before = await shownTaskCount(page);
+  const name = `e2e-create-${Date.now()}`;
+
+  await page.getByLabel("Name", { exact: true }).fill(name);
+  await expect(page.getByLabel("Model")).toHaveValue("builtin:tiny");
+  await page.getByLabel("Dataset").fill("sample");
+  await page.getByLabel("Epochs").fill("1");
+  await page.getByLabel("Learning rate").fill("0.001");
+  await page.getByLabel("Batch size").fill("4");
+  await page.getByLabel("LoRA rank").fill("4");
+  await page.getByLabel("LoRA alpha").fill("8");
+  await page.screenshot({ path: testInfo.outputPath("create-form-filled.png"), fullPage: true });
+  await page.getByTestId("create-task-submit").click();
+
+  const detail = page.getByTestId("task-detail");
+  await expect(detail).toBeVisible();
+  await expect(detail.getByRole("heading", { name })).toBeVisible();
+  await expect(page).toHaveURL(/[?&]task=t[a-z0-9]+/);
+  await expect(detail.getByTestId("status-badge")).toBeVisible();
+  await expect(detail.getByTestId("hp-epochs")).toHaveText("1");
+  await expect(detail.getByTestId("hp-learningRate")).toHaveText("0.001");
+  await expect(detail.getByTestId("hp-loraRank")).toHaveText("4");
+  await expect(detail.locator('[data-event-type="created"]')).toBeVisible();
+
+  const row = page.getByTestId("task-row").filter({ hasText: name });
+  await expect(row).toHaveCount(1);
+  await expect(row).toContainText("builtin:tiny");
+  expect(await shownTaskCount(page)).toBe(before + 1);
+  await page.screenshot({ path: testInfo.outputPath("task-created.png"), fullPage: true });
+
+  // the selection lives in the URL: a reload shows the same task
+  await page.reload();
+  await expect(page.getByTestId("task-detail").getByRole("heading", { name })).toBeVisible();
+
+  // closing the detail brings the form back; selecting the row opens the task again
+  await page.getByTestId("detail-close").click();
+  await expect(page.getByTestId("create-task-form")).toBeVisible();
+  await page.getByTestId("task-row").filter({ hasText: name }).click();
+  await expect(page.getByTestId("task-detail").getByRole("heading", { name })).toBeVisible();
+});
+
+test("an invalid form shows each error next to its field and creates nothing", async ({
+  page,
+}, testInfo) => {
+  const createCalls: string[] = [];
+  page.on("request", (request) => {
+    if (request.url().includes("task.create")) createCalls.push(request.url());
+  });
+  await page.goto("/finetune");
+  const shownBefore = await shownTaskCount(page);
+  const totalBefore = await studioTaskTotal(page);
+
+  await page.getByLabel("Name", { exact: true }).fill("");
+  await page.getByLabel("Dataset").fill("sample");
+  await page.getByLabel("Epochs").fill("0");
+  await page.getByLabel("Learning rate").fill("0");
+  await page.getByLabel("Batch size").fill("");
+  await page.getByTestId("create-task-submit").click();
+
+  await expect(page.getByTestId("error-name")).toHaveText("Required");
+  await expect(page.getByTestId("error-epochs")).toHaveText("Must be at least 1");
+  await expect(page.getByTestId("error-learningRate")).toHaveText("Must be greater than 0");
+  await expect(page.getByTestId("error-batchSize")).toHaveText("Enter a number");
+  await expect(page.getByTestId("error-dataset")).toHaveCount(0);
+  await expect(page.getByTestId("error-model")).toHaveCount(0);
+  // each error is tied to its input, so a screen reader reads it with the field
+  await expect(page.getByLabel("Epochs")).toHaveAttribute("aria-invalid", "true");
+  await expect(page.getByLabel("Epochs")).toHaveAttribute("aria-describedby", /error-epochs/);
+  await page.screenshot({ path: testInfo.outputPath("invalid-form.png"), fullPage: true });
+
+  await expect(page.getByTestId("task-detail")).toHaveCount(0);
+  await page.reload();
+  expect(await shownTaskCount(page)).toBe(shownBefore);
+  expect(await studioTaskTotal(page)).toBe(totalBefore);
+  expect(createCalls).toEqual([]);
+
+  // the errors speak the reader's language too
+  await page.getByTestId("language-switcher").selectOption("zh-CN");
+  await page.getByLabel("学习率").fill("0");
+  await page.getByTestId("create-task-submit").click();
+  await expect(page.getByTestId("error-learningRate")).toHaveText("必须大于 0");
+});
+
+test("the language switch applies at once and is remembered", async ({ page }, testInfo) => {
+  await page.goto("/finetune");
+  await expect(page.getByRole("heading", { name: "New task" })).toBeVisible();
+  await page.getByTestId("language-switcher").selectOption("zh-CN");
+  await expect(page.getByRole("heading", { name: "新建任务" })).toBeVisible();
+  await expect(page.locator("html")).toHaveAttribute("lang", "zh-CN");
+  await page.screenshot({ path: testInfo.outputPath("finetune-zh-CN.png"), fullPage: true });
+
+  await page.reload();
+  await expect(page.getByRole("heading", { name: "新建任务" })).toBeVisible();
+  await expect(page.getByTestId("language-switcher")).toHaveValue("zh-CN");
+
+  await page.getByTestId("language-switcher").selectOption("en");
+  await expect(page.getByRole("heading", { name: "New task" })).toBeVisible();
+});
