@@ -81,13 +81,14 @@ export function weightShapes(config: ModelConfig): Map<string, number[]> {
 export function initWeights(config: ModelConfig, seed: number): TensorMap {
   const rng = new Rng(seed);
   const residualStd = 0.02 / Math.sqrt(2 * config.nLayers);
+  const embeddingStd = 1 / Math.sqrt(config.dModel);
   const weights: TensorMap = new Map();
   for (const [name, shape] of weightShapes(config)) {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
     if (name.endsWith("norm.weight")) data.fill(1);
     else if (!name.endsWith(".bias")) {
       const residual = name.endsWith("o_proj.weight") || name.endsWith("down_proj.weight");
-      const std = name === "model.embed_positions.weight" ? 0.01 : residual ? residualStd : 0.02;
+      const std = name.startsWith("model.embed_") ? embeddingStd : residual ? residualStd : 0.02;
       for (let i = 0; i < data.length; i++) data[i] = rng.normal() * std;
     }
     weights.set(name, { shape, data });

@@ -1,0 +1,288 @@
+import * as tf from "@tensorflow/tfjs-core";
+import { describe, expect, test } from "vitest";
+import {
+  epochOrder,
+  makeBatch,
+  splitEval,
+  stepsPerEpoch,
+} from "../../src/trainers/builtin/batches";
+import { causalSoftmax, crossEntropySum } from "../../src/trainers/builtin/kernels";
+import { initLoraWeights, loraHook, loraWeightName } from "../../src/trainers/builtin/lora";
+import { batchedDot } from "../../src/trainers/builtin/matmul";
+import { forwardLogits, initWeights, type ModelConfig } from "../../src/trainers/builtin/model";
+import {
+  adamWStep,
+  clipGradNorm,
+  DEFAULT_ADAMW,
+  initAdamWState,
+} from "../../src/trainers/builtin/optimizer";
+import { Rng } from "../../src/trainers/builtin/rng";
+import { decodeSafetensors, encodeSafetensors } from "../../src/trainers/builtin/safetensors";
+import { pickToken } from "../../src/trainers/builtin/sample";
+import { learningRateAt } from "../../src/trainers/builtin/schedule";
+import { selectCpuBackend } from "../../src/trainers/builtin/tfjs";
+import { BOS, decode, EOS, encodeForTraining } from "../../src/trainers/builtin/tokenizer";
+
+// Before any tensor exists, so the whole file runs on the configured backend.
+await selectCpuBackend();
+
+describe("safetensors", () => {
+  test("round-trips tensors and metadata, with an 8-byte aligned data section", () => {
+    const tensors = new Map([
+      ["b.weight", { shape: [2, 3], data: Float32Array.from([1, -2, 3.5, 0, 1e-8, -0]) }],
+      ["a", { shape: [1], data: Float32Array.from([42]) }],
+    ]);
+    const bytes = encodeSafetensors(tensors, { note: "x" });
+    const headerLength = Number(bytes.readBigUInt64LE(0));
+    expect((8 + headerLength) % 8).toBe(0);
+    const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString());
+    expect(header.a).toEqual({ dtype: "F32", shape: [1], data_offsets: [0, 4] });
+    expect(header["b.weight"].data_offsets).toEqual([4, 28]);
+    const decoded = decodeSafetensors(bytes);
+    expect(decoded.metadata).toEqual({ note: "x" });
+    expect(Array.from(decoded.tensors.get("b.weight")!.data)).toEqual(
+      Array.from(tensors.get("b.weight")!.data),
+    );
+    expect(decoded.tensors.get("b.weight")!.shape).toEqual([2, 3]);
+  });
+
+  test("refuses a truncated file and a non-F32 dtype", () => {
+    const bytes = encodeSafetensors(new Map([["a", { shape: [2], data: new Float32Array(2) }]]));
+    expect(() => decodeSafetensors(bytes.subarray(0, bytes.length - 1))).toThrow(/byte range/);
+    const header = Buffer.from(
+      JSON.stringify({ a: { dtype: "F16", shape: [1], data_offsets: [0, 2] } }),
+    );
+    const f16 = Buffer.concat([Buffer.alloc(8), header, Buffer.alloc(2)]);
+    f16.writeBigUInt64LE(BigInt(header.length), 0);
+    expect(() => decodeSafetensors(f16)).toThrow(/F16/);
+  });
+});
+
+describe("schedule", () => {
+  test("warms up linearly then decays linearly to zero", () => {
+    // 100 steps, 10% warm-up → 10 warm-up steps.
+    expect(learningRateAt(0, 100, 1, 0.1)).toBe(0);
+    expect(learningRateAt(5, 100, 1, 0.1)).toBeCloseTo(0.5);
+    expect(learningRateAt(10, 100, 1, 0.1)).toBe(1);
+    expect(learningRateAt(55, 100, 1, 0.1)).toBeCloseTo(0.5);
+    expect(learningRateAt(100, 100, 1, 0.1)).toBe(0);
+    expect(learningRateAt(0, 10, 2, 0)).toBe(2);
+  });
+});
+
+describe("data", () => {
+  test("the split and the epoch orders are seeded, disjoint and complete", () => {
+    const split = splitEval(50, 0.1, 3);
+    expect(split.eval).toHaveLength(5);
+    expect([...split.train, ...split.eval].sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 50 }, (_, i) => i),
+    );
+    expect(splitEval(50, 0.1, 3)).toEqual(split);
+    expect(splitEval(50, 0.1, 4)).not.toEqual(split);
+    expect(splitEval(1, 0.5, 3).eval).toEqual([]);
+    expect(epochOrder(45, 3, 1)).toEqual(epochOrder(45, 3, 1));
+    expect(epochOrder(45, 3, 1)).not.toEqual(epochOrder(45, 3, 2));
+    expect(stepsPerEpoch(45, 8)).toBe(6);
+  });
+
+  test("batches shift targets by one and pad with ignored positions", () => {
+    const a = encodeForTraining("hi", 10);
+    expect(a).toEqual([BOS, 104, 105, EOS]);
+    expect(encodeForTraining("hello", 3)).toEqual([BOS, 104, 101]);
+    const batch = makeBatch([a, [BOS, 120]]);
+    expect(batch.time).toBe(3);
+    expect(Array.from(batch.ids)).toEqual([BOS, 104, 105, BOS, EOS, EOS]);
+    expect(Array.from(batch.targets)).toEqual([104, 105, EOS, 120, -1, -1]);
+    expect(batch.tokenCount).toBe(4);
+    expect(decode([BOS, 104, 105, EOS])).toBe("hi");
+  });
+});
+
+describe("optimizer", () => {
+  test("AdamW's first step moves each weight by lr against its gradient's sign, after decay", () => {
+    const params = new Map([["w", Float32Array.from([1, -1, 0.5])]]);
+    const state = initAdamWState(params);
+    const grads = new Map([["w", Float32Array.from([0.3, -2, 0])]]);
+    adamWStep(params, grads, state, 0.1, { ...DEFAULT_ADAMW, weightDecay: 0.5 });
+    const w = params.get("w")!;
+    expect(w[0]).toBeCloseTo(1 * (1 - 0.05) - 0.1, 5);
+    expect(w[1]).toBeCloseTo(-1 * (1 - 0.05) + 0.1, 5);
+    expect(w[2]).toBeCloseTo(0.5 * (1 - 0.05), 5);
+    expect(state.step).toBe(1);
+  });
+
+  test("clipping scales the global norm down to the limit and leaves small gradients alone", () => {
+    const grads = new Map([
+      ["a", Float32Array.from([3])],
+      ["b", Float32Array.from([4])],
+    ]);
+    expect(clipGradNorm(grads, 1)).toBeCloseTo(5);
+    expect(grads.get("a")![0]).toBeCloseTo(0.6, 5);
+    expect(grads.get("b")![0]).toBeCloseTo(0.8, 5);
+    expect(clipGradNorm(grads, 10)).toBeCloseTo(1, 5);
+    expect(grads.get("a")![0]).toBeCloseTo(0.6, 5);
+  });
+});
+
+describe("kernels", () => {
+  test("the matmul kernel matches a naive product in every transpose case", () => {
+    const rng = new Rng(1);
+    const a = tf.tensor(
+      Array.from({ length: 2 * 5 * 3 }, () => rng.normal()),
+      [2, 5, 3],
+    );
+    const b = tf.tensor(
+      Array.from({ length: 2 * 3 * 6 }, () => rng.normal()),
+      [2, 3, 6],
+    );
+    const expected = tf.einsum("bik,bkj->bij", a, b).arraySync();
+    const close = (t: tf.Tensor) =>
+      expect(tf.max(tf.abs(tf.sub(t, expected))).arraySync()).toBeLessThan(1e-5);
+    close(tf.matMul(a, b));
+    close(tf.matMul(tf.transpose(a, [0, 2, 1]), b, true, false));
+    close(tf.matMul(a, tf.transpose(b, [0, 2, 1]), false, true));
+    close(tf.matMul(tf.transpose(a, [0, 2, 1]), tf.transpose(b, [0, 2, 1]), true, true));
+    expect(
+      Array.from(batchedDot(Float32Array.from([1, 2]), Float32Array.from([3, 4]), 1, 1, 1, 1, 2)),
+    ).toEqual([11]);
+  });
+
+  test("causal softmax and cross-entropy match tfjs's own ops, values and gradients", () => {
+    const rng = new Rng(2);
+    const scores = tf.tensor(
+      Array.from({ length: 2 * 4 * 4 }, () => rng.normal()),
+      [2, 4, 4],
+    );
+    const mask = tf.linalg.bandPart(tf.ones([4, 4]), -1, 0);
+    const reference = (s: tf.Tensor) => tf.softmax(tf.add(s, tf.mul(tf.sub(1, mask), -1e9)));
+    const weights = tf.tensor(
+      Array.from({ length: 32 }, () => rng.normal()),
+      [2, 4, 4],
+    );
+    const ours = tf.grad((s: tf.Tensor) => tf.sum(tf.mul(causalSoftmax(s), weights)))(scores);
+    const theirs = tf.grad((s: tf.Tensor) => tf.sum(tf.mul(reference(s), weights)))(scores);
+    expect(
+      tf.max(tf.abs(tf.sub(causalSoftmax(scores), reference(scores)))).arraySync(),
+    ).toBeLessThan(1e-6);
+    expect(tf.max(tf.abs(tf.sub(ours, theirs))).arraySync()).toBeLessThan(1e-5);
+
+    const logits = tf.tensor2d(
+      Array.from({ length: 3 * 5 }, () => rng.normal()),
+      [3, 5],
+    );
+    const targets = Int32Array.from([4, -1, 0]);
+    const oneHot = tf.tensor2d([
+      [0, 0, 0, 0, 1],
+      [0, 0, 0, 0, 0],
+      [1, 0, 0, 0, 0],
+    ]);
+    const referenceLoss = (l: tf.Tensor) => tf.neg(tf.sum(tf.mul(tf.logSoftmax(l), oneHot)));
+    expect(crossEntropySum(logits, targets).arraySync()).toBeCloseTo(
+      referenceLoss(logits).arraySync() as number,
+      5,
+    );
+    const ourGrad = tf.grad((l: tf.Tensor) => crossEntropySum(l as tf.Tensor2D, targets))(logits);
+    const theirGrad = tf.grad(referenceLoss)(logits);
+    expect(tf.max(tf.abs(tf.sub(ourGrad, theirGrad))).arraySync()).toBeLessThan(1e-6);
+  });
+});
+
+describe("LoRA", () => {
+  const config: ModelConfig = {
+    vocabSize: 258,
+    dModel: 8,
+    nLayers: 1,
+    nHeads: 2,
+    dFF: 16,
+    contextLength: 8,
+  };
+  const settings = {
+    rank: 2,
+    alpha: 4,
+    dropout: 0,
+    targetModules: ["q_proj", "v_proj", "down_proj"],
+  };
+  const base = Object.fromEntries(
+    [...initWeights(config, 5)].map(([name, t]) => [name, tf.tensor(t.data, t.shape)]),
+  );
+  const batch = makeBatch([encodeForTraining("abcdefg", 8), encodeForTraining("xyz", 8)]);
+  const loss = (adapter: Record<string, tf.Tensor>) =>
+    tf.div(
+      crossEntropySum(
+        forwardLogits(
+          config,
+          base,
+          batch.ids,
+          batch.batch,
+          batch.time,
+          loraHook(adapter, settings, null),
+        ),
+        batch.targets,
+      ),
+      batch.tokenCount,
+    ) as tf.Scalar;
+
+  test("starts at the base model (B = 0)", () => {
+    const adapter = Object.fromEntries(
+      [...initLoraWeights(config, settings, new Rng(1))].map(([n, t]) => [
+        n,
+        tf.tensor(t.data, t.shape),
+      ]),
+    );
+    const plain = tf.div(
+      crossEntropySum(
+        forwardLogits(config, base, batch.ids, batch.batch, batch.time, null),
+        batch.targets,
+      ),
+      batch.tokenCount,
+    );
+    expect(loss(adapter).arraySync()).toBe(plain.arraySync());
+    expect(Object.keys(adapter)).toContain(loraWeightName("model.layers.0.self_attn.q_proj", "A"));
+  });
+
+  test("gradients through the adapters agree with finite differences", () => {
+    const rng = new Rng(9);
+    const variables: Record<string, tf.Variable> = {};
+    for (const [name, t] of initLoraWeights(config, settings, rng)) {
+      // Non-zero B so that A's gradient is not trivially zero.
+      const data = name.includes("lora_B") ? t.data.map(() => rng.normal() * 0.5) : t.data;
+      variables[name] = tf.variable(tf.tensor(data, t.shape));
+    }
+    const { grads } = tf.variableGrads(() => loss(variables), Object.values(variables));
+    const names = Object.keys(variables);
+    for (const name of names) {
+      const variable = variables[name]!;
+      const grad = grads[variable.name]!;
+      const norm = tf.norm(grad).arraySync() as number;
+      expect(norm).toBeGreaterThan(1e-4);
+      // Directional derivative along the gradient equals its norm.
+      const direction = tf.div(grad, norm);
+      const original = variable.clone();
+      const eps = 1e-2;
+      variable.assign(tf.add(original, tf.mul(direction, eps)));
+      const plus = loss(variables).arraySync() as number;
+      variable.assign(tf.sub(original, tf.mul(direction, eps)));
+      const minus = loss(variables).arraySync() as number;
+      variable.assign(original);
+      const numeric = (plus - minus) / (2 * eps);
+      expect(Math.abs(numeric - norm) / norm, name).toBeLessThan(2e-2);
+    }
+  });
+});
+
+describe("sampling", () => {
+  test("temperature 0 is greedy; sampling follows the seeded generator", () => {
+    const logits = Float32Array.from([0, 3, 1]);
+    expect(pickToken(logits, 0, new Rng(1))).toBe(1);
+    const draws = (seed: number) =>
+      Array.from(
+        { length: 20 },
+        (
+          (rng) => () =>
+            pickToken(logits, 1, rng)
+        )(new Rng(seed)),
+      );
+    expect(draws(4)).toEqual(draws(4));
+    expect(new Set(draws(4)).size).toBeGreaterThan(1);
+  });
+});
