@@ -1,0 +1,203 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { createTRPCClient, httpBatchLink } from "@trpc/client";
+import { initTRPC } from "@trpc/server";
+import { createHTTPHandler } from "@trpc/server/adapters/standalone";
+import { createInstance } from "i18next";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { progressPercent } from "../../src/components/progress-percent";
+import { serverValidationIssues } from "../../src/components/server-issues";
+import {
+  defaultFormValues,
+  fieldOfPath,
+  groupIssues,
+  toCreateInput,
+  validateForm,
+} from "../../src/components/task-form";
+import { pickLanguage } from "../../src/i18n/language";
+import { resources } from "../../src/i18n/resources";
+import { validationMessage } from "../../src/i18n/validation-message";
+import { createTaskInput } from "../../src/shared/task-input";
+
+// The browser-side logic of the Finetune page; the page itself is driven by finetune.spec.ts.
+
+describe("create form", () => {
+  it("starts from the schema's defaults and needs only a name and a dataset", () => {
+    const values = { ...defaultFormValues(), name: "demo", dataset: "sample" };
+    const checked = validateForm(values);
+    expect(checked.ok).toBe(true);
+    if (!checked.ok) return;
+    expect(checked.input).toMatchObject({
+      name: "demo",
+      model: "builtin:tiny",
+      dataset: "sample",
+      trainer: "builtin",
+      mode: "lora",
+      gpus: 0,
+      hyperparameters: {
+        epochs: 3,
+        learningRate: 0.0002,
+        batchSize: 8,
+        loraRank: 8,
+        loraAlpha: 16,
+      },
+    });
+  });
+
+  it("puts each problem on its own field", () => {
+    const checked = validateForm({
+      ...defaultFormValues(),
+      name: "  ",
+      dataset: "",
+      epochs: "0",
+      learningRate: "0",
+      batchSize: "",
+      loraRank: "2.5",
+      model: "has space",
+    });
+    expect(checked.ok).toBe(false);
+    if (checked.ok) return;
+    expect(Object.keys(checked.fields).sort()).toEqual(
+      ["batchSize", "dataset", "epochs", "learningRate", "loraRank", "model", "name"].sort(),
+    );
+    expect(checked.other).toEqual([]);
+  });
+
+  it("reads an empty number box as missing, not as zero", () => {
+    expect(toCreateInput({ ...defaultFormValues(), epochs: " " }).hyperparameters.epochs).toBeNaN();
+    expect(toCreateInput({ ...defaultFormValues(), epochs: "2" }).hyperparameters.epochs).toBe(2);
+  });
+
+  it("sends a command only for the command trainer, one argument per line", () => {
+    const lines = "python\ntrain.py\n\n--fast";
+    expect(toCreateInput({ ...defaultFormValues(), command: lines }).command).toBeUndefined();
+    expect(
+      toCreateInput({ ...defaultFormValues(), trainer: "command", command: lines }).command,
+    ).toEqual(["python", "train.py", "--fast"]);
+    const missing = validateForm({
+      ...defaultFormValues(),
+      name: "x",
+      dataset: "sample",
+      trainer: "command",
+    });
+    expect(missing.ok || Object.keys(missing.fields)).toEqual(["command"]);
+  });
+
+  it("maps issue paths to fields and keeps the first issue of a field", () => {
+    expect(fieldOfPath(["hyperparameters", "loraAlpha"])).toBe("loraAlpha");
+    expect(fieldOfPath(["hyperparameters", "seed"])).toBeNull();
+    expect(fieldOfPath(["gpus"])).toBe("gpus");
+    expect(fieldOfPath([])).toBeNull();
+    const grouped = groupIssues([
+      { code: "a", path: ["name"], message: "first" },
+      { code: "b", path: ["name"], message: "second" },
+      { code: "c", path: [], message: "whole form" },
+    ]);
+    expect(grouped.fields.name?.message).toBe("first");
+    expect(grouped.other.map((i) => i.message)).toEqual(["whole form"]);
+  });
+});
+
+describe("validation messages", () => {
+  const i18n = createInstance();
+  beforeAll(async () => {
+    await i18n.init({ resources, lng: "en", fallbackLng: "en" });
+  });
+
+  function messagesFor(language: string, values: Partial<ReturnType<typeof defaultFormValues>>) {
+    const checked = validateForm({ ...defaultFormValues(), name: "x", dataset: "d", ...values });
+    if (checked.ok) throw new Error("expected issues");
+    const t = i18n.getFixedT(language);
+    return Object.fromEntries(
+      Object.entries(checked.fields).map(([field, issue]) => [field, validationMessage(t, issue)]),
+    );
+  }
+
+  it("words the schema's issues in English", () => {
+    expect(
+      messagesFor("en", {
+        name: "",
+        epochs: "0",
+        learningRate: "0",
+        batchSize: "x",
+        loraRank: "1.5",
+        model: "a b",
+      }),
+    ).toEqual({
+      name: "Required",
+      epochs: "Must be at least 1",
+      learningRate: "Must be greater than 0",
+      batchSize: "Enter a number",
+      loraRank: "Enter a whole number",
+      model: "Letters, digits and _ . / : @ - only",
+    });
+    expect(messagesFor("en", { epochs: "5000", gpus: "1" })).toEqual({
+      epochs: "Must be at most 1000",
+      gpus: "The built-in trainer runs on the CPU: ask for 0 GPUs",
+    });
+  });
+
+  it("words them in Simplified Chinese", () => {
+    expect(messagesFor("zh-CN", { name: "", learningRate: "2" })).toEqual({
+      name: "必填",
+      learningRate: "不能大于 1",
+    });
+  });
+});
+
+describe("server-side validation issues", () => {
+  // A real tRPC server with the real create schema: what the page reads is what tRPC sends.
+  const t = initTRPC.create();
+  const router = t.router({ create: t.procedure.input(createTaskInput).mutation(() => "ok") });
+  let server: Server;
+  let client: ReturnType<typeof createTRPCClient<typeof router>>;
+
+  beforeAll(async () => {
+    server = createServer(createHTTPHandler({ router, basePath: "/api/trpc/" }));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    client = createTRPCClient<typeof router>({
+      links: [httpBatchLink({ url: `http://127.0.0.1:${port}/api/trpc` })],
+    });
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it("reads the zod issues of a refused input and places them on the form's fields", async () => {
+    const error = await client.create
+      .mutate({ name: "", model: "m", dataset: "d", hyperparameters: { epochs: 0 } })
+      .catch((e: unknown) => e);
+    const grouped = groupIssues(serverValidationIssues(error));
+    expect(Object.keys(grouped.fields).sort()).toEqual(["epochs", "name"]);
+    expect(grouped.fields.epochs).toMatchObject({ code: "too_small", minimum: 1 });
+  });
+
+  it("finds no issues in other errors", () => {
+    expect(serverValidationIssues(new Error("[]"))).toEqual([]);
+    expect(serverValidationIssues(undefined)).toEqual([]);
+  });
+});
+
+describe("progress and language", () => {
+  it("computes whole percent of steps, 100 when completed, nothing when unknown", () => {
+    expect(progressPercent({ step: 150, totalSteps: 300 }, "training")).toBe(50);
+    expect(progressPercent({ step: 2, total_steps: 3 }, "training")).toBe(66);
+    expect(progressPercent({ step: 400, totalSteps: 300 }, "training")).toBe(100);
+    expect(progressPercent({}, "pending")).toBeNull();
+    expect(progressPercent({ step: 1, totalSteps: 0 }, "training")).toBeNull();
+    expect(progressPercent({}, "completed")).toBe(100);
+  });
+
+  it("keeps a stored language only if the studio speaks it", () => {
+    expect(pickLanguage("zh-CN")).toBe("zh-CN");
+    expect(pickLanguage("fr")).toBe("en");
+    expect(pickLanguage(null)).toBe("en");
+  });
+
+  it("has the same keys in every language", () => {
+    const keys = (o: object, prefix = ""): string[] =>
+      Object.entries(o).flatMap(([k, v]) =>
+        typeof v === "object" ? keys(v, `${prefix}${k}.`) : [`${prefix}${k}`],
+      );
+    expect(keys(resources["zh-CN"].translation)).toEqual(keys(resources.en.translation));
+  });
+});
