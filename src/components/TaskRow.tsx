@@ -40,7 +40,9 @@ export function TaskRow({ task, selected, onSelect }: TaskRowProps) {
       <td>
         <TaskProgress progress={task.progress} status={task.status} />
       </td>
-      <td className="nowrap">{format.dateTime(task.createdAt)}</td>
+      <td className="nowrap" title={format.dateTime(task.createdAt)}>
+        {format.shortDateTime(task.createdAt)}
+      </td>
     </tr>
   );
 }

@@ -1,6 +1,7 @@
 "use client";
 
 import { useTranslation } from "react-i18next";
+import { hyperparametersSchema } from "../trainers/protocol";
 import type { TaskDetails } from "../trpc/types";
 
 type Task = TaskDetails["task"];
@@ -8,7 +9,10 @@ type Task = TaskDetails["task"];
 /** The frozen settings of a task: what its trainer reads. */
 export function TaskSettings({ task }: { task: Task }) {
   const { t } = useTranslation();
-  const hyperparameters = Object.entries(task.hyperparameters);
+  // in the schema's order (the database keeps JSON keys in its own order)
+  const hyperparameters = Object.keys(hyperparametersSchema.shape)
+    .filter((key) => key in task.hyperparameters)
+    .map((key) => [key, (task.hyperparameters as Record<string, unknown>)[key]] as const);
   return (
     <section aria-labelledby="settings-title">
       <h3 id="settings-title">{t("detail.settings")}</h3>

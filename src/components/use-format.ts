@@ -13,5 +13,11 @@ export function useFormat() {
         new Date(value),
       );
     },
+    /** For table cells: minutes are enough, and the column stays narrow. */
+    shortDateTime(value: string | Date): string {
+      return new Intl.DateTimeFormat(locale, { dateStyle: "short", timeStyle: "short" }).format(
+        new Date(value),
+      );
+    },
   };
 }

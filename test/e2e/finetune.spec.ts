@@ -118,3 +118,32 @@ test("the language switch applies at once and is remembered", async ({ page }, t
   await page.getByTestId("language-switcher").selectOption("en");
   await expect(page.getByRole("heading", { name: "New task" })).toBeVisible();
 });
+
+test("a deleted task leaves the list", async ({ page }) => {
+  await page.goto("/finetune");
+  const name = `e2e-delete-${Date.now()}`;
+  await page.getByLabel("Name", { exact: true }).fill(name);
+  await page.getByLabel("Dataset").fill("sample");
+  await page.getByTestId("create-task-submit").click();
+  const detail = page.getByTestId("task-detail");
+  await expect(detail.getByRole("heading", { name })).toBeVisible();
+  await expect(page.getByTestId("task-row").filter({ hasText: name })).toHaveCount(1);
+
+  page.once("dialog", (dialog) => void dialog.accept());
+  await detail.getByTestId("action-delete").click();
+  await expect(page.getByTestId("create-task-form")).toBeVisible();
+  await expect(page.getByTestId("task-row").filter({ hasText: name })).toHaveCount(0);
+  await page.reload();
+  await expect(page.getByTestId("task-count")).toBeVisible();
+  await expect(page.getByTestId("task-row").filter({ hasText: name })).toHaveCount(0);
+});
+
+test("a wrong token on the sign-in page says so", async ({ page }, testInfo) => {
+  await page.goto("/login");
+  await expect(page.getByTestId("login-error")).toHaveCount(0);
+  await page.getByLabel("Access token").fill("not-the-token");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/login\?error=1$/);
+  await expect(page.getByTestId("login-error")).toBeVisible();
+  await page.screenshot({ path: testInfo.outputPath("login-error.png") });
+});
