@@ -6,6 +6,7 @@ import { useTRPC } from "../trpc/context";
 import { AttemptList } from "./AttemptList";
 import { ErrorNote } from "./ErrorNote";
 import { EventTimeline } from "./EventTimeline";
+import { LogViewer } from "./LogViewer";
 import { StatusBadge } from "./StatusBadge";
 import { TaskActions } from "./TaskActions";
 import { TaskProgress } from "./TaskProgress";
@@ -99,6 +100,7 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
       <TaskSettings task={task} />
       <AttemptList attempts={attempts} />
       <EventTimeline events={events} />
+      <LogViewer id={task.id} />
     </section>
   );
 }

@@ -109,6 +109,8 @@ export const en = {
     attempts: "Attempts",
     noAttempts: "Not started yet.",
     events: "Timeline",
+    log: "Training log",
+    noLog: "Nothing logged yet.",
     noEvents: "No events.",
     actions: "Actions",
     progress: "Progress",

@@ -111,6 +111,8 @@ export const zhCN: Messages = {
     attempts: "运行记录",
     noAttempts: "尚未启动。",
     events: "时间线",
+    log: "训练日志",
+    noLog: "暂无日志。",
     noEvents: "没有事件。",
     actions: "操作",
     progress: "进度",

@@ -5,6 +5,7 @@ import { initTRPC } from "@trpc/server";
 import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { createInstance } from "i18next";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { appendLogLines } from "../../src/components/log-lines";
 import { progressPercent } from "../../src/components/progress-percent";
 import { serverValidationIssues } from "../../src/components/server-issues";
 import {
@@ -185,6 +186,12 @@ describe("progress and language", () => {
     expect(progressPercent({}, "pending")).toBeNull();
     expect(progressPercent({ step: 1, totalSteps: 0 }, "training")).toBeNull();
     expect(progressPercent({}, "completed")).toBe(100);
+  });
+
+  it("keeps the newest log lines up to the cap", () => {
+    expect(appendLogLines([1, 2], [3], 5)).toEqual([1, 2, 3]);
+    expect(appendLogLines([1, 2, 3], [4, 5, 6], 4)).toEqual([3, 4, 5, 6]);
+    expect(appendLogLines([], [1, 2, 3], 2)).toEqual([2, 3]);
   });
 
   it("keeps a stored language only if the studio speaks it", () => {
