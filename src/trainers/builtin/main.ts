@@ -1,0 +1,82 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { readDatasetTexts } from "../dataset";
+import { taskConfigSchema } from "../protocol";
+import { sampleText } from "./sample";
+import { train } from "./train";
+
+/**
+ * `builtin-trainer --task-dir <dir> [--resume-from <checkpoint>]` trains;
+ * `builtin-trainer sample --task-dir <dir> --prompt <text>` prints a continuation.
+ * SIGTERM (or SIGINT) stops training after the current step with a checkpoint; exit code 143.
+ */
+
+const STOPPED_EXIT_CODE = 143;
+
+const sampleOptionsSchema = z.object({
+  maxNewTokens: z.coerce.number().int().min(1).max(100_000),
+  temperature: z.coerce.number().min(0).max(100),
+  seed: z.coerce.number().int().min(0),
+});
+
+async function runTraining(taskDir: string, resumeFrom: string | undefined): Promise<number> {
+  const config = taskConfigSchema.parse(
+    JSON.parse(await readFile(join(taskDir, "config.json"), "utf8")),
+  );
+  if (resumeFrom) config.resumeFrom = resumeFrom;
+  let stopRequested = false;
+  const requestStop = () => {
+    stopRequested = true;
+  };
+  process.on("SIGTERM", requestStop);
+  process.on("SIGINT", requestStop);
+  const texts = await readDatasetTexts(config.dataset.path, config.dataset.format);
+  const outcome = await train(config, texts, {
+    shouldStop: () => stopRequested,
+    print: (line) => console.log(line),
+  });
+  return outcome === "stopped" ? STOPPED_EXIT_CODE : 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      "task-dir": { type: "string" },
+      "resume-from": { type: "string" },
+      prompt: { type: "string" },
+      "max-new-tokens": { type: "string", default: "200" },
+      temperature: { type: "string", default: "0.8" },
+      seed: { type: "string", default: "0" },
+    },
+  });
+  const taskDir = values["task-dir"];
+  if (!taskDir) throw new Error("--task-dir is required");
+  if (positionals[0] === "sample") {
+    if (values.prompt === undefined) throw new Error("sample needs --prompt");
+    const text = await sampleText(
+      taskDir,
+      values.prompt,
+      sampleOptionsSchema.parse({
+        maxNewTokens: values["max-new-tokens"],
+        temperature: values.temperature,
+        seed: values.seed,
+      }),
+    );
+    console.log(text);
+    return 0;
+  }
+  if (positionals.length > 0) throw new Error(`unknown command ${positionals[0]}`);
+  return runTraining(taskDir, values["resume-from"]);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`builtin-trainer: ${error instanceof Error ? error.stack : String(error)}`);
+    process.exit(1);
+  },
+);
