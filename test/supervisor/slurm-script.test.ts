@@ -1,0 +1,110 @@
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { parseRunnerArgs } from "../../src/runner/args";
+import {
+  BATCH_SCRIPT,
+  batchScriptPath,
+  jobName,
+  sbatchArgv,
+  sbatchEnv,
+} from "../../src/server/supervisor/slurm-script";
+
+const nasty = ["a b", "", "$(touch /tmp/pwned)", "new\nline", "it's", '"quoted"', "--", "*"];
+const spec = {
+  taskDir: "/home/u/.finetune-studio/tasks/t 1",
+  attempt: 2,
+  command: { file: "/usr/bin/python3", args: nasty, env: { PYTHONUNBUFFERED: "1" } },
+};
+const options = { nodePath: "/usr/bin/node", runnerPath: "/opt/studio/dist/runner.js", gpus: 0 };
+
+describe("sbatch argv", () => {
+  it("puts options first, then the script, then the runner's argv untouched", () => {
+    const argv = sbatchArgv(spec, { ...options, partition: "gpu", gpus: 2, timeLimit: "1:00:00" });
+    const script = argv.indexOf(batchScriptPath(spec.taskDir, 2));
+    expect(argv.slice(0, script)).toEqual([
+      "--parsable",
+      "--no-requeue",
+      "--job-name=studio-t_1-a2",
+      "--chdir=/home/u/.finetune-studio/tasks/t 1",
+      "--output=/home/u/.finetune-studio/tasks/t 1/slurm-attempt-2.out",
+      "--export=ALL",
+      "--partition=gpu",
+      "--gres=gpu:2",
+      "--time=1:00:00",
+    ]);
+    const [node, runner, ...runnerArgs] = argv.slice(script + 1);
+    expect([node, runner]).toEqual([options.nodePath, options.runnerPath]);
+    expect(parseRunnerArgs(runnerArgs)).toEqual({
+      taskDir: spec.taskDir,
+      attempt: 2,
+      daemonize: false,
+      file: "/usr/bin/python3",
+      args: nasty,
+    });
+  });
+
+  it("asks for no GPU, partition or time limit unless given", () => {
+    const argv = sbatchArgv(spec, options);
+    expect(argv.some((a) => /^--(gres|partition|time)=/.test(a))).toBe(false);
+  });
+
+  it("passes operator options as separate words before the script", () => {
+    const argv = sbatchArgv(spec, { ...options, extraArgs: ["--account=ml", "--qos=low"] });
+    expect(argv.indexOf("--qos=low")).toBeLessThan(argv.indexOf(batchScriptPath(spec.taskDir, 2)));
+  });
+
+  it("refuses a task folder with '%' (Slurm expands it in --output)", () => {
+    expect(() => sbatchArgv({ ...spec, taskDir: "/tmp/50%" }, options)).toThrow(/'%'/);
+  });
+
+  it("refuses a GPU count that is not a whole number", () => {
+    expect(() => sbatchArgv(spec, { ...options, gpus: 1.5 })).toThrow(/whole number/);
+  });
+});
+
+describe("job name", () => {
+  it("is the task id and attempt, with odd characters replaced", () => {
+    expect(jobName("/x/tasks/abc-123/", 1)).toBe("studio-abc-123-a1");
+    expect(jobName("/x/tasks/a|b c", 3)).toBe("studio-a_b_c-a3");
+  });
+});
+
+describe("sbatch environment", () => {
+  it("is the studio's plus the trainer's, without what Slurm must decide", () => {
+    const env = sbatchEnv(
+      {
+        PATH: "/usr/bin",
+        SLURM_CONF: "/etc/slurm/slurm.conf",
+        SLURM_JOB_ID: "5",
+        SBATCH_PARTITION: "other",
+        CUDA_VISIBLE_DEVICES: "0",
+        UNSET: undefined,
+      },
+      { PYTHONUNBUFFERED: "1", CUDA_VISIBLE_DEVICES: "1", PATH: "/venv/bin:/usr/bin" },
+    );
+    expect(env).toEqual({
+      PATH: "/venv/bin:/usr/bin",
+      SLURM_CONF: "/etc/slurm/slurm.conf",
+      PYTHONUNBUFFERED: "1",
+    });
+  });
+});
+
+describe("the batch script", () => {
+  const dir = mkdtempSync(join(tmpdir(), "slurm-script-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("hands its arguments to the program byte for byte, with no shell expansion", () => {
+    const script = join(dir, "job.sh");
+    writeFileSync(script, BATCH_SCRIPT);
+    chmodSync(script, 0o755);
+    const printArgs = "process.stdout.write(JSON.stringify(process.argv.slice(1)))";
+    const out = execFileSync(script, [process.execPath, "-e", printArgs, ...nasty], {
+      encoding: "utf8",
+    });
+    expect(JSON.parse(out)).toEqual(nasty);
+  });
+});

@@ -1,0 +1,193 @@
+import { describe, expect, it } from "vitest";
+import {
+  classifyFailure,
+  endWithoutRunner,
+  normalizeState,
+  parseExitCode,
+  parseSacct,
+  parseSbatchParsable,
+  parseSqueue,
+  phaseOf,
+  probeStateOf,
+  SLURM_JOB_STATES,
+} from "../../src/server/supervisor/slurm-state";
+
+describe("Slurm job states", () => {
+  const expected: Record<string, ReturnType<typeof probeStateOf>> = {
+    PENDING: "running",
+    CONFIGURING: "running",
+    POWER_UP_NODE: "running",
+    RUNNING: "running",
+    RESIZING: "running",
+    COMPLETING: "running",
+    SIGNALING: "running",
+    STAGE_OUT: "running",
+    UPDATE_DB: "running",
+    REQUEUED: "running",
+    REQUEUE_FED: "running",
+    REQUEUE_HOLD: "running",
+    RESV_DEL_HOLD: "running",
+    SUSPENDED: "paused",
+    STOPPED: "paused",
+    COMPLETED: "exited",
+    FAILED: "exited",
+    CANCELLED: "exited",
+    TIMEOUT: "exited",
+    OUT_OF_MEMORY: "exited",
+    DEADLINE: "exited",
+    SPECIAL_EXIT: "exited",
+    REVOKED: "exited",
+    NODE_FAIL: "other-boot",
+    BOOT_FAIL: "other-boot",
+    PREEMPTED: "other-boot",
+  };
+
+  it.each(Object.entries(expected))("%s probes as %s", (state, probe) => {
+    expect(probeStateOf(state)).toBe(probe);
+  });
+
+  it("the table and this test name the same states", () => {
+    expect(Object.keys(SLURM_JOB_STATES).sort()).toEqual(Object.keys(expected).sort());
+  });
+
+  it("a state this Slurm does not know yet keeps the job watched, never declared dead", () => {
+    expect(phaseOf("SOME_FUTURE_STATE")).toBe("active");
+    expect(probeStateOf("SOME_FUTURE_STATE")).toBe("running");
+  });
+
+  it.each([
+    ["CANCELLED by 1000", "CANCELLED"],
+    ["CANCELLED+", "CANCELLED"],
+    [" running\n", "RUNNING"],
+    ["OUT_OF_MEMORY", "OUT_OF_MEMORY"],
+  ])("normalizes %j to %s", (raw, state) => {
+    expect(normalizeState(raw)).toBe(state);
+  });
+});
+
+describe("sbatch --parsable", () => {
+  it("reads a job id, with or without a cluster", () => {
+    expect(parseSbatchParsable("1234\n")).toEqual({ jobId: "1234", cluster: null });
+    expect(parseSbatchParsable("77;gpu-cluster\n")).toEqual({
+      jobId: "77",
+      cluster: "gpu-cluster",
+    });
+  });
+
+  it("refuses anything else, saying what it got", () => {
+    expect(() => parseSbatchParsable("")).toThrow(/did not print a job id/);
+    expect(() => parseSbatchParsable("Submitted batch job 12")).toThrow(/Submitted batch job 12/);
+  });
+});
+
+describe("ExitCode", () => {
+  it.each([
+    ["0:0", { code: 0, signal: 0 }],
+    ["3:0", { code: 3, signal: 0 }],
+    ["0:9", { code: 0, signal: 9 }],
+    ["0:15 ", { code: 0, signal: 15 }],
+  ])("%s", (raw, parsed) => {
+    expect(parseExitCode(raw)).toEqual(parsed);
+  });
+
+  it("is null when not Slurm's format", () => {
+    expect(parseExitCode("")).toBeNull();
+    expect(parseExitCode("3")).toBeNull();
+  });
+});
+
+describe("squeue output", () => {
+  it("finds the job's line (recorded from squeue --states=all --format=%i|%T|%r)", () => {
+    const out = "41|RUNNING|None\n42|PENDING|Resources\n";
+    expect(parseSqueue(out, "42")).toEqual({
+      jobId: "42",
+      state: "PENDING",
+      reason: "Resources",
+      exitCode: null,
+    });
+    expect(parseSqueue(out, "4")).toBeNull();
+    expect(parseSqueue("", "42")).toBeNull();
+  });
+
+  it("keeps a reason that itself contains the separator", () => {
+    expect(parseSqueue("7|FAILED|a|b\n", "7")?.reason).toBe("a|b");
+  });
+
+  it("a missing reason is null", () => {
+    expect(parseSqueue("7|COMPLETED|\n", "7")?.reason).toBeNull();
+  });
+});
+
+describe("sacct output", () => {
+  it("reads state and exit code (recorded from sacct -n -P -X -o JobID,State,ExitCode)", () => {
+    expect(parseSacct("7|FAILED|3:0\n", "7")).toEqual({
+      jobId: "7",
+      state: "FAILED",
+      reason: null,
+      exitCode: { code: 3, signal: 0 },
+    });
+    expect(parseSacct("9|CANCELLED by 0|0:9\n", "9")?.state).toBe("CANCELLED");
+  });
+
+  it("takes the newest row when a job id appears twice", () => {
+    expect(parseSacct("5|COMPLETED|0:0\n5|RUNNING|0:0\n", "5")?.state).toBe("RUNNING");
+  });
+
+  it("ignores steps and other jobs", () => {
+    expect(parseSacct("5.batch|COMPLETED|0:0\n55|FAILED|1:0\n", "5")).toBeNull();
+  });
+});
+
+describe("command failures", () => {
+  it.each([
+    ["slurm_load_jobs error: Invalid job id specified", "unknown-job"],
+    ["scontrol: error: Job id 99 not found", "unknown-job"],
+    ["Slurm accounting storage is disabled", "accounting-disabled"],
+    [
+      "slurm_load_jobs error: Unable to contact slurm controller (connect failure)",
+      "controller-unreachable",
+    ],
+    ["error: Socket timed out on send/recv operation", "controller-unreachable"],
+    ["Connection refused", "controller-unreachable"],
+    ["Access/permission denied", "permission-denied"],
+    ["scontrol: error: Operation not permitted", "permission-denied"],
+    ["something else entirely", "other"],
+  ] as const)("%s → %s", (stderr, kind) => {
+    expect(classifyFailure(stderr)).toBe(kind);
+  });
+});
+
+describe("a job that ended before its runner recorded an exit", () => {
+  const record = (state: string, exit: string | null = null) => ({
+    jobId: "1",
+    state,
+    reason: null,
+    exitCode: exit ? parseExitCode(exit) : null,
+  });
+
+  it("is nothing while the job is not over", () => {
+    expect(endWithoutRunner(record("RUNNING"))).toBeNull();
+    expect(endWithoutRunner(record("SUSPENDED"))).toBeNull();
+    expect(endWithoutRunner(record("PENDING"))).toBeNull();
+  });
+
+  it("says what Slurm did, with the exit code or the signal", () => {
+    expect(endWithoutRunner(record("TIMEOUT", "0:15"))).toEqual({
+      exitCode: null,
+      signal: "SIGTERM",
+      error:
+        "the Slurm job reached its Slurm time limit before the runner recorded an exit (exit code 0, signal 15)",
+    });
+    expect(endWithoutRunner(record("CANCELLED"))?.error).toMatch(/cancelled by Slurm \(scancel\)/);
+    expect(endWithoutRunner(record("OUT_OF_MEMORY", "0:9"))?.signal).toBe("SIGKILL");
+    expect(endWithoutRunner(record("FAILED", "127:0"))).toMatchObject({
+      exitCode: 127,
+      signal: null,
+    });
+    expect(endWithoutRunner(record("NODE_FAIL"))?.error).toMatch(/node failed/);
+  });
+
+  it("names a signal the table lacks by number", () => {
+    expect(endWithoutRunner(record("FAILED", "0:200"))?.signal).toBe("signal 200");
+  });
+});
