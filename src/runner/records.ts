@@ -1,0 +1,57 @@
+import { join } from "node:path";
+
+/**
+ * The two files the runner writes into the task folder. Plain types and names only: the runner
+ * stays resident for a whole training run, so it imports no validation library. The studio
+ * validates what it reads with the schemas in ./record-schemas.
+ */
+
+export const RUNNER_RECORD_FILE = "runner.json";
+export const EXIT_RECORD_FILE = "exit.json";
+export const TRAINING_LOG_FILE = "training.log";
+
+export function runnerRecordPath(taskDir: string): string {
+  return join(taskDir, RUNNER_RECORD_FILE);
+}
+
+export function exitRecordPath(taskDir: string): string {
+  return join(taskDir, EXIT_RECORD_FILE);
+}
+
+/** A process as this boot knows it: pid plus field 22 of /proc/<pid>/stat. */
+export interface ProcessRef {
+  pid: number;
+  startTime: string;
+}
+
+/** `runner.json`: written once the trainer is running; proves which processes belong to the attempt. */
+export interface RunnerRecord {
+  attempt: number;
+  bootId: string;
+  runner: ProcessRef;
+  /** The trainer leads its own process group: its pid is the group id the studio signals. */
+  trainer: ProcessRef;
+  /** ISO 8601 */
+  startedAt: string;
+}
+
+/**
+ * `exit.json`: the recorded outcome of an attempt, written after the log is flushed. Absent
+ * while the trainer runs, and absent for good when the runner itself was killed.
+ */
+export interface ExitRecord {
+  attempt: number;
+  /** The trainer's exit code, or null when a signal ended it or it never started. */
+  exitCode: number | null;
+  /** The signal that ended the trainer, e.g. "SIGKILL", or null. */
+  signal: string | null;
+  /** ISO 8601 */
+  startedAt: string;
+  /** ISO 8601 */
+  endedAt: string;
+  /** Null when the trainer could not be started. */
+  trainerPid: number | null;
+  runnerPid: number;
+  /** Why the trainer could not be started or followed (e.g. "spawn python3 ENOENT"). */
+  error?: string;
+}

@@ -1,0 +1,102 @@
+import { spawn } from "node:child_process";
+import { closeSync, fsyncSync, mkdirSync, openSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { readBootId, readIdentity } from "../server/supervisor/identity";
+import type { RunnerArgs } from "./args";
+import { writeJsonAtomic } from "./atomic-json";
+import {
+  type ExitRecord,
+  exitRecordPath,
+  type ProcessRef,
+  type RunnerRecord,
+  runnerRecordPath,
+  TRAINING_LOG_FILE,
+} from "./records";
+
+/**
+ * Runs one attempt: the trainer as this process's child in its own process group, its stdout
+ * and stderr going straight to training.log, then the outcome recorded in exit.json.
+ */
+export function runAttempt({ taskDir, attempt, file, args }: RunnerArgs): void {
+  mkdirSync(taskDir, { recursive: true });
+  // Whatever an earlier launch left is not this attempt's, and must not look like it.
+  rmSync(exitRecordPath(taskDir), { force: true });
+  rmSync(runnerRecordPath(taskDir), { force: true });
+
+  const logFd = openSync(join(taskDir, TRAINING_LOG_FILE), "a");
+  const startedAt = new Date().toISOString();
+  const self = readIdentity(process.pid);
+  if (!self) throw new Error("cannot read this runner's own /proc entry");
+  const runner: ProcessRef = { pid: self.pid, startTime: self.startTime };
+
+  let trainerPid: number | null = null;
+  let error: string | undefined;
+  let recorded = false;
+  const recordExit = (exitCode: number | null, signal: string | null) => {
+    if (recorded) return;
+    recorded = true;
+    if (trainerPid !== null) killLeftovers(trainerPid);
+    fsyncSync(logFd);
+    closeSync(logFd);
+    const record: ExitRecord = {
+      attempt,
+      exitCode,
+      signal,
+      startedAt,
+      endedAt: new Date().toISOString(),
+      trainerPid,
+      runnerPid: runner.pid,
+      ...(error === undefined ? {} : { error }),
+    };
+    writeJsonAtomic(exitRecordPath(taskDir), record);
+  };
+
+  const trainer = spawn(file, args, {
+    // Its own group: the studio signals the trainer and its children, never the runner.
+    detached: true,
+    // A file descriptor, not a pipe: no line depends on this or any parent reading it.
+    stdio: ["ignore", logFd, logFd],
+    env: process.env,
+    cwd: taskDir,
+  });
+  trainer.on("error", (err) => {
+    // Node reports a failed spawn (ENOENT, EACCES) here, with no exit event to follow.
+    error ??= err.message;
+    if (trainer.pid === undefined) recordExit(null, null);
+  });
+  trainer.on("exit", (code, signal) => recordExit(code, signal));
+  if (trainer.pid === undefined) return;
+  trainerPid = trainer.pid;
+
+  // Until the event loop runs, the trainer cannot be reaped, so its /proc entry is still there
+  // even if it already exited.
+  const trainerStat = readIdentity(trainer.pid);
+  try {
+    if (!trainerStat) throw new Error(`trainer ${trainer.pid} has no /proc entry`);
+    const record: RunnerRecord = {
+      attempt,
+      bootId: readBootId(),
+      runner,
+      trainer: { pid: trainer.pid, startTime: trainerStat.startTime },
+      startedAt,
+    };
+    writeJsonAtomic(runnerRecordPath(taskDir), record);
+  } catch (err) {
+    // Without runner.json the studio cannot prove the trainer is ours: it must not run unseen.
+    error = `could not record the runner: ${(err as Error).message}`;
+    killLeftovers(trainer.pid);
+  }
+}
+
+/**
+ * Ends the rest of the trainer's process group (workers it left behind) once the trainer is
+ * gone, so that exit.json also means nothing of the attempt still runs. The group id cannot be
+ * handed to a new process while any member remains, so this reaches only the attempt's own.
+ */
+function killLeftovers(pgid: number) {
+  try {
+    process.kill(-pgid, "SIGKILL");
+  } catch {
+    // ESRCH: the group is already empty.
+  }
+}

@@ -1,0 +1,187 @@
+import { spawn } from "node:child_process";
+import { existsSync, type FSWatcher, mkdirSync, watch } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { runnerArgv } from "../../runner/args";
+import { readExitRecord, readRunnerRecord } from "../../runner/record-schemas";
+import type { ExitRecord, RunnerRecord } from "../../runner/records";
+import { DIST_DIR } from "../package-root";
+import type {
+  AttemptHandle,
+  AttemptState,
+  ControlSignal,
+  Executor,
+  LaunchSpec,
+  LocalAttemptHandle,
+  ProcessState,
+} from "./executor";
+import { inspect, type ProcessIdentity, readIdentity, signalGroup } from "./identity";
+
+export interface LocalExecutorOptions {
+  /** The bundled runner; default dist/runner.js of this install. */
+  runnerPath?: string;
+  /** How long start() waits for the runner to confirm the trainer runs; default 10 s. */
+  launchTimeoutMs?: number;
+}
+
+const CONFIRM_POLL_MS = 5;
+
+/**
+ * Runs each attempt under a detached runner on this machine (see src/runner). The studio keeps
+ * no pipe, no child and no parent link to it: everything it knows comes from the task folder
+ * and /proc, so a restarted studio knows exactly as much as the one that launched.
+ */
+export class LocalExecutor implements Executor {
+  readonly runnerPath: string;
+  readonly launchTimeoutMs: number;
+
+  constructor(options: LocalExecutorOptions = {}) {
+    this.runnerPath = options.runnerPath ?? join(DIST_DIR, "runner.js");
+    this.launchTimeoutMs = options.launchTimeoutMs ?? 10_000;
+  }
+
+  async start(spec: LaunchSpec): Promise<AttemptHandle> {
+    const { taskDir, attempt, command } = spec;
+    if (!existsSync(this.runnerPath)) {
+      throw new Error(`the runner is not built: ${this.runnerPath} is missing`);
+    }
+    mkdirSync(taskDir, { recursive: true });
+    const env = { ...command.env };
+    // The runner must read the same boot id as the studio that will judge its records.
+    if (process.env.STUDIO_BOOT_ID_FILE) env.STUDIO_BOOT_ID_FILE = process.env.STUDIO_BOOT_ID_FILE;
+    const argv = runnerArgv({ taskDir, attempt, daemonize: true, ...command });
+    const runnerPid = await spawnDaemon(this.runnerPath, argv, env);
+    const runner = readIdentity(runnerPid);
+
+    const deadline = Date.now() + this.launchTimeoutMs;
+    for (;;) {
+      const record = readRunnerRecord(taskDir, attempt);
+      if (record) return handleFrom(taskDir, record, runnerPid);
+      const exit = readExitRecord(taskDir, attempt);
+      if (exit) throw new Error(launchFailure(exit));
+      if (!runner || inspect(runner).liveness !== "alive") {
+        const late = readRunnerRecord(taskDir, attempt);
+        if (late) return handleFrom(taskDir, late, runnerPid);
+        const lateExit = readExitRecord(taskDir, attempt);
+        if (lateExit) throw new Error(launchFailure(lateExit));
+        throw new Error(`the runner (pid ${runnerPid}) exited before starting the trainer`);
+      }
+      if (Date.now() > deadline) {
+        // Give up for good: nothing of this attempt may run on unseen.
+        signalOne(runner, "SIGKILL");
+        const late = readRunnerRecord(taskDir, attempt);
+        if (late) signalGroup({ bootId: late.bootId, ...late.trainer }, "SIGKILL");
+        throw new Error(
+          `the runner did not confirm the trainer within ${this.launchTimeoutMs} ms; launch abandoned`,
+        );
+      }
+      await sleep(CONFIRM_POLL_MS);
+    }
+  }
+
+  async inspect(handle: AttemptHandle): Promise<{ runner: ProcessState; trainer: ProcessState }> {
+    return {
+      runner: processState({ bootId: handle.bootId, ...handle.runner }),
+      trainer: processState({ bootId: handle.bootId, ...handle.trainer }),
+    };
+  }
+
+  async probe(handle: AttemptHandle): Promise<AttemptState> {
+    if (readExitRecord(handle.taskDir, handle.attempt)) return "exited";
+    const { runner, trainer } = await this.inspect(handle);
+    if (runner === "other-boot") return "other-boot";
+    if (runner === "alive" || runner === "stopped") {
+      return trainer === "stopped" ? "paused" : "running";
+    }
+    // The runner writes exit.json just before it exits: look again to close that window.
+    return readExitRecord(handle.taskDir, handle.attempt) ? "exited" : "gone";
+  }
+
+  async signal(handle: AttemptHandle, signal: ControlSignal): Promise<boolean> {
+    return signalGroup({ bootId: handle.bootId, ...handle.trainer }, signal) === "sent";
+  }
+
+  async readOutcome(taskDir: string, attempt: number): Promise<ExitRecord | null> {
+    return readExitRecord(taskDir, attempt);
+  }
+
+  async recoverHandle(taskDir: string, attempt: number): Promise<AttemptHandle | null> {
+    const record = readRunnerRecord(taskDir, attempt);
+    return record ? handleFrom(taskDir, record, record.runner.pid) : null;
+  }
+
+  watch(taskDir: string, onHint: () => void): () => void {
+    let watcher: FSWatcher;
+    try {
+      // The folder, not the files: a file replaced by rename (exit.json) keeps being seen.
+      watcher = watch(taskDir, () => onHint());
+    } catch {
+      return () => {}; // a folder that cannot be watched is still polled
+    }
+    watcher.on("error", () => watcher.close());
+    return () => watcher.close();
+  }
+}
+
+function handleFrom(taskDir: string, record: RunnerRecord, runnerPid: number): LocalAttemptHandle {
+  if (record.runner.pid !== runnerPid) {
+    throw new Error(
+      `runner.json of attempt ${record.attempt} names runner ${record.runner.pid}, not ${runnerPid}`,
+    );
+  }
+  return {
+    kind: "local",
+    taskDir,
+    attempt: record.attempt,
+    bootId: record.bootId,
+    runner: record.runner,
+    trainer: record.trainer,
+  };
+}
+
+function launchFailure(exit: ExitRecord): string {
+  return exit.error
+    ? `could not start the trainer: ${exit.error}`
+    : `the trainer ended before its launch was confirmed`;
+}
+
+function processState(identity: ProcessIdentity): ProcessState {
+  const seen = inspect(identity);
+  if (seen.liveness !== "alive") return seen.liveness;
+  return seen.state === "T" ? "stopped" : "alive";
+}
+
+/** Signals one process (not a group), only when it is proven ours. */
+function signalOne(identity: ProcessIdentity | null, signal: NodeJS.Signals) {
+  if (identity && inspect(identity).liveness === "alive") process.kill(identity.pid, signal);
+}
+
+/**
+ * Starts `runner --daemonize`, which re-spawns itself detached, prints the daemon's pid and
+ * exits at once; so this process holds no pipe or child link to the long-lived runner.
+ */
+function spawnDaemon(runnerPath: string, argv: string[], env: Record<string, string>) {
+  return new Promise<number>((resolve, reject) => {
+    const first = spawn(process.execPath, [runnerPath, ...argv], {
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+      // Next's types make NODE_ENV required in ProcessEnv; a trainer's env need not have it.
+      env: env as NodeJS.ProcessEnv,
+    });
+    let out = "";
+    let err = "";
+    first.stdout.on("data", (chunk) => {
+      out += chunk;
+    });
+    first.stderr.on("data", (chunk) => {
+      err += chunk;
+    });
+    first.on("error", reject);
+    first.on("close", (code, signal) => {
+      const pid = /^(\d+)\n/.exec(out)?.[1];
+      if (code === 0 && pid) resolve(Number(pid));
+      else
+        reject(new Error(`the runner did not start (${signal ?? `exit ${code}`}): ${err.trim()}`));
+    });
+  });
+}
