@@ -5,12 +5,17 @@ import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import next from "next";
 import { appRouter } from "./server/api/root";
 import { checkToken, isAuthorized, SESSION_COOKIE, sessionValue } from "./server/auth";
+import { DatasetStore } from "./server/datasets/store";
 import { openDatabase } from "./server/db/client";
 import { loadEnv } from "./server/env";
+import { StudioBus } from "./server/events/bus";
 import { studioPaths } from "./server/home";
 import { acquireHomeLock } from "./server/home-lock";
-import { PACKAGE_ROOT } from "./server/package-root";
+import { DIST_DIR, PACKAGE_ROOT } from "./server/package-root";
 import type { StudioServices } from "./server/services";
+import { reconcileAtBoot } from "./server/supervisor/boot";
+import { LocalExecutor } from "./server/supervisor/local-executor";
+import { Supervisor } from "./server/supervisor/supervisor";
 
 const log = (msg: string) => console.log(`${new Date().toISOString()} ${msg}`);
 
@@ -32,12 +37,27 @@ async function main() {
 
   const database = await openDatabase({ databaseUrl: env.DATABASE_URL, pgliteDir: paths.pglite });
   const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
+  const bus = new StudioBus();
+  const releaseSupervisorLock = await database.trySupervisorLock();
+  const supervisor = releaseSupervisorLock
+    ? new Supervisor(env, database.db, bus, new LocalExecutor({ distDir: DIST_DIR }), log)
+    : null;
+  if (supervisor) {
+    const summary = await reconcileAtBoot(supervisor, database.db, env);
+    log(`boot reconciliation: ${summary}`);
+    supervisor.startLoop();
+  } else {
+    log("another studio supervises this database: serving read-only");
+  }
   const services: StudioServices = {
     env,
     database,
+    bus,
+    datasets: new DatasetStore(paths.datasets, env.STUDIO_DATASET_ROOTS),
+    supervisor,
     startedAt: new Date(),
     version,
-    readOnly: null,
+    readOnly: supervisor ? null : "another studio supervises this database",
   };
 
   const nextApp = next({ dev: false, dir: PACKAGE_ROOT, hostname: env.HOST, port: env.PORT });
@@ -114,6 +134,8 @@ async function main() {
     const forced = setTimeout(() => server.closeAllConnections(), 2_000);
     forced.unref();
     await new Promise((r) => server.once("close", r));
+    await supervisor?.stop();
+    await releaseSupervisorLock?.();
     await database.close();
     rmSync(paths.pidFile, { force: true });
     releaseLock();

@@ -123,6 +123,39 @@ export function registerTaskCommands(task: Command) {
       print(opts.json ?? false, created, () => `created task ${created.id}`);
     });
 
+  for (const action of ["start", "cancel", "pause", "resume"] as const) {
+    task
+      .command(`${action} <id>`)
+      .description(`${action} a task`)
+      .option("--json", "machine-readable output")
+      .action(async (id: string, opts: { json?: boolean }) => {
+        const row = await connect().task[action].mutate({ id });
+        print(opts.json ?? false, row, () => `${row.id}: ${row.status}`);
+      });
+  }
+
+  task
+    .command("retry <id>")
+    .description("run a failed, cancelled or interrupted task again as a new attempt")
+    .option("--from-checkpoint", "continue from the last checkpoint")
+    .option("--json", "machine-readable output")
+    .action(async (id: string, opts: { fromCheckpoint?: boolean; json?: boolean }) => {
+      const row = await connect().task.retry.mutate({
+        id,
+        fromCheckpoint: opts.fromCheckpoint ?? false,
+      });
+      print(opts.json ?? false, row, () => `${row.id}: ${row.status}`);
+    });
+
+  task
+    .command("logs <id>")
+    .description("print the training log; -f follows it until the task ends")
+    .option("-f, --follow", "keep printing new lines")
+    .option("-n, --lines <n>", "how many recent lines to start with", int, 100)
+    .action(async (id: string, opts: { follow?: boolean; lines: number }) => {
+      await printLogs(id, opts.lines, opts.follow ?? false);
+    });
+
   task
     .command("delete <id>")
     .description("delete a task that is not running, with its files")
@@ -131,6 +164,27 @@ export function registerTaskCommands(task: Command) {
       const deleted = await connect().task.delete.mutate({ id });
       print(opts.json ?? false, deleted, () => `deleted task ${deleted.id}`);
     });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Pages the log through the query API (no SSE client needed in a terminal). */
+async function printLogs(id: string, recent: number, follow: boolean) {
+  const client = connect();
+  const tail = await client.task.logs.query({ id, limit: Math.max(1, Math.min(recent, 5000)) });
+  for (const line of tail.lines) process.stdout.write(`${line.text}\n`);
+  if (!follow) return;
+  let after = tail.lines.at(-1)?.offset ?? null;
+  for (;;) {
+    const page = await client.task.logsAfter.query({ id, after, limit: 5000 });
+    for (const line of page.lines) process.stdout.write(`${line.text}\n`);
+    after = page.lines.at(-1)?.offset ?? after;
+    if (page.lines.length === 0) {
+      const { task } = await client.task.get.query({ id });
+      if (!["pending", "queued", "preparing", "training", "paused"].includes(task.status)) return;
+      await sleep(250);
+    }
+  }
 }
 
 function progressText(progress: Record<string, unknown>): string {

@@ -1,10 +1,17 @@
+import type { DatasetStore } from "./datasets/store";
 import type { Database } from "./db/client";
 import type { Env } from "./env";
+import type { StudioBus } from "./events/bus";
+import type { Supervisor } from "./supervisor/supervisor";
 
 /** Everything a request handler may use; built once by the server at start. */
 export interface StudioServices {
   env: Env;
   database: Database;
+  bus: StudioBus;
+  datasets: DatasetStore;
+  /** Null while another studio supervises this database (then this one is read-only). */
+  supervisor: Supervisor | null;
   startedAt: Date;
   version: string;
   /** Why this studio cannot change anything (another studio supervises), or null. */

@@ -1,5 +1,14 @@
 import { z } from "zod";
-import { hyperparametersSchema, trainerKindSchema } from "../trainers/protocol";
+import {
+  DEFAULT_LEARNING_RATE,
+  hyperparametersSchema,
+  trainerKindSchema,
+} from "../trainers/protocol";
+
+/** As the trainer reads them, except that the learning rate's default depends on the trainer. */
+const taskHyperparameters = hyperparametersSchema
+  .extend({ learningRate: z.number().gt(0).max(1).optional() })
+  .partial();
 
 /** Safe for a file name, a log line and a command line alike: no quotes, spaces or shell syntax. */
 const modelRef = z
@@ -21,7 +30,7 @@ export const createTaskInput = z
     mode: z.enum(["lora", "pretrain"]).default("lora"),
     /** A dataset id from the dataset list, or an absolute path inside an allowed dataset root. */
     dataset: z.string().trim().min(1, "choose a dataset").max(1024),
-    hyperparameters: hyperparametersSchema.partial().default({}),
+    hyperparameters: taskHyperparameters.prefault({}),
     gpus: z.number().int().min(0, "cannot be negative").max(64).default(0),
     /** `command` trainer only: an argv array, never a shell string. */
     command: z.array(z.string().max(4096)).min(1).max(256).optional(),
@@ -44,7 +53,14 @@ export const createTaskInput = z
     if (v.trainer === "builtin" && v.gpus > 0) {
       ctx.addIssue({ code: "custom", path: ["gpus"], message: "the built-in trainer runs on CPU" });
     }
-  });
+  })
+  .transform((v) => ({
+    ...v,
+    hyperparameters: {
+      ...v.hyperparameters,
+      learningRate: v.hyperparameters.learningRate ?? DEFAULT_LEARNING_RATE[v.trainer],
+    },
+  }));
 export type CreateTaskInput = z.input<typeof createTaskInput>;
 
 export const taskIdInput = z.object({

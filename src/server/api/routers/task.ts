@@ -1,7 +1,13 @@
-import { TRPCError } from "@trpc/server";
+import { on } from "node:events";
+import { rm } from "node:fs/promises";
+import { TRPCError, tracked } from "@trpc/server";
 import { z } from "zod";
 import { createTaskInput, taskIdInput } from "../../../shared/task-input";
 import { hyperparametersSchema } from "../../../trainers/protocol";
+import type { LogChunk, TaskUpdate } from "../../events/bus";
+import { taskDir } from "../../home";
+import { readLinesBefore } from "../../supervisor/log-cursor";
+import { TaskActionError } from "../../supervisor/supervisor";
 import { allowedActions, isActive, TASK_STATUSES, type TaskStatus } from "../../tasks/lifecycle";
 import {
   deleteTask,
@@ -12,13 +18,34 @@ import {
   listMetrics,
   listTasks,
 } from "../../tasks/repository";
-import { mutatingProcedure, publicProcedure, router } from "../trpc";
+import { readLinesAfter, trainingLogPath } from "../../tasks/task-log";
+import { type Context, mutatingProcedure, publicProcedure, router } from "../trpc";
 
 async function mustGetTask(ctx: { database: { db: Parameters<typeof getTask>[0] } }, id: string) {
   const task = await getTask(ctx.database.db, id);
   if (!task) throw new TRPCError({ code: "NOT_FOUND", message: `no task with id ${id}` });
   return task;
 }
+
+function supervisorOf(ctx: Context) {
+  if (!ctx.supervisor) {
+    throw new TRPCError({ code: "PRECONDITION_FAILED", message: `read-only: ${ctx.readOnly}` });
+  }
+  return ctx.supervisor;
+}
+
+/** Turns the supervisor's refusals into tRPC errors a person can read. */
+async function act<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof TaskActionError)
+      throw new TRPCError({ code: err.code, message: err.message });
+    throw err;
+  }
+}
+
+const LOG_PAGE_BYTES = 256 * 1024;
 
 export const taskRouter = router({
   create: mutatingProcedure.input(createTaskInput).mutation(async ({ ctx, input }) => {
@@ -85,6 +112,118 @@ export const taskRouter = router({
       return listMetrics(ctx.database.db, input.id, input.limit);
     }),
 
+  start: mutatingProcedure
+    .input(taskIdInput)
+    .mutation(({ ctx, input }) => act(() => supervisorOf(ctx).start(input.id))),
+  cancel: mutatingProcedure
+    .input(taskIdInput)
+    .mutation(({ ctx, input }) => act(() => supervisorOf(ctx).cancel(input.id))),
+  pause: mutatingProcedure
+    .input(taskIdInput)
+    .mutation(({ ctx, input }) => act(() => supervisorOf(ctx).pause(input.id))),
+  resume: mutatingProcedure
+    .input(taskIdInput)
+    .mutation(({ ctx, input }) => act(() => supervisorOf(ctx).resume(input.id))),
+  retry: mutatingProcedure
+    .input(taskIdInput.extend({ fromCheckpoint: z.boolean().default(false) }))
+    .mutation(({ ctx, input }) =>
+      act(() => supervisorOf(ctx).retry(input.id, input.fromCheckpoint)),
+    ),
+
+  /** Log lines before `before` (a byte offset; omitted = the end): the recent tail, then older pages. */
+  logs: publicProcedure
+    .input(
+      taskIdInput.extend({
+        before: z.number().int().min(0).optional(),
+        limit: z.number().int().min(1).max(5000).default(500),
+      }),
+    )
+    .query(async ({ ctx, input }) => {
+      await mustGetTask(ctx, input.id);
+      const path = trainingLogPath(ctx.env.STUDIO_HOME, input.id);
+      return readLinesBefore(path, input.before ?? Number.MAX_SAFE_INTEGER, input.limit);
+    }),
+
+  /** Every task's status and progress as it changes: one stream per page. */
+  onUpdate: publicProcedure
+    .input(z.object({ lastEventId: z.string().max(64).nullish() }).optional())
+    .subscription(async function* ({ ctx, signal }) {
+      const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
+      let seq = 0;
+      for await (const [update] of on(ctx.bus.emitterForSubscriptions, "task", {
+        signal: stop,
+      }) as AsyncIterable<[TaskUpdate]>) {
+        seq += 1;
+        yield tracked(`${ctx.startedAt.getTime()}-${seq}`, update);
+      }
+    }),
+
+  /**
+   * One task's log, line by line, each with its byte offset in training.log as the event id.
+   * Resuming with the last id received continues exactly after that line: no gap, no duplicate.
+   */
+  /** Log lines after the line starting at byte `after`: `studio task logs -f` pages with it. */
+  logsAfter: publicProcedure
+    .input(
+      taskIdInput.extend({
+        after: z.number().int().min(0).nullable(),
+        limit: z.number().int().min(1).max(5000).default(1000),
+      }),
+    )
+    .query(async ({ ctx, input }) => {
+      await mustGetTask(ctx, input.id);
+      const read = await readLinesAfter(
+        trainingLogPath(ctx.env.STUDIO_HOME, input.id),
+        input.after,
+        LOG_PAGE_BYTES,
+      );
+      return { lines: read.lines.slice(0, input.limit) };
+    }),
+
+  /**
+   * One task's log, in batches of lines, each batch's id the byte offset of its last line in
+   * training.log. Resuming with the last id received continues exactly after that line: no gap,
+   * no duplicate. A page that showed a recent tail passes the tail's last offset as lastEventId.
+   */
+  onLog: publicProcedure
+    .input(
+      taskIdInput.extend({
+        lastEventId: z
+          .string()
+          .regex(/^\d{1,15}$/)
+          .nullish(),
+      }),
+    )
+    .subscription(async function* ({ ctx, input, signal }) {
+      await mustGetTask(ctx, input.id);
+      const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
+      const path = trainingLogPath(ctx.env.STUDIO_HOME, input.id);
+      // Listen first, then catch up from the file, then drop what the catch-up already covered.
+      const live = on(ctx.bus.emitterForSubscriptions, `log:${input.id}`, {
+        signal: stop,
+      }) as AsyncIterableIterator<[LogChunk]>;
+      let last = input.lastEventId != null ? Number(input.lastEventId) : null;
+      try {
+        for (;;) {
+          const read = await readLinesAfter(path, last, LOG_PAGE_BYTES);
+          if (read.lines.length) {
+            last = read.lines.at(-1)!.offset;
+            yield tracked(String(last), read.lines);
+          }
+          if (!read.more) break;
+        }
+        for await (const [chunk] of live) {
+          if (chunk.reset) last = null;
+          const lines = chunk.lines.filter((l) => last === null || l.offset > last);
+          if (!lines.length) continue;
+          last = lines.at(-1)!.offset;
+          yield tracked(String(last), lines);
+        }
+      } catch (err) {
+        if (!stop.aborted) throw err;
+      }
+    }),
+
   delete: mutatingProcedure.input(taskIdInput).mutation(async ({ ctx, input }) => {
     const task = await mustGetTask(ctx, input.id);
     const deletable = TASK_STATUSES.filter((s: TaskStatus) => !isActive(s));
@@ -94,6 +233,7 @@ export const taskRouter = router({
         message: `task ${task.id} is ${task.status}; cancel it before deleting`,
       });
     }
+    await rm(taskDir(ctx.env.STUDIO_HOME, task.id), { recursive: true, force: true });
     return { id: task.id };
   }),
 });

@@ -1,0 +1,551 @@
+import { hostname } from "node:os";
+import { isAbsolute, join } from "node:path";
+import { and, asc, eq, inArray, isNull } from "drizzle-orm";
+import { trainerCommand } from "../../trainers/launch";
+import type { TaskConfig } from "../../trainers/protocol";
+import type { Db } from "../db/client";
+import { type AttemptRow, attempts, type TaskRow, tasks } from "../db/schema";
+import type { Env } from "../env";
+import type { StudioBus } from "../events/bus";
+import { taskDir } from "../home";
+import { DIST_DIR } from "../package-root";
+import { canTransition, type TaskStatus } from "../tasks/lifecycle";
+import { addEvent, getTask, transition } from "../tasks/repository";
+import type { AttemptHandle, Executor, ExitRecord } from "./executor";
+import { AttemptMonitor } from "./monitor";
+import { initialProgress, type ProgressState } from "./progress-state";
+import { planStarts } from "./scheduler";
+import { writeTaskConfig } from "./task-folder";
+
+/** The studio checks every running attempt at least this often; file events make it sooner. */
+const POLL_MS = 1_000;
+
+export class TaskActionError extends Error {
+  constructor(
+    readonly code: "NOT_FOUND" | "CONFLICT",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Running {
+  monitor: AttemptMonitor;
+  handle: AttemptHandle;
+  unwatch: () => void;
+  finishing: boolean;
+}
+
+/** What an exit record means for the task, given whether someone asked it to stop. */
+export function outcomeOf(
+  exit: ExitRecord,
+  cancelRequested: boolean,
+): { status: "completed" | "failed" | "cancelled"; reason: string } {
+  if (cancelRequested) {
+    return { status: "cancelled", reason: "cancelled" };
+  }
+  if (exit.exitCode === 0) return { status: "completed", reason: "finished" };
+  if (exit.error) return { status: "failed", reason: `could not start the trainer: ${exit.error}` };
+  if (exit.signal) return { status: "failed", reason: `trainer killed by ${exit.signal}` };
+  return { status: "failed", reason: `trainer exited with code ${exit.exitCode}` };
+}
+
+/**
+ * Owns every running attempt of this studio: launches queued tasks as detached runners,
+ * follows their files, records their outcome, and carries out cancel, pause and resume.
+ * Exactly one supervisor runs per database (see the lock taken by the server).
+ */
+export class Supervisor {
+  private readonly running = new Map<string, Running>();
+  private scheduling: Promise<void> | null = null;
+  private scheduleAgain = false;
+  private poller: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly env: Env,
+    private readonly db: Db,
+    private readonly bus: StudioBus,
+    private readonly executor: Executor,
+    private readonly log: (msg: string) => void,
+  ) {}
+
+  private taskDir(id: string) {
+    return taskDir(this.env.STUDIO_HOME, id);
+  }
+
+  private async publish(
+    row: TaskRow | undefined,
+    event?: { type: string; message: string; attempt?: number; data?: Record<string, unknown> },
+  ) {
+    if (!row) return;
+    const ev = event
+      ? await addEvent(this.db, row.id, event.type, event.message, {
+          attempt: event.attempt,
+          data: event.data,
+        })
+      : undefined;
+    this.bus.publishTask({ ...row, event: ev });
+  }
+
+  /** Starts the periodic check that backs up file events. Boot reconciliation runs before. */
+  startLoop() {
+    this.poller = setInterval(() => {
+      for (const r of this.running.values()) void this.check(r);
+      this.schedule();
+    }, POLL_MS);
+    this.schedule();
+  }
+
+  /** Stops following trainers. The trainers themselves keep running; the next studio re-attaches. */
+  async stop() {
+    this.stopped = true;
+    if (this.poller) clearInterval(this.poller);
+    for (const r of this.running.values()) {
+      r.unwatch();
+      r.monitor.stop();
+    }
+    await this.scheduling;
+  }
+
+  // ---- user actions -------------------------------------------------------------------------
+
+  private async mustGet(id: string): Promise<TaskRow> {
+    const task = await getTask(this.db, id);
+    if (!task) throw new TaskActionError("NOT_FOUND", `no task with id ${id}`);
+    return task;
+  }
+
+  /** Idempotent: a task already queued or running is left as it is. */
+  async start(id: string): Promise<TaskRow> {
+    const task = await this.mustGet(id);
+    if (task.status !== "pending") {
+      if (["queued", "preparing", "training", "paused"].includes(task.status)) return task;
+      throw new TaskActionError(
+        "CONFLICT",
+        `task ${id} is ${task.status}; use retry to run it again`,
+      );
+    }
+    const row = await transition(this.db, id, "queued", { queuedAt: new Date() }, ["pending"]);
+    if (row) await this.publish(row, { type: "queued", message: "queued" });
+    this.schedule();
+    return row ?? (await this.mustGet(id));
+  }
+
+  /** A new attempt with the same settings, from the last checkpoint when asked. */
+  async retry(id: string, fromCheckpoint: boolean): Promise<TaskRow> {
+    const task = await this.mustGet(id);
+    if (!canTransition(task.status, "queued")) {
+      throw new TaskActionError(
+        "CONFLICT",
+        `task ${id} is ${task.status}; only a failed, cancelled or interrupted task can run again`,
+      );
+    }
+    if (fromCheckpoint && !task.lastCheckpoint) {
+      throw new TaskActionError("CONFLICT", `task ${id} has no checkpoint to resume from`);
+    }
+    const row = await transition(
+      this.db,
+      id,
+      "queued",
+      {
+        queuedAt: new Date(),
+        cancelRequestedAt: null,
+        resumeFromCheckpoint: fromCheckpoint,
+        statusReason: null,
+        finishedAt: null,
+      },
+      [task.status],
+    );
+    if (!row) throw new TaskActionError("CONFLICT", `task ${id} changed meanwhile; try again`);
+    await this.publish(row, {
+      type: "queued",
+      message: fromCheckpoint
+        ? `queued to resume from ${task.lastCheckpoint}`
+        : "queued to run again",
+    });
+    this.schedule();
+    return row;
+  }
+
+  async cancel(id: string): Promise<TaskRow> {
+    const task = await this.mustGet(id);
+    if (task.status === "pending" || task.status === "queued") {
+      const row = await transition(
+        this.db,
+        id,
+        "cancelled",
+        { finishedAt: new Date(), statusReason: "cancelled before it started" },
+        [task.status],
+      );
+      if (!row) return this.cancel(id);
+      await this.publish(row, { type: "cancelled", message: "cancelled before it started" });
+      this.schedule();
+      return row;
+    }
+    if (!["preparing", "training", "paused"].includes(task.status)) {
+      throw new TaskActionError(
+        "CONFLICT",
+        `task ${id} is ${task.status}; there is nothing to cancel`,
+      );
+    }
+    const [row] = await this.db
+      .update(tasks)
+      .set({ cancelRequestedAt: task.cancelRequestedAt ?? new Date(), updatedAt: new Date() })
+      .where(eq(tasks.id, id))
+      .returning();
+    if (!task.cancelRequestedAt) {
+      await this.publish(row, {
+        type: "cancel-requested",
+        message: `cancel requested; the trainer has ${Math.round(this.env.STUDIO_CANCEL_GRACE_MS / 1000)} s to save a checkpoint`,
+      });
+    }
+    const r = this.running.get(id);
+    if (r) {
+      // A stopped group cannot act on SIGTERM: wake it first.
+      if (task.status === "paused") await this.executor.signal(r.handle, "SIGCONT");
+      await this.executor.signal(r.handle, "SIGTERM");
+    }
+    return row!;
+  }
+
+  async pause(id: string): Promise<TaskRow> {
+    const task = await this.mustGet(id);
+    const r = this.running.get(id);
+    if (task.status !== "training" || !r) {
+      throw new TaskActionError(
+        "CONFLICT",
+        `task ${id} is ${task.status}; only a training task can pause`,
+      );
+    }
+    if (!(await this.executor.signal(r.handle, "SIGSTOP"))) {
+      throw new TaskActionError("CONFLICT", `task ${id}'s trainer is no longer running`);
+    }
+    const row = await transition(this.db, id, "paused", {}, ["training"]);
+    await this.publish(row, { type: "paused", message: "paused" });
+    return row ?? (await this.mustGet(id));
+  }
+
+  async resume(id: string): Promise<TaskRow> {
+    const task = await this.mustGet(id);
+    const r = this.running.get(id);
+    if (task.status !== "paused" || !r) {
+      throw new TaskActionError(
+        "CONFLICT",
+        `task ${id} is ${task.status}; only a paused task can resume`,
+      );
+    }
+    await this.executor.signal(r.handle, "SIGCONT");
+    const row = await transition(this.db, id, "training", {}, ["paused"]);
+    await this.publish(row, { type: "resumed", message: "resumed" });
+    return row ?? (await this.mustGet(id));
+  }
+
+  // ---- scheduling and launch -----------------------------------------------------------------
+
+  /** Runs the scheduler; calls while it runs collapse into one more pass. */
+  schedule() {
+    if (this.stopped) return;
+    if (this.scheduling) {
+      this.scheduleAgain = true;
+      return;
+    }
+    this.scheduling = (async () => {
+      try {
+        do {
+          this.scheduleAgain = false;
+          await this.scheduleOnce();
+        } while (this.scheduleAgain && !this.stopped);
+      } catch (err) {
+        this.log(`scheduler: ${err}`);
+      } finally {
+        this.scheduling = null;
+      }
+    })();
+  }
+
+  private async scheduleOnce() {
+    const active = await this.db
+      .select({
+        id: tasks.id,
+        status: tasks.status,
+        queuedAt: tasks.queuedAt,
+        gpusRequested: tasks.gpusRequested,
+      })
+      .from(tasks)
+      .where(inArray(tasks.status, ["queued", "preparing", "training", "paused"]))
+      .orderBy(asc(tasks.queuedAt), asc(tasks.id));
+    const queued = active.filter((t) => t.status === "queued");
+    if (queued.length === 0) return;
+    const runningIds = active.filter((t) => t.status !== "queued").map((t) => t.id);
+    const open = runningIds.length
+      ? await this.db
+          .select({ taskId: attempts.taskId, gpus: attempts.gpus })
+          .from(attempts)
+          .where(and(inArray(attempts.taskId, runningIds), isNull(attempts.endedAt)))
+      : [];
+    const plan = planStarts({
+      queued: queued.map((t, position) => ({
+        taskId: t.id,
+        gpusRequested: t.gpusRequested,
+        position,
+      })),
+      running: runningIds.map((id) => ({
+        taskId: id,
+        gpus: open.find((a) => a.taskId === id)?.gpus ?? [],
+      })),
+      concurrency: this.env.STUDIO_CONCURRENCY,
+      gpuIds: this.env.STUDIO_GPUS,
+    });
+    for (const u of plan.unschedulable) {
+      const row = await transition(
+        this.db,
+        u.taskId,
+        "cancelled",
+        { statusReason: u.reason, finishedAt: new Date() },
+        ["queued"],
+      );
+      await this.publish(row, { type: "unschedulable", message: u.reason });
+    }
+    for (const s of plan.starts) await this.launch(s.taskId, s.gpus);
+  }
+
+  /** Intent first (attempt row, status preparing), then the process, then its handle. */
+  private async launch(taskId: string, gpus: string[]) {
+    const dir = this.taskDir(taskId);
+    const prepared = await this.db.transaction(async (tx) => {
+      const [task] = await tx
+        .update(tasks)
+        .set({ status: "preparing", updatedAt: new Date(), statusReason: null })
+        .where(and(eq(tasks.id, taskId), eq(tasks.status, "queued")))
+        .returning();
+      if (!task) return null;
+      const number = task.currentAttempt + 1;
+      const resumeFrom =
+        task.resumeFromCheckpoint && task.lastCheckpoint
+          ? isAbsolute(task.lastCheckpoint)
+            ? task.lastCheckpoint
+            : join(dir, task.lastCheckpoint)
+          : null;
+      const [attempt] = await tx
+        .insert(attempts)
+        .values({ taskId, number, host: hostname(), gpus, resumeFrom, executor: "local" })
+        .returning();
+      const [updated] = await tx
+        .update(tasks)
+        .set({
+          currentAttempt: number,
+          progress: initialProgress() as unknown as Record<string, unknown>,
+        })
+        .where(eq(tasks.id, taskId))
+        .returning();
+      return { task: updated!, attempt: attempt! };
+    });
+    if (!prepared) return;
+    const { task, attempt } = prepared;
+    await this.publish(task, {
+      type: "preparing",
+      message: `attempt ${attempt.number}: launching`,
+      attempt: attempt.number,
+    });
+
+    try {
+      const config: TaskConfig = {
+        taskId,
+        attempt: attempt.number,
+        trainer: task.trainer,
+        model: task.model,
+        mode: task.mode,
+        dataset: { path: task.datasetPath, format: task.datasetFormat },
+        taskDir: dir,
+        hyperparameters: task.hyperparameters,
+        resumeFrom: attempt.resumeFrom,
+        gpus,
+        command: task.command ?? null,
+      };
+      writeTaskConfig(dir, config);
+      const command = trainerCommand(config, {
+        nodePath: process.execPath,
+        distDir: DIST_DIR,
+        pythonPath: this.env.STUDIO_PYTHON,
+        allowCommandTrainer: this.env.STUDIO_ALLOW_COMMAND_TRAINER,
+      });
+      const handle = await this.executor.start({ taskDir: dir, attempt: attempt.number, command });
+      const started = await this.recordHandle(attempt, handle);
+      const row = await transition(this.db, taskId, "training", {}, ["preparing"]);
+      await this.publish(row, {
+        type: "started",
+        message: `attempt ${attempt.number} started (pid ${handle.trainer.pid})`,
+        attempt: attempt.number,
+        data: { pid: handle.trainer.pid, runnerPid: handle.runner.pid, gpus },
+      });
+      this.follow(task, started, handle);
+      // A cancel that arrived while the launch was in flight is carried out now.
+      const fresh = await getTask(this.db, taskId);
+      if (fresh?.cancelRequestedAt) await this.executor.signal(handle, "SIGTERM");
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      await this.db
+        .update(attempts)
+        .set({ error: message, endedAt: new Date() })
+        .where(eq(attempts.id, attempt.id));
+      const row = await transition(
+        this.db,
+        taskId,
+        "failed",
+        { statusReason: message, finishedAt: new Date() },
+        ["preparing"],
+      );
+      await this.publish(row, {
+        type: "failed",
+        message: `could not launch: ${message}`,
+        attempt: attempt.number,
+      });
+    }
+  }
+
+  private async recordHandle(attempt: AttemptRow, handle: AttemptHandle): Promise<AttemptRow> {
+    const [row] = await this.db
+      .update(attempts)
+      .set({
+        handle: handle as unknown as Record<string, unknown>,
+        pid: handle.trainer.pid,
+        processStartTime: handle.trainer.startTime,
+        bootId: handle.bootId,
+        startedAt: new Date(),
+      })
+      .where(eq(attempts.id, attempt.id))
+      .returning();
+    return row!;
+  }
+
+  // ---- following running attempts -----------------------------------------------------------
+
+  /** Monitors an attempt until its outcome is recorded. Used at launch and at re-attach. */
+  follow(task: TaskRow, attempt: AttemptRow, handle: AttemptHandle) {
+    const dir = this.taskDir(task.id);
+    const monitor = new AttemptMonitor(
+      {
+        taskId: task.id,
+        attempt: attempt.number,
+        attemptRowId: attempt.id,
+        taskDir: dir,
+        logCursor: attempt.logCursor ?? null,
+        progressCursor: attempt.progressCursor ?? null,
+        progress: (task.progress as unknown as ProgressState) ?? initialProgress(),
+      },
+      this.db,
+      this.bus,
+      (err) => this.log(`monitor ${task.id}: ${err}`),
+    );
+    const entry: Running = { monitor, handle, unwatch: () => {}, finishing: false };
+    this.running.set(task.id, entry);
+    entry.unwatch = this.executor.watch(dir, () => {
+      monitor.hint();
+      void this.check(entry);
+    });
+    void this.check(entry);
+  }
+
+  /** Has the attempt ended? Also escalates a cancel whose grace period is over. */
+  private async check(r: Running) {
+    if (r.finishing || this.stopped) return;
+    const { taskId, attempt } = r.monitor.target;
+    void r.monitor.tick();
+    const exit = await this.executor.readOutcome(this.taskDir(taskId), attempt);
+    if (exit) return this.finish(r, exit);
+    const state = await this.executor.probe(r.handle);
+    if (state === "gone" || state === "other-boot") {
+      // The runner writes exit.json before it exits; look once more to close that window.
+      const late = await this.executor.readOutcome(this.taskDir(taskId), attempt);
+      if (late) return this.finish(r, late);
+      return this.lose(
+        r,
+        state === "gone"
+          ? "the runner disappeared without recording an exit"
+          : "the machine restarted",
+      );
+    }
+    const task = await getTask(this.db, taskId);
+    if (
+      task?.cancelRequestedAt &&
+      Date.now() - task.cancelRequestedAt.getTime() > this.env.STUDIO_CANCEL_GRACE_MS
+    ) {
+      if (await this.executor.signal(r.handle, "SIGKILL")) {
+        this.log(`task ${taskId}: grace period over, SIGKILL to its process group`);
+      }
+    }
+  }
+
+  private async finish(r: Running, exit: ExitRecord) {
+    if (r.finishing) return;
+    r.finishing = true;
+    const { taskId, attempt, attemptRowId } = r.monitor.target;
+    r.unwatch();
+    await r.monitor.drain();
+    this.running.delete(taskId);
+    const task = await getTask(this.db, taskId);
+    if (!task) return;
+    await this.finalize(task, attemptRowId, attempt, exit);
+    this.schedule();
+  }
+
+  /** Records the outcome of an attempt from its exit record (also used by boot reconciliation). */
+  async finalize(task: TaskRow, attemptRowId: number, attempt: number, exit: ExitRecord) {
+    const outcome = outcomeOf(exit, task.cancelRequestedAt !== null);
+    await this.db
+      .update(attempts)
+      .set({
+        exitCode: exit.exitCode,
+        signal: exit.signal,
+        error: exit.error ?? null,
+        endedAt: new Date(exit.endedAt),
+      })
+      .where(eq(attempts.id, attemptRowId));
+    const row = await transition(
+      this.db,
+      task.id,
+      outcome.status,
+      { statusReason: outcome.reason, finishedAt: new Date() },
+      ["preparing", "training", "paused"],
+    );
+    const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.exitCode}`;
+    await this.publish(row, {
+      type: "exited",
+      message: `${outcome.status}: ${outcome.reason} (${how})`,
+      attempt,
+      data: { ...exit },
+    });
+  }
+
+  private async lose(r: Running, what: string) {
+    if (r.finishing) return;
+    r.finishing = true;
+    r.unwatch();
+    await r.monitor.drain();
+    const { taskId, attempt, attemptRowId } = r.monitor.target;
+    this.running.delete(taskId);
+    await this.failUnexpectedly(taskId, attemptRowId, attempt, what);
+    this.schedule();
+  }
+
+  async failUnexpectedly(taskId: string, attemptRowId: number, attempt: number, what: string) {
+    await this.db
+      .update(attempts)
+      .set({ error: what, endedAt: new Date() })
+      .where(eq(attempts.id, attemptRowId));
+    const reason = "Training process terminated unexpectedly";
+    const row = await transition(
+      this.db,
+      taskId,
+      "failed",
+      { statusReason: `${reason}: ${what}`, finishedAt: new Date() },
+      ["preparing", "training", "paused"],
+    );
+    await this.publish(row, { type: "lost", message: `${reason}: ${what}`, attempt });
+  }
+
+  isFollowing(taskId: string): boolean {
+    return this.running.has(taskId);
+  }
+}

@@ -1,0 +1,131 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TRPCError } from "@trpc/server";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCaller } from "../../src/server/api/root";
+import { DatasetStore } from "../../src/server/datasets/store";
+import type { Database } from "../../src/server/db/client";
+import { loadEnv } from "../../src/server/env";
+import { StudioBus } from "../../src/server/events/bus";
+import { createTestDatabase, type TestDatabase, testDatabaseKinds } from "../helpers/databases";
+
+describe.each(testDatabaseKinds())("task router on %s", (kind) => {
+  let testDb: TestDatabase;
+  let database: Database;
+  let home: string;
+  let caller: ReturnType<typeof createCaller>;
+
+  beforeAll(async () => {
+    home = mkdtempSync(join(tmpdir(), "studio-router-"));
+    testDb = await createTestDatabase(kind);
+    database = await testDb.open();
+    const env = loadEnv({ STUDIO_HOME: home });
+    caller = createCaller({
+      env,
+      database,
+      bus: new StudioBus(),
+      datasets: new DatasetStore(join(home, "datasets"), []),
+      supervisor: null,
+      startedAt: new Date(),
+      version: "test",
+      readOnly: null,
+      authorized: true,
+      shutdownSignal: new AbortController().signal,
+    });
+  });
+
+  afterAll(async () => {
+    await database.close();
+    await testDb.drop();
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  const valid = { name: "demo", model: "builtin:tiny", dataset: "sample" };
+
+  it("creates a task with defaults, lists and gets it", async () => {
+    const task = await caller.task.create(valid);
+    expect(task.status).toBe("pending");
+    expect(task.hyperparameters.epochs).toBe(3);
+    expect(task.datasetFormat).toBe("alpaca");
+    const list = await caller.task.list();
+    expect(list.items.map((t) => t.id)).toContain(task.id);
+    const detail = await caller.task.get({ id: task.id });
+    expect(detail.task.name).toBe("demo");
+    expect(detail.events.map((e) => e.type)).toEqual(["created"]);
+    expect(detail.actions.start).toBe(true);
+  });
+
+  it("pages the list newest first and filters by status", async () => {
+    for (let i = 0; i < 5; i++) await caller.task.create({ ...valid, name: `page ${i}` });
+    const first = await caller.task.list({ limit: 2 });
+    expect(first.items).toHaveLength(2);
+    expect(first.nextCursor).toBeDefined();
+    const second = await caller.task.list({ limit: 2, cursor: first.nextCursor });
+    expect(second.items.map((t) => t.id)).not.toContain(first.items[0]!.id);
+    expect(first.items[0]!.createdAt.getTime()).toBeGreaterThanOrEqual(
+      second.items[0]!.createdAt.getTime(),
+    );
+    const none = await caller.task.list({ status: ["completed"] });
+    expect(none.items).toEqual([]);
+  });
+
+  it.each([
+    ["an empty name", { ...valid, name: "" }, /name/],
+    ["a huge name", { ...valid, name: "x".repeat(500) }, /name/],
+    ["shell syntax in the model", { ...valid, model: "x; rm -rf /" }, /model/],
+    ["quotes in the model", { ...valid, model: "a'b\"c" }, /model/],
+    ["zero epochs", { ...valid, hyperparameters: { epochs: 0 } }, /epochs/],
+    [
+      "a negative learning rate",
+      { ...valid, hyperparameters: { learningRate: -1 } },
+      /learningRate/,
+    ],
+    ["a string batch size", { ...valid, hyperparameters: { batchSize: "8" } }, /batchSize/],
+    ["GPUs for the built-in trainer", { ...valid, gpus: 1 }, /gpus/],
+    ["an argv for a non-command trainer", { ...valid, command: ["ls"] }, /command/],
+  ])("refuses %s and creates nothing", async (_, input, field) => {
+    const before = (await caller.task.list({ limit: 500 })).items.length;
+    const err = await caller.task.create(input as never).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TRPCError);
+    expect((err as TRPCError).code).toBe("BAD_REQUEST");
+    expect((err as TRPCError).message).toMatch(field);
+    expect((await caller.task.list({ limit: 500 })).items.length).toBe(before);
+  });
+
+  it("refuses a dataset outside the allowed roots", async () => {
+    await expect(caller.task.create({ ...valid, dataset: "/etc/passwd" })).rejects.toThrow(
+      /dataset/i,
+    );
+  });
+
+  it("refuses a command trainer unless the operator allows it", async () => {
+    await expect(
+      caller.task.create({ ...valid, trainer: "command", command: ["/bin/true"] }),
+    ).rejects.toMatchObject({ code: "FORBIDDEN" });
+  });
+
+  it("refuses more GPUs than configured", async () => {
+    await expect(
+      caller.task.create({ ...valid, trainer: "hf-peft", model: "org/model", gpus: 2 }),
+    ).rejects.toThrow(/GPUs/);
+  });
+
+  it("deletes a task that is not running; unknown ids are NOT_FOUND", async () => {
+    const task = await caller.task.create(valid);
+    await caller.task.delete({ id: task.id });
+    await expect(caller.task.get({ id: task.id })).rejects.toMatchObject({ code: "NOT_FOUND" });
+    await expect(caller.task.delete({ id: "tnosuchtask" })).rejects.toMatchObject({
+      code: "NOT_FOUND",
+    });
+    await expect(caller.task.get({ id: "../../etc" })).rejects.toMatchObject({
+      code: "BAD_REQUEST",
+    });
+  });
+
+  it("reports studio info with counts", async () => {
+    const info = await caller.studio.info();
+    expect(info.database).toBe(kind);
+    expect(info.counts.pending).toBeGreaterThan(0);
+  });
+});

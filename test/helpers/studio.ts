@@ -1,0 +1,112 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { createClient, type StudioClient } from "../../src/cli/client";
+import { liveLockHolder } from "../../src/server/home-lock";
+import { createTestDatabase, type TestDatabase } from "./databases";
+
+const run = promisify(execFile);
+const CLI = join(import.meta.dirname, "../../dist/cli.js");
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+/** A studio home of its own, driven through the real CLI as a person would. */
+export class TestStudio {
+  readonly home: string;
+  readonly env: NodeJS.ProcessEnv;
+  client!: StudioClient;
+
+  private constructor(
+    readonly port: number,
+    extraEnv: NodeJS.ProcessEnv,
+  ) {
+    this.home = mkdtempSync(join(tmpdir(), "studio-home-"));
+    this.env = {
+      ...process.env,
+      STUDIO_HOME: this.home,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      STUDIO_URL: "",
+      ...extraEnv,
+    };
+  }
+
+  private database: TestDatabase | null = null;
+
+  /** A studio on PGlite, or on a fresh PostgreSQL database of its own. */
+  static async create(
+    kind: "pglite" | "postgres",
+    extraEnv: NodeJS.ProcessEnv = {},
+  ): Promise<TestStudio> {
+    const database = kind === "postgres" ? await createTestDatabase("postgres") : null;
+    const studio = new TestStudio(await freePort(), {
+      DATABASE_URL: database?.url ?? "",
+      ...extraEnv,
+    });
+    studio.database = database;
+    return studio;
+  }
+
+  /** Stops the studio (SIGKILL if needed) and removes its home and database. */
+  async dispose() {
+    await this.stop().catch(() => this.kill());
+    await this.database?.drop();
+    rmSync(this.home, { recursive: true, force: true });
+  }
+
+  /** Runs `studio <args>` and returns its stdout (rejects with its stderr on a non-zero exit). */
+  async cli(...args: string[]): Promise<string> {
+    try {
+      const { stdout } = await run(process.execPath, [CLI, ...args], {
+        env: this.env,
+        timeout: 120_000,
+      });
+      return stdout;
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new Error(e.stderr?.trim() || e.message);
+    }
+  }
+
+  async cliJson<T = unknown>(...args: string[]): Promise<T> {
+    return JSON.parse(await this.cli(...args, "--json")) as T;
+  }
+
+  async start(): Promise<number> {
+    await this.cli("start");
+    this.client = createClient(`http://127.0.0.1:${this.port}`);
+    return this.pid()!;
+  }
+
+  async stop() {
+    await this.cli("stop");
+  }
+
+  pid(): number | null {
+    return liveLockHolder(join(this.home, "studio.lock"))?.pid ?? null;
+  }
+
+  /** Kills the studio outright (no shutdown code runs) and waits until it is gone. */
+  async kill(signal: NodeJS.Signals = "SIGKILL") {
+    const pid = this.pid();
+    if (!pid) return;
+    process.kill(pid, signal);
+    while (this.pid() === pid) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  log(): string {
+    return readFileSync(join(this.home, "studio.log"), "utf8");
+  }
+}
