@@ -80,3 +80,25 @@ export interface Executor {
    */
   watch(taskDir: string, onHint: () => void): () => void;
 }
+
+/**
+ * Gathers what boot reconciliation needs about one attempt, through any executor: its outcome
+ * record, the handle the runner recorded when none was stored, and its processes' states.
+ */
+export async function observeAttempt(
+  executor: Executor,
+  taskDir: string,
+  attempt: { number: number; handle: AttemptHandle | null },
+): Promise<{
+  exit: ExitRecord | null;
+  recoveredHandle: AttemptHandle | null;
+  processes: { runner: ProcessState; trainer: ProcessState } | null;
+}> {
+  const exit = await executor.readOutcome(taskDir, attempt.number);
+  const recoveredHandle = attempt.handle
+    ? null
+    : await executor.recoverHandle(taskDir, attempt.number);
+  const handle = attempt.handle ?? recoveredHandle;
+  const processes = handle ? await executor.inspect(handle) : null;
+  return { exit, recoveredHandle, processes };
+}

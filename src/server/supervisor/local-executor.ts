@@ -1,10 +1,15 @@
 import { spawn } from "node:child_process";
-import { existsSync, type FSWatcher, mkdirSync, watch } from "node:fs";
+import { existsSync, type FSWatcher, mkdirSync, rmSync, watch } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { runnerArgv } from "../../runner/args";
 import { readExitRecord, readRunnerRecord } from "../../runner/record-schemas";
-import type { ExitRecord, RunnerRecord } from "../../runner/records";
+import {
+  type ExitRecord,
+  exitRecordPath,
+  type RunnerRecord,
+  runnerRecordPath,
+} from "../../runner/records";
 import { DIST_DIR } from "../package-root";
 import type {
   AttemptHandle,
@@ -46,6 +51,9 @@ export class LocalExecutor implements Executor {
       throw new Error(`the runner is not built: ${this.runnerPath} is missing`);
     }
     mkdirSync(taskDir, { recursive: true });
+    // A record left by an earlier launch must not pass for this one's while the runner starts.
+    rmSync(exitRecordPath(taskDir), { force: true });
+    rmSync(runnerRecordPath(taskDir), { force: true });
     const env = { ...command.env };
     // The runner must read the same boot id as the studio that will judge its records.
     if (process.env.STUDIO_BOOT_ID_FILE) env.STUDIO_BOOT_ID_FILE = process.env.STUDIO_BOOT_ID_FILE;
