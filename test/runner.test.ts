@@ -1,0 +1,222 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { parseRunnerArgs, runnerArgv } from "../src/runner/args";
+import { readExitRecord, readRunnerRecord } from "../src/runner/record-schemas";
+import type { ExitRecord } from "../src/runner/records";
+import type { AttemptHandle } from "../src/server/supervisor/executor";
+import { probe, readStat } from "../src/server/supervisor/identity";
+import { LocalExecutor } from "../src/server/supervisor/local-executor";
+
+const FIXTURE = resolve("test/fixtures/trainers/lines.mjs");
+const executor = new LocalExecutor();
+
+async function waitFor<T>(
+  read: () => T | null | undefined | false | Promise<T | null | undefined | false>,
+  timeoutMs = 10_000,
+) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms`);
+    await sleep(5);
+  }
+}
+
+describe("runner arguments", () => {
+  it("round-trips through runnerArgv and parseRunnerArgs", () => {
+    const args = {
+      taskDir: "/t/a b",
+      attempt: 12,
+      daemonize: true,
+      file: "/usr/bin/python3",
+      args: ["--task-dir", "x", "--", "-x"],
+    };
+    expect(parseRunnerArgs(runnerArgv(args))).toEqual(args);
+    expect(parseRunnerArgs(runnerArgv({ ...args, daemonize: false, args: [] }))).toEqual({
+      ...args,
+      daemonize: false,
+      args: [],
+    });
+  });
+
+  it.each([
+    [[], /expected `-- <file>/],
+    [["--task-dir", "/t", "--attempt", "1", "--"], /expected `-- <file>/],
+    [["--attempt", "1", "--", "f"], /--task-dir is required/],
+    [["--task-dir", "/t", "--", "f"], /--attempt is required/],
+    [["--task-dir", "/t", "--attempt", "0", "--", "f"], /positive integer/],
+    [["--task-dir", "/t", "--attempt", "1x", "--", "f"], /positive integer/],
+    [["--task-dir", "/t", "--attempt", "1", "--verbose", "--", "f"], /unknown option --verbose/],
+    [["--task-dir"], /expected `-- <file>/],
+    [["--task-dir", "--", "f"], /--task-dir needs a value/],
+  ])("rejects %j", (argv, message) => {
+    expect(() => parseRunnerArgs(argv)).toThrow(message);
+  });
+});
+
+describe("runner", () => {
+  let dir: string;
+  const handles: AttemptHandle[] = [];
+
+  const command = (args: string[]) => ({
+    file: process.execPath,
+    args: [FIXTURE, ...args],
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+  });
+  const start = async (args: string[], attempt = 1) => {
+    const handle = await executor.start({ taskDir: dir, attempt, command: command(args) });
+    handles.push(handle);
+    return handle;
+  };
+  const outcome = (attempt = 1) => waitFor(() => readExitRecord(dir, attempt));
+  const logLines = () => readFileSync(join(dir, "training.log"), "utf8").split("\n").slice(0, -1);
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "runner-test-"));
+  });
+  afterEach(async () => {
+    for (const h of handles.splice(0)) {
+      await executor.signal(h, "SIGKILL");
+      if (readStat(h.runner.pid)?.startTime === h.runner.startTime) {
+        process.kill(h.runner.pid, "SIGKILL");
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("records exit 0, with every line in the log exactly once", async () => {
+    const handle = await start(["--lines", "50", "--interval-ms", "1", "--task-dir", dir]);
+    const exit = await outcome();
+    expect(exit).toMatchObject({
+      attempt: 1,
+      exitCode: 0,
+      signal: null,
+      trainerPid: handle.trainer.pid,
+      runnerPid: handle.runner.pid,
+    });
+    expect(exit.error).toBeUndefined();
+    expect(Date.parse(exit.endedAt)).toBeGreaterThanOrEqual(Date.parse(exit.startedAt));
+    expect(logLines()).toEqual(Array.from({ length: 50 }, (_, i) => `line ${i + 1} of 50`));
+    const events = readFileSync(join(dir, "progress.jsonl"), "utf8").trim().split("\n");
+    expect(events).toHaveLength(52);
+    expect(readRunnerRecord(dir, 1)).toMatchObject({
+      bootId: handle.bootId,
+      runner: handle.runner,
+      trainer: handle.trainer,
+    });
+    // The runner writes exit.json last and then leaves (a zombie until init reaps it).
+    await waitFor(() => probe({ bootId: handle.bootId, ...handle.runner }) !== "alive");
+  });
+
+  it("records exit 3", async () => {
+    await start(["--lines", "2", "--exit-code", "3"]);
+    expect(await outcome()).toMatchObject({ exitCode: 3, signal: null });
+  });
+
+  it("records a trainer killed by SIGKILL", async () => {
+    const handle = await start(["--lines", "1", "--hang"]);
+    expect(await executor.probe(handle)).toBe("running");
+    expect(await executor.signal(handle, "SIGKILL")).toBe(true);
+    expect(await outcome()).toMatchObject({ exitCode: null, signal: "SIGKILL" });
+    expect(await executor.probe(handle)).toBe("exited");
+  });
+
+  it("records a trainer that cannot be started, and start() says why", async () => {
+    const missing = join(dir, "no-such-trainer");
+    await expect(
+      executor.start({
+        taskDir: dir,
+        attempt: 1,
+        command: { file: missing, args: [], env: {} },
+      }),
+    ).rejects.toThrow(/could not start the trainer: spawn .*no-such-trainer ENOENT/);
+    expect(readExitRecord(dir, 1)).toMatchObject({
+      exitCode: null,
+      signal: null,
+      trainerPid: null,
+      error: expect.stringContaining("ENOENT"),
+    });
+    expect(readRunnerRecord(dir, 1)).toBeNull();
+  });
+
+  it("leaves no exit.json when the runner itself is killed, and the attempt reads as gone", async () => {
+    const handle = await start(["--lines", "1", "--hang"]);
+    process.kill(handle.runner.pid, "SIGKILL");
+    await waitFor(async () => (await executor.probe(handle)) === "gone");
+    expect(await executor.probe(handle)).toBe("gone");
+    expect(existsSync(join(dir, "exit.json"))).toBe(false);
+    // Its trainer lives on with no one to record its end: the studio's to kill.
+    expect((await executor.inspect(handle)).trainer).toBe("alive");
+    expect(await executor.signal(handle, "SIGKILL")).toBe(true);
+  });
+
+  it("runs outside the studio's process tree, session and group", async () => {
+    const handle = await start(["--lines", "1", "--hang"]);
+    const me = readStat(process.pid)!;
+    const runner = readStat(handle.runner.pid)!;
+    const trainer = readStat(handle.trainer.pid)!;
+    expect(runner.session).not.toBe(me.session);
+    expect(runner.pgrp).not.toBe(me.pgrp);
+    // No ancestor of the runner is this process.
+    for (let pid = runner.ppid; pid > 1; pid = readStat(pid)!.ppid) {
+      expect(pid).not.toBe(process.pid);
+    }
+    // The trainer is the runner's child and leads its own group, apart from the runner.
+    expect(trainer.ppid).toBe(handle.runner.pid);
+    expect(trainer.pgrp).toBe(handle.trainer.pid);
+    expect(runner.pgrp).not.toBe(trainer.pgrp);
+  });
+
+  it("outlives SIGTERM, SIGINT and SIGHUP, and still records the outcome", async () => {
+    const handle = await start(["--lines", "30", "--interval-ms", "10"]);
+    for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) {
+      process.kill(handle.runner.pid, signal);
+    }
+    expect(await outcome()).toMatchObject({ exitCode: 0, runnerPid: handle.runner.pid });
+    expect(logLines()).toHaveLength(30);
+  });
+
+  it("never takes an earlier attempt's records for this one's", async () => {
+    const old: ExitRecord = {
+      attempt: 1,
+      exitCode: 0,
+      signal: null,
+      startedAt: "2026-01-01T00:00:00.000Z",
+      endedAt: "2026-01-01T00:00:01.000Z",
+      trainerPid: 123,
+      runnerPid: 122,
+    };
+    writeFileSync(join(dir, "exit.json"), JSON.stringify(old));
+    // Even a stale record carrying this attempt's own number is cleared before the launch.
+    writeFileSync(join(dir, "exit.json"), JSON.stringify({ ...old, attempt: 2 }));
+    const handle = await start(["--lines", "1", "--hang"], 2);
+    expect(await executor.readOutcome(dir, 2)).toBeNull();
+    expect(await executor.readOutcome(dir, 1)).toBeNull();
+    expect(await executor.probe(handle)).toBe("running");
+    expect(await executor.recoverHandle(dir, 1)).toBeNull();
+    expect(await executor.recoverHandle(dir, 2)).toEqual(handle);
+  });
+
+  it("measures launch and outcome latency", async () => {
+    const launches: number[] = [];
+    const outcomes: number[] = [];
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const t0 = performance.now();
+      await start(["--lines", "1", "--task-dir", dir], attempt);
+      launches.push(performance.now() - t0);
+      const exit = await outcome(attempt);
+      const events = readFileSync(join(dir, "progress.jsonl"), "utf8").trim().split("\n");
+      const completedAt = JSON.parse(events.at(-1)!).time * 1000;
+      outcomes.push(Date.parse(exit.endedAt) - completedAt);
+    }
+    const ms = (xs: number[]) => xs.map((x) => `${Math.round(x)} ms`).join(", ");
+    console.log(
+      `start() to handle: ${ms(launches)}; trainer's last event to the runner's endedAt: ${ms(outcomes)}`,
+    );
+    expect(Math.max(...launches)).toBeLessThan(5_000);
+  });
+});
