@@ -73,23 +73,27 @@ describe("job name", () => {
 });
 
 describe("sbatch environment", () => {
-  it("is the studio's plus the trainer's, without what Slurm must decide", () => {
+  it("is the trainer's, plus the cluster's config, without what Slurm must decide", () => {
     const env = sbatchEnv(
       {
-        PATH: "/usr/bin",
-        SLURM_CONF: "/etc/slurm/slurm.conf",
+        PATH: "/venv/bin:/usr/bin",
+        PYTHONUNBUFFERED: "1",
         SLURM_JOB_ID: "5",
+        SLURM_CONF: "/studio/runs/inside/a/job.conf",
         SBATCH_PARTITION: "other",
         CUDA_VISIBLE_DEVICES: "0",
-        UNSET: undefined,
       },
-      { PYTHONUNBUFFERED: "1", CUDA_VISIBLE_DEVICES: "1", PATH: "/venv/bin:/usr/bin" },
+      "/etc/slurm/slurm.conf",
     );
     expect(env).toEqual({
       PATH: "/venv/bin:/usr/bin",
-      SLURM_CONF: "/etc/slurm/slurm.conf",
       PYTHONUNBUFFERED: "1",
+      SLURM_CONF: "/etc/slurm/slurm.conf",
     });
+  });
+
+  it("leaves SLURM_CONF out when none is configured (sbatch then reads /etc/slurm)", () => {
+    expect(sbatchEnv({ HOME: "/root" }, undefined)).toEqual({ HOME: "/root" });
   });
 });
 

@@ -165,29 +165,44 @@ describe("a job that ended before its runner recorded an exit", () => {
     exitCode: exit ? parseExitCode(exit) : null,
   });
 
-  it("is nothing while the job is not over", () => {
-    expect(endWithoutRunner(record("RUNNING"))).toBeNull();
-    expect(endWithoutRunner(record("SUSPENDED"))).toBeNull();
-    expect(endWithoutRunner(record("PENDING"))).toBeNull();
+  it.each(["RUNNING", "SUSPENDED", "PENDING", "COMPLETING"])("%s: not over, nothing", (state) => {
+    expect(endWithoutRunner(record(state))).toBeNull();
   });
 
-  it("says what Slurm did, with the exit code or the signal", () => {
+  it.each(["COMPLETED", "FAILED", "SPECIAL_EXIT"])(
+    "%s: ended on its own, the runner's record decides",
+    (state) => {
+      expect(endWithoutRunner(record(state, "1:0"))).toBeNull();
+    },
+  );
+
+  it.each(["NODE_FAIL", "BOOT_FAIL", "PREEMPTED"])(
+    "%s: node lost, resumable, not an outcome",
+    (state) => {
+      expect(endWithoutRunner(record(state))).toBeNull();
+    },
+  );
+
+  it("says what Slurm did, with the signal when there was one", () => {
     expect(endWithoutRunner(record("TIMEOUT", "0:15"))).toEqual({
       exitCode: null,
       signal: "SIGTERM",
-      error:
-        "the Slurm job reached its Slurm time limit before the runner recorded an exit (exit code 0, signal 15)",
+      error: "the Slurm job reached its time limit (TIMEOUT) before the runner recorded an exit",
     });
-    expect(endWithoutRunner(record("CANCELLED"))?.error).toMatch(/cancelled by Slurm \(scancel\)/);
+    expect(endWithoutRunner(record("CANCELLED by 0", "0:0"))).toEqual({
+      exitCode: null,
+      signal: null,
+      error: "the Slurm job was cancelled (scancel) (CANCELLED) before the runner recorded an exit",
+    });
     expect(endWithoutRunner(record("OUT_OF_MEMORY", "0:9"))?.signal).toBe("SIGKILL");
-    expect(endWithoutRunner(record("FAILED", "127:0"))).toMatchObject({
-      exitCode: 127,
+    expect(endWithoutRunner(record("DEADLINE", "2:0"))).toMatchObject({
+      exitCode: 2,
       signal: null,
     });
-    expect(endWithoutRunner(record("NODE_FAIL"))?.error).toMatch(/node failed/);
+    expect(endWithoutRunner(record("REVOKED"))?.error).toMatch(/federated/);
   });
 
-  it("names a signal the table lacks by number", () => {
-    expect(endWithoutRunner(record("FAILED", "0:200"))?.signal).toBe("signal 200");
+  it("names a signal Node does not know by number", () => {
+    expect(endWithoutRunner(record("CANCELLED", "0:200"))?.signal).toBe("signal 200");
   });
 });

@@ -20,7 +20,7 @@ exec "$@"
 export interface SlurmJobSpec {
   taskDir: string;
   attempt: number;
-  command: { file: string; args: string[]; env?: Record<string, string> };
+  command: { file: string; args: string[] };
 }
 
 export interface SlurmSubmitOptions {
@@ -95,21 +95,23 @@ export function sbatchArgv(spec: SlurmJobSpec, options: SlurmSubmitOptions): str
 }
 
 /**
- * sbatch's environment, which `--export=ALL` hands to the job: the studio's, plus the
- * trainer's. Dropped: SBATCH_* and SLURM_* (input variables sbatch would obey, or the studio's
- * own job when it runs inside one; SLURM_CONF stays, it finds the cluster) and
- * CUDA_VISIBLE_DEVICES (Slurm assigns GPUs through --gres and sets it on the node).
+ * sbatch's environment, which `--export=ALL` hands to the job: the trainer's environment (the
+ * whole of it, as the local executor gives its runner) and SLURM_CONF, which tells sbatch
+ * which cluster to use. Dropped: SBATCH_* and other SLURM_* variables (input variables sbatch
+ * would obey, or the studio's own job when it runs inside one) and CUDA_VISIBLE_DEVICES
+ * (Slurm assigns GPUs through --gres and sets it on the node).
  */
 export function sbatchEnv(
-  studioEnv: Readonly<Record<string, string | undefined>>,
-  trainerEnv: Readonly<Record<string, string>> = {},
+  trainerEnv: Readonly<Record<string, string>>,
+  slurmConf: string | undefined,
 ): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries({ ...studioEnv, ...trainerEnv })) {
-    if (value === undefined) continue;
-    if (key === "CUDA_VISIBLE_DEVICES") continue;
-    if ((key.startsWith("SLURM_") && key !== "SLURM_CONF") || key.startsWith("SBATCH_")) continue;
+  for (const [key, value] of Object.entries(trainerEnv)) {
+    if (key === "CUDA_VISIBLE_DEVICES" || key.startsWith("SLURM_") || key.startsWith("SBATCH_")) {
+      continue;
+    }
     env[key] = value;
   }
+  if (slurmConf) env.SLURM_CONF = slurmConf;
   return env;
 }

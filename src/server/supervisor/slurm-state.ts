@@ -151,7 +151,7 @@ export function classifyFailure(stderr: string): SlurmCommandFailure {
     return "permission-denied";
   }
   if (
-    /unable to contact slurm controller|socket timed out|connection refused|communications connection failure|zero bytes were transmitted|unable to establish|slurm_persist_conn|protocol authentication error/.test(
+    /unable to contact slurm controller|did not answer within|socket timed out|connection refused|communications connection failure|zero bytes were transmitted|unable to establish|slurm_persist_conn|protocol authentication error/.test(
       text,
     )
   ) {
@@ -160,35 +160,35 @@ export function classifyFailure(stderr: string): SlurmCommandFailure {
   return "other";
 }
 
+/** States in which Slurm itself ended the job, so the runner may have had no chance to write exit.json. */
+const ENDED_BY_SLURM: Readonly<Record<string, string>> = {
+  CANCELLED: "was cancelled (scancel)",
+  TIMEOUT: "reached its time limit",
+  OUT_OF_MEMORY: "ran out of memory",
+  DEADLINE: "reached its deadline",
+  REVOKED: "was revoked by a federated cluster",
+};
+
 /**
- * What Slurm's record says about a job that ended without the runner writing exit.json (the
- * runner itself was killed: cancel's SIGKILL, time limit, out of memory). Null for a job that
- * is not over, or whose end the runner should have recorded (it ran to its own end).
+ * The outcome Slurm recorded for a job it ended itself (cancel's SIGKILL, the time limit, the
+ * memory limit), for when the runner was killed before writing exit.json. Null otherwise: a job
+ * that is not over, one that ended on its own (COMPLETED, FAILED: the runner wrote exit.json,
+ * or it crashed and no one knows the trainer's outcome), and one whose node was lost (resumable,
+ * like a reboot).
  */
 export function endWithoutRunner(
   record: SlurmJobRecord,
 ): { exitCode: number | null; signal: string | null; error: string } | null {
   const state = normalizeState(record.state);
-  if (phaseOf(state) === "active" || phaseOf(state) === "paused") return null;
+  const what = ENDED_BY_SLURM[state];
+  if (!what) return null;
   const exit = record.exitCode;
   const signal = exit && exit.signal > 0 ? signalName(exit.signal) : null;
-  const exitCode = exit && exit.signal === 0 ? exit.code : null;
-  const detail = exit ? ` (exit code ${exit.code}, signal ${exit.signal})` : "";
-  const why: Record<string, string> = {
-    CANCELLED: "cancelled by Slurm (scancel)",
-    TIMEOUT: "reached its Slurm time limit",
-    OUT_OF_MEMORY: "ran out of memory (Slurm OUT_OF_MEMORY)",
-    DEADLINE: "reached its Slurm deadline",
-    NODE_FAIL: "its node failed (Slurm NODE_FAIL)",
-    BOOT_FAIL: "its node failed to boot (Slurm BOOT_FAIL)",
-    PREEMPTED: "was preempted by Slurm",
-    REVOKED: "was revoked by a federated cluster",
-  };
-  const what = why[state] ?? `ended in Slurm state ${state}`;
+  const exitCode = exit && exit.signal === 0 && exit.code !== 0 ? exit.code : null;
   return {
     exitCode,
     signal,
-    error: `the Slurm job ${what} before the runner recorded an exit${detail}`,
+    error: `the Slurm job ${what} (${state}) before the runner recorded an exit`,
   };
 }
 

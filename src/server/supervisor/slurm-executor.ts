@@ -1,0 +1,333 @@
+import { spawn } from "node:child_process";
+import { existsSync, type FSWatcher, mkdirSync, readFileSync, watch, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { writeJsonAtomic } from "../../runner/atomic-json";
+import { readExitRecord, readRunnerRecord } from "../../runner/record-schemas";
+import type { ExitRecord } from "../../runner/records";
+import { DIST_DIR } from "../package-root";
+import type { AttemptState, ControlSignal, LaunchSpec, ProcessState } from "./executor";
+import {
+  BATCH_SCRIPT,
+  batchScriptPath,
+  jobName,
+  type SlurmSubmitOptions,
+  sbatchArgv,
+  sbatchEnv,
+} from "./slurm-script";
+import {
+  classifyFailure,
+  endWithoutRunner,
+  parseSacct,
+  parseSbatchParsable,
+  parseSqueue,
+  phaseOf,
+  probeStateOf,
+  SACCT_FIELDS,
+  type SlurmJobRecord,
+  SQUEUE_FORMAT,
+} from "./slurm-state";
+
+/** An attempt running as a Slurm batch job: the job id is its identity. JSON-safe. */
+export const slurmHandleSchema = z.object({
+  kind: z.literal("slurm"),
+  taskDir: z.string(),
+  attempt: z.number().int().min(1),
+  jobId: z.string().regex(/^\d+$/),
+  cluster: z.string().nullable(),
+});
+export type SlurmAttemptHandle = z.infer<typeof slurmHandleSchema>;
+
+export interface SlurmExecutorOptions {
+  /** slurm.conf for every Slurm command; the commands' default (/etc/slurm) when absent. */
+  slurmConf?: string;
+  partition?: string;
+  /** sbatch --time for every job. */
+  timeLimit?: string;
+  /** Further sbatch options, e.g. ["--account=ml"]. */
+  extraArgs?: string[];
+  /** Node on the compute nodes; default this studio's. */
+  nodePath?: string;
+  /** The runner on a folder every node sees; default dist/runner.js of this install. */
+  runnerPath?: string;
+  /** How long one Slurm command may take before it counts as "cannot tell"; default 15 s. */
+  commandTimeoutMs?: number;
+}
+
+/** What the controller knows about a job right now. */
+type JobQuery =
+  | { kind: "known"; record: SlurmJobRecord }
+  | { kind: "unknown" }
+  /** The controller (or accounting) did not answer: say nothing about the job. */
+  | { kind: "unreachable"; detail: string };
+
+/** The job id, written next to the attempt's files so that readOutcome and recovery find it. */
+function handleFile(taskDir: string) {
+  return join(taskDir, "slurm-job.json");
+}
+
+/**
+ * Runs each attempt as a Slurm batch job whose only process is the same runner the local
+ * executor uses, so runner.json, training.log and exit.json appear in the task folder (which
+ * must be on a folder the compute nodes share). The studio keeps nothing but the job id:
+ * squeue answers while the controller remembers the job (MinJobAge after it ends), sacct after.
+ */
+export class SlurmExecutor {
+  private readonly submit: Omit<SlurmSubmitOptions, "gpus">;
+  private readonly slurmConf: string | undefined;
+  private readonly commandTimeoutMs: number;
+
+  constructor(options: SlurmExecutorOptions = {}) {
+    this.slurmConf = options.slurmConf;
+    this.commandTimeoutMs = options.commandTimeoutMs ?? 15_000;
+    this.submit = {
+      nodePath: options.nodePath ?? process.execPath,
+      runnerPath: options.runnerPath ?? join(DIST_DIR, "runner.js"),
+      partition: options.partition,
+      timeLimit: options.timeLimit,
+      extraArgs: options.extraArgs,
+    };
+  }
+
+  /** Submits the job and resolves with its id as soon as Slurm has accepted it (it may queue). */
+  async start(spec: LaunchSpec): Promise<SlurmAttemptHandle> {
+    const { taskDir, attempt } = spec;
+    if (!existsSync(this.submit.runnerPath)) {
+      throw new Error(`the runner is not built: ${this.submit.runnerPath} is missing`);
+    }
+    mkdirSync(taskDir, { recursive: true });
+    writeFileSync(batchScriptPath(taskDir, attempt), BATCH_SCRIPT, { mode: 0o755 });
+    const argv = sbatchArgv(spec, { ...this.submit, gpus: gpuCount(taskDir) });
+    const env: NodeJS.ProcessEnv = { ...sbatchEnv(spec.command.env, this.slurmConf) };
+    const result = await this.slurm("sbatch", argv, env);
+    if (result.code !== 0) {
+      throw new Error(`sbatch refused the job: ${result.stderr.trim() || `exit ${result.code}`}`);
+    }
+    const { jobId, cluster } = parseSbatchParsable(result.stdout);
+    const handle: SlurmAttemptHandle = { kind: "slurm", taskDir, attempt, jobId, cluster };
+    writeJsonAtomic(handleFile(taskDir), handle);
+    return handle;
+  }
+
+  async probe(handle: SlurmAttemptHandle): Promise<AttemptState> {
+    if (readExitRecord(handle.taskDir, handle.attempt)) return "exited";
+    const job = await this.query(handle.jobId);
+    // A controller that does not answer (restarting, overloaded) says nothing about the job.
+    if (job.kind === "unreachable") return "running";
+    const state = job.kind === "known" ? probeStateOf(job.record.state) : "gone";
+    if (state !== "exited" && state !== "gone") return state;
+    // The runner writes exit.json just before it exits; Slurm's own record covers a runner
+    // that Slurm killed. Anything else ended without an outcome.
+    if (await this.readOutcome(handle.taskDir, handle.attempt)) return "exited";
+    return "gone";
+  }
+
+  /** Slurm knows the job, not its processes: both follow the job's state. */
+  async inspect(
+    handle: SlurmAttemptHandle,
+  ): Promise<{ runner: ProcessState; trainer: ProcessState }> {
+    const job = await this.query(handle.jobId);
+    if (job.kind === "unreachable") throw new Error(`Slurm did not answer: ${job.detail}`);
+    const phase = job.kind === "known" ? phaseOf(job.record.state) : "ended";
+    const state: ProcessState =
+      phase === "active"
+        ? "alive"
+        : phase === "paused"
+          ? "stopped"
+          : phase === "node-lost"
+            ? "other-boot"
+            : "gone";
+    return { runner: state, trainer: state };
+  }
+
+  /**
+   * SIGTERM: `scancel --full --signal=TERM`; SIGKILL: that with KILL, then `scancel` (the job
+   * ends, Slurm kills what is left); SIGSTOP/SIGCONT: `scontrol suspend`/`resume` (operator or
+   * SlurmUser only). False when the job is no longer there to signal. Caveat: Slurm delivers
+   * these to the batch script's process group, and the runner puts the trainer in its own
+   * session, so today SIGTERM and suspend reach the runner only (see the report).
+   */
+  async signal(handle: SlurmAttemptHandle, signal: ControlSignal): Promise<boolean> {
+    const job = await this.query(handle.jobId);
+    if (job.kind === "unreachable") throw new Error(`Slurm did not answer: ${job.detail}`);
+    if (job.kind === "unknown") return false;
+    const phase = phaseOf(job.record.state);
+    if (phase !== "active" && phase !== "paused") return false;
+    if (signal === "SIGCONT" && phase !== "paused") return true; // nothing to wake
+    const [command, args] =
+      signal === "SIGSTOP"
+        ? ["scontrol", ["suspend", handle.jobId]]
+        : signal === "SIGCONT"
+          ? ["scontrol", ["resume", handle.jobId]]
+          : signal === "SIGTERM"
+            ? ["scancel", ["--full", "--signal=TERM", handle.jobId]]
+            : // Ends the job: every process Slurm tracks gets SIGKILL after KillWait at the latest.
+              ["scancel", ["--full", "--signal=KILL", handle.jobId]];
+    if (signal === "SIGKILL") {
+      const killed = await this.slurm(command, args);
+      if (killed.code !== 0 && classifyFailure(killed.stderr) !== "unknown-job") {
+        throw new Error(`scancel --signal=KILL failed: ${killed.stderr.trim()}`);
+      }
+      return this.runOrGone("scancel", [handle.jobId]);
+    }
+    return this.runOrGone(command, args);
+  }
+
+  /** True when the command worked, false when the job is not there, throws otherwise. */
+  private async runOrGone(command: string, args: string[]): Promise<boolean> {
+    const result = await this.slurm(command, args);
+    if (result.code === 0) return true;
+    if (classifyFailure(result.stderr) === "unknown-job") return false;
+    throw new Error(`${command} ${args.join(" ")} failed: ${result.stderr.trim()}`);
+  }
+
+  /**
+   * exit.json when the runner wrote one. Otherwise, for a job Slurm itself ended (scancel's
+   * SIGKILL, time or memory limit) after the runner had started: the outcome from Slurm's
+   * record, with the runner's pids and start from runner.json.
+   */
+  async readOutcome(taskDir: string, attempt: number): Promise<ExitRecord | null> {
+    const exit = readExitRecord(taskDir, attempt);
+    if (exit) return exit;
+    const handle = readHandleFile(taskDir, attempt);
+    const runner = readRunnerRecord(taskDir, attempt);
+    if (!handle || !runner) return null;
+    const job = await this.query(handle.jobId);
+    if (job.kind !== "known") return null;
+    const end = endWithoutRunner(job.record);
+    if (!end) return readExitRecord(taskDir, attempt);
+    return {
+      attempt,
+      ...end,
+      startedAt: runner.startedAt,
+      // When the studio learned it: Slurm's end time is in the controller's local time zone.
+      endedAt: new Date().toISOString(),
+      trainerPid: runner.trainer.pid,
+      runnerPid: runner.runner.pid,
+    };
+  }
+
+  /** From slurm-job.json, or, when the studio died right after sbatch, by the job's name. */
+  async recoverHandle(taskDir: string, attempt: number): Promise<SlurmAttemptHandle | null> {
+    const recorded = readHandleFile(taskDir, attempt);
+    if (recorded) return recorded;
+    const result = await this.slurm("squeue", [
+      "--noheader",
+      "--states=all",
+      `--name=${jobName(taskDir, attempt)}`,
+      "--format=%i",
+    ]);
+    if (result.code !== 0) {
+      throw new Error(`squeue could not look for the job: ${result.stderr.trim()}`);
+    }
+    const ids = result.stdout.split("\n").filter((line) => /^\d+$/.test(line.trim()));
+    const jobId = ids.pop()?.trim();
+    if (!jobId) return null;
+    const handle: SlurmAttemptHandle = { kind: "slurm", taskDir, attempt, jobId, cluster: null };
+    writeJsonAtomic(handleFile(taskDir), handle);
+    return handle;
+  }
+
+  /** Only a hint: on a network file system, writes from compute nodes raise no local event. */
+  watch(taskDir: string, onHint: () => void): () => void {
+    let watcher: FSWatcher;
+    try {
+      watcher = watch(taskDir, () => onHint());
+    } catch {
+      return () => {};
+    }
+    watcher.on("error", () => watcher.close());
+    return () => watcher.close();
+  }
+
+  /** squeue while the controller remembers the job, then sacct (accounting), then sacct -c (job completion log). */
+  private async query(jobId: string): Promise<JobQuery> {
+    const squeue = await this.slurm("squeue", [
+      "--noheader",
+      "--states=all",
+      `--jobs=${jobId}`,
+      `--format=${SQUEUE_FORMAT}`,
+    ]);
+    if (squeue.code === 0) {
+      const record = parseSqueue(squeue.stdout, jobId);
+      if (record) return { kind: "known", record };
+    } else if (classifyFailure(squeue.stderr) !== "unknown-job") {
+      return { kind: "unreachable", detail: squeue.stderr.trim() || `squeue exit ${squeue.code}` };
+    }
+    const sacctArgs = [
+      "--noheader",
+      "--parsable2",
+      "--allocations",
+      `--jobs=${jobId}`,
+      `--format=${SACCT_FIELDS}`,
+    ];
+    let sacct = await this.slurm("sacct", sacctArgs);
+    if (sacct.code !== 0 && classifyFailure(sacct.stderr) === "accounting-disabled") {
+      sacct = await this.slurm("sacct", ["--completion", ...sacctArgs]);
+    }
+    if (sacct.code !== 0) {
+      return { kind: "unreachable", detail: sacct.stderr.trim() || `sacct exit ${sacct.code}` };
+    }
+    const record = parseSacct(sacct.stdout, jobId);
+    return record ? { kind: "known", record } : { kind: "unknown" };
+  }
+
+  /** Runs a Slurm command (argv, no shell). A command that hangs counts as no answer. */
+  private slurm(
+    command: string,
+    args: string[],
+    env: NodeJS.ProcessEnv = this.slurmConf
+      ? { ...process.env, SLURM_CONF: this.slurmConf }
+      : process.env,
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(command, args, {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+        timeout: this.commandTimeoutMs,
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (chunk) => {
+        stdout += chunk;
+      });
+      child.stderr.on("data", (chunk) => {
+        stderr += chunk;
+      });
+      child.on("error", (err) =>
+        resolve({ code: 127, stdout, stderr: `${command}: ${err.message}` }),
+      );
+      child.on("close", (code, signal) => {
+        const timedOut = signal
+          ? `${command} did not answer within ${this.commandTimeoutMs} ms (socket timed out)`
+          : "";
+        resolve({ code: code ?? 1, stdout, stderr: stderr || timedOut });
+      });
+    });
+  }
+}
+
+function readHandleFile(taskDir: string, attempt: number): SlurmAttemptHandle | null {
+  let text: string;
+  try {
+    text = readFileSync(handleFile(taskDir), "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
+  }
+  const handle = slurmHandleSchema.parse(JSON.parse(text));
+  return handle.attempt === attempt ? handle : null;
+}
+
+/** How many GPUs the attempt was given, from its config.json (the scheduler's choice). */
+function gpuCount(taskDir: string): number {
+  try {
+    const config = JSON.parse(readFileSync(join(taskDir, "config.json"), "utf8")) as {
+      gpus?: unknown;
+    };
+    return Array.isArray(config.gpus) ? config.gpus.length : 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    throw err;
+  }
+}
