@@ -98,8 +98,7 @@ export class SlurmExecutor {
     mkdirSync(taskDir, { recursive: true });
     writeFileSync(batchScriptPath(taskDir, attempt), BATCH_SCRIPT, { mode: 0o755 });
     const argv = sbatchArgv(spec, { ...this.submit, gpus: gpuCount(taskDir) });
-    const env: NodeJS.ProcessEnv = { ...sbatchEnv(spec.command.env, this.slurmConf) };
-    const result = await this.slurm("sbatch", argv, env);
+    const result = await this.slurm("sbatch", argv, sbatchEnv(spec.command.env, this.slurmConf));
     if (result.code !== 0) {
       throw new Error(`sbatch refused the job: ${result.stderr.trim() || `exit ${result.code}`}`);
     }
@@ -276,13 +275,14 @@ export class SlurmExecutor {
   private slurm(
     command: string,
     args: string[],
-    env: NodeJS.ProcessEnv = this.slurmConf
+    env: Record<string, string | undefined> = this.slurmConf
       ? { ...process.env, SLURM_CONF: this.slurmConf }
       : process.env,
   ): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
       const child = spawn(command, args, {
-        env,
+        // Next's types make NODE_ENV mandatory in ProcessEnv; Slurm commands do not need it.
+        env: env as NodeJS.ProcessEnv,
         stdio: ["ignore", "pipe", "pipe"],
         timeout: this.commandTimeoutMs,
       });
