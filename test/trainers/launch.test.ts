@@ -1,5 +1,7 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { type LaunchSettings, trainerCommand } from "../../src/trainers/launch";
+import { hfPeftScriptPath, type LaunchSettings, trainerCommand } from "../../src/trainers/launch";
 import { type TaskConfig, taskConfigSchema } from "../../src/trainers/protocol";
 
 const settings: LaunchSettings = {
@@ -119,5 +121,9 @@ describe("trainerCommand", () => {
       TOKENIZERS_PARALLELISM: "false",
       STUDIO_TASK_DIR: taskDir,
     });
+  });
+
+  it("points at the train.py that ships in this checkout", () => {
+    expect(existsSync(hfPeftScriptPath(join(import.meta.dirname, "../../dist")))).toBe(true);
   });
 });

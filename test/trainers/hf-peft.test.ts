@@ -1,0 +1,111 @@
+import { execFileSync } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { PREFLIGHT_SCRIPT, runPreflight } from "../../src/trainers/hf-peft/preflight";
+import { hfPeftScriptPath } from "../../src/trainers/launch";
+
+const TRAIN_SCRIPT = hfPeftScriptPath(join(import.meta.dirname, "../../dist"));
+const python = "python3";
+
+describe("hf-peft trainer scripts", () => {
+  const dir = mkdtempSync(join(tmpdir(), "studio-hf-peft-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("compiles train.py and preflight.py", () => {
+    for (const script of [TRAIN_SCRIPT, PREFLIGHT_SCRIPT]) {
+      // Compiled into the temp folder so that no __pycache__ lands in the checkout.
+      execFileSync(python, [
+        "-c",
+        "import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)",
+        script,
+        join(dir, "out.pyc"),
+      ]);
+    }
+  });
+
+  it("keeps train.py's templates identical to rowToText", () => {
+    // Real Python, no packages needed: row_to_text is imported from train.py and compared.
+    const rows = [
+      ["alpaca", { instruction: "Add.", input: "1 + 2", output: "3" }],
+      ["alpaca", { instruction: "Hi.", input: " ", output: "hi" }],
+      [
+        "chat",
+        {
+          messages: [
+            { role: "user", content: "2+2?" },
+            { role: "assistant", content: "4" },
+          ],
+        },
+      ],
+      ["text", { text: "as is" }],
+    ] as const;
+    const code = [
+      "import importlib.util, json, sys",
+      "spec = importlib.util.spec_from_file_location('train', sys.argv[1])",
+      "train = importlib.util.module_from_spec(spec); spec.loader.exec_module(train)",
+      "print(json.dumps([train.row_to_text(r, f) for f, r in json.loads(sys.argv[2])]))",
+    ].join("\n");
+    const out = execFileSync(python, ["-c", code, TRAIN_SCRIPT, JSON.stringify(rows)], {
+      encoding: "utf8",
+    });
+    expect(JSON.parse(out)).toEqual([
+      "### Instruction:\nAdd.\n### Input:\n1 + 2\n### Response:\n3",
+      "### Instruction:\nHi.\n### Response:\nhi",
+      "<|user|>\n2+2?\n<|assistant|>\n4",
+      "as is",
+    ]);
+  });
+
+  it("preflight reports the missing packages as problems (a real Python without site-packages)", async () => {
+    // -S leaves out site-packages, so the packages are missing here whatever this machine has.
+    const bare = join(dir, "bare-python");
+    writeFileSync(bare, `#!/bin/sh\nexec ${python} -S "$@"\n`);
+    chmodSync(bare, 0o755);
+    const result = await runPreflight(bare);
+    expect(result.ok).toBe(false);
+    expect(result.problems).toEqual(
+      ["torch", "transformers", "peft", "accelerate"].map(
+        (name) => `${name} is not installed for ${result.details.executable} (pip install ${name})`,
+      ),
+    );
+    expect(result.details).toMatchObject({
+      python: expect.stringMatching(/^3\.\d+\.\d+$/),
+      packages: { torch: { ok: false, version: null } },
+      cuda: { available: false, device_count: 0 },
+    });
+  });
+
+  it("preflight runs with the machine's python3 and agrees with itself", async () => {
+    const result = await runPreflight(python);
+    expect(result.details.python).toMatch(/^3\.\d+\.\d+$/);
+    expect(result.ok).toBe(result.problems.length === 0);
+  });
+
+  it("preflight says so when the interpreter is missing", async () => {
+    const result = await runPreflight(join(dir, "no-such-python"));
+    expect(result.ok).toBe(false);
+    expect(result.problems).toEqual([
+      `Python interpreter not found: ${join(dir, "no-such-python")} (set STUDIO_PYTHON to a Python 3 with torch, transformers and peft)`,
+    ]);
+  });
+
+  it("preflight says so when the interpreter is not a working Python", async () => {
+    const broken = join(dir, "broken-python");
+    writeFileSync(broken, "#!/bin/sh\necho 'oops' >&2\nexit 3\n");
+    chmodSync(broken, 0o755);
+    const result = await runPreflight(broken);
+    expect(result.ok).toBe(false);
+    expect(result.problems[0]).toMatch(/could not run the preflight check/);
+    expect(result.details.stderr).toBe("oops");
+  });
+
+  it("preflight gives up after its timeout", async () => {
+    const slow = join(dir, "slow-python");
+    writeFileSync(slow, "#!/bin/sh\nexec sleep 5\n");
+    chmodSync(slow, 0o755);
+    const result = await runPreflight(slow, { timeoutMs: 200 });
+    expect(result.problems).toEqual([`the preflight check with ${slow} took more than 0.2 s`]);
+  });
+});
