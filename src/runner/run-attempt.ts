@@ -14,8 +14,9 @@ import {
 } from "./records";
 
 /**
- * Runs one attempt: the trainer as this process's child in its own process group, its stdout
- * and stderr going straight to training.log, then the outcome recorded in exit.json.
+ * Runs one attempt: the trainer as this process's child in its own process group, in the task
+ * folder as working directory, its stdout and stderr going straight to training.log, then the
+ * outcome recorded in exit.json.
  */
 export function runAttempt({ taskDir, attempt, file, args }: RunnerArgs): void {
   mkdirSync(taskDir, { recursive: true });
