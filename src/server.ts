@@ -40,7 +40,7 @@ async function main() {
   const bus = new StudioBus();
   const releaseSupervisorLock = await database.trySupervisorLock();
   const supervisor = releaseSupervisorLock
-    ? new Supervisor(env, database.db, bus, new LocalExecutor({ distDir: DIST_DIR }), log)
+    ? new Supervisor(env, database.db, bus, new LocalExecutor(), log)
     : null;
   if (supervisor) {
     const summary = await reconcileAtBoot(supervisor, database.db, env);

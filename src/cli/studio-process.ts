@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { studioPaths } from "../server/home";
 import { type LockHolder, liveLockHolder } from "../server/home-lock";
@@ -34,6 +34,7 @@ export async function startBackground(home: string, timeoutMs = 120_000): Promis
   const paths = studioPaths(home);
   const already = runningStudio(home);
   if (already) throw new Error(`a studio is already running: pid ${already.pid}, ${already.url}`);
+  mkdirSync(home, { recursive: true });
   const logOffset = existsSync(paths.log) ? statSync(paths.log).size : 0;
   const logFd = openSync(paths.log, "a");
   const child = spawn(process.execPath, [join(DIST_DIR, "server.js")], {

@@ -1,5 +1,5 @@
-import { createTaskInput } from "../shared/task-input";
-import { hyperparametersSchema, TRAINER_KINDS } from "../trainers/protocol";
+import { createTaskFields, createTaskInput } from "../shared/task-input";
+import { DEFAULT_LEARNING_RATE, hyperparametersSchema, TRAINER_KINDS } from "../trainers/protocol";
 import type { ValidationIssue } from "./validation-issue";
 
 /** The inputs of the create form, in the order they appear. */
@@ -39,7 +39,7 @@ function isHyperparameterField(field: string): field is HyperparameterField {
 /** The defaults come from the shared schemas, so the form and the server never disagree. */
 export function defaultFormValues(): TaskFormValues {
   const hyperparameters = hyperparametersSchema.parse({});
-  const { shape } = createTaskInput;
+  const { shape } = createTaskFields;
   return {
     name: "",
     model: "builtin:tiny",
@@ -48,7 +48,7 @@ export function defaultFormValues(): TaskFormValues {
     mode: shape.mode.parse(undefined),
     command: "",
     epochs: String(hyperparameters.epochs),
-    learningRate: String(hyperparameters.learningRate),
+    learningRate: String(DEFAULT_LEARNING_RATE.builtin),
     batchSize: String(hyperparameters.batchSize),
     loraRank: String(hyperparameters.loraRank),
     loraAlpha: String(hyperparameters.loraAlpha),
@@ -57,7 +57,7 @@ export function defaultFormValues(): TaskFormValues {
 }
 
 export const TRAINER_OPTIONS = TRAINER_KINDS;
-export const MODE_OPTIONS = createTaskInput.shape.mode.unwrap().options;
+export const MODE_OPTIONS = createTaskFields.shape.mode.unwrap().options;
 
 /** An empty box is not zero: NaN makes the schema say "enter a number" instead of a bound. */
 function toNumber(text: string): number {

@@ -62,7 +62,7 @@ const envSchema = z
 export type Env = z.infer<typeof envSchema>;
 
 /** Reads and validates the studio's configuration; throws one readable message listing every problem. */
-export function loadEnv(source: NodeJS.ProcessEnv = process.env): Env {
+export function loadEnv(source: Record<string, string | undefined> = process.env): Env {
   const parsed = envSchema.safeParse(source);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join(".") || "env"}: ${i.message}`);

@@ -21,20 +21,22 @@ const modelRef = z
     "a model is a hub id (org/name), a local path or builtin:tiny; letters, digits and _ . / : @ - only",
   );
 
+/** The fields of the create form, each with its bounds and default. */
+export const createTaskFields = z.object({
+  name: z.string().trim().min(1, "give the task a name").max(120, "at most 120 characters"),
+  model: modelRef,
+  trainer: trainerKindSchema.default("builtin"),
+  mode: z.enum(["lora", "pretrain"]).default("lora"),
+  /** A dataset id from the dataset list, or an absolute path inside an allowed dataset root. */
+  dataset: z.string().trim().min(1, "choose a dataset").max(1024),
+  hyperparameters: taskHyperparameters.prefault({}),
+  gpus: z.number().int().min(0, "cannot be negative").max(64).default(0),
+  /** `command` trainer only: an argv array, never a shell string. */
+  command: z.array(z.string().max(4096)).min(1).max(256).optional(),
+});
+
 /** What a person fills in to create a task; shared by the page (field errors), the CLI and the router. */
-export const createTaskInput = z
-  .object({
-    name: z.string().trim().min(1, "give the task a name").max(120, "at most 120 characters"),
-    model: modelRef,
-    trainer: trainerKindSchema.default("builtin"),
-    mode: z.enum(["lora", "pretrain"]).default("lora"),
-    /** A dataset id from the dataset list, or an absolute path inside an allowed dataset root. */
-    dataset: z.string().trim().min(1, "choose a dataset").max(1024),
-    hyperparameters: taskHyperparameters.prefault({}),
-    gpus: z.number().int().min(0, "cannot be negative").max(64).default(0),
-    /** `command` trainer only: an argv array, never a shell string. */
-    command: z.array(z.string().max(4096)).min(1).max(256).optional(),
-  })
+export const createTaskInput = createTaskFields
   .superRefine((v, ctx) => {
     if (v.trainer === "command" && !v.command) {
       ctx.addIssue({

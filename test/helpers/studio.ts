@@ -25,12 +25,12 @@ export async function freePort(): Promise<number> {
 /** A studio home of its own, driven through the real CLI as a person would. */
 export class TestStudio {
   readonly home: string;
-  readonly env: NodeJS.ProcessEnv;
+  readonly env: Record<string, string | undefined>;
   client!: StudioClient;
 
   private constructor(
     readonly port: number,
-    extraEnv: NodeJS.ProcessEnv,
+    extraEnv: Record<string, string | undefined>,
   ) {
     this.home = mkdtempSync(join(tmpdir(), "studio-home-"));
     this.env = {
@@ -48,7 +48,7 @@ export class TestStudio {
   /** A studio on PGlite, or on a fresh PostgreSQL database of its own. */
   static async create(
     kind: "pglite" | "postgres",
-    extraEnv: NodeJS.ProcessEnv = {},
+    extraEnv: Record<string, string | undefined> = {},
   ): Promise<TestStudio> {
     const database = kind === "postgres" ? await createTestDatabase("postgres") : null;
     const studio = new TestStudio(await freePort(), {
@@ -70,7 +70,7 @@ export class TestStudio {
   async cli(...args: string[]): Promise<string> {
     try {
       const { stdout } = await run(process.execPath, [CLI, ...args], {
-        env: this.env,
+        env: this.env as NodeJS.ProcessEnv,
         timeout: 120_000,
       });
       return stdout;

@@ -1,5 +1,7 @@
 import { initTRPC, TRPCError } from "@trpc/server";
+import { DatasetError } from "../datasets/dataset-error";
 import type { StudioServices } from "../services";
+import { TaskActionError } from "../supervisor/task-action-error";
 
 export interface Context extends StudioServices {
   /** True when the request proved the access token (or none is configured). */
@@ -38,7 +40,19 @@ const t = initTRPC.context<Context>().create({
 export const router = t.router;
 export const createCallerFactory = t.createCallerFactory;
 
-export const publicProcedure = t.procedure.use(({ ctx, next }) => {
+/** Refusals of the studio's own modules carry a tRPC error code and a message meant for people. */
+const refusals = t.middleware(async ({ next }) => {
+  const result = await next();
+  if (!result.ok) {
+    const cause = result.error.cause;
+    if (cause instanceof DatasetError || cause instanceof TaskActionError) {
+      throw new TRPCError({ code: cause.code, message: cause.message, cause });
+    }
+  }
+  return result;
+});
+
+export const publicProcedure = t.procedure.use(refusals).use(({ ctx, next }) => {
   if (!ctx.authorized) {
     throw new TRPCError({ code: "UNAUTHORIZED", message: "this studio needs its access token" });
   }

@@ -9,24 +9,26 @@ import type { Env } from "../env";
 import type { StudioBus } from "../events/bus";
 import { taskDir } from "../home";
 import { DIST_DIR } from "../package-root";
-import { canTransition, type TaskStatus } from "../tasks/lifecycle";
+import { canTransition } from "../tasks/lifecycle";
 import { addEvent, getTask, transition } from "../tasks/repository";
 import type { AttemptHandle, Executor, ExitRecord } from "./executor";
 import { AttemptMonitor } from "./monitor";
 import { initialProgress, type ProgressState } from "./progress-state";
+import { outcomeOfExit, TERMINATED_UNEXPECTEDLY } from "./reconcile";
 import { planStarts } from "./scheduler";
+import { TaskActionError } from "./task-action-error";
 import { writeTaskConfig } from "./task-folder";
 
 /** The studio checks every running attempt at least this often; file events make it sooner. */
 const POLL_MS = 1_000;
 
-export class TaskActionError extends Error {
-  constructor(
-    readonly code: "NOT_FOUND" | "CONFLICT",
-    message: string,
-  ) {
-    super(message);
-  }
+export interface Outcome {
+  status: "completed" | "failed" | "cancelled";
+  reason: string;
+  exitCode: number | null;
+  signal: string | null;
+  error?: string;
+  endedAt?: Date;
 }
 
 interface Running {
@@ -36,20 +38,6 @@ interface Running {
   finishing: boolean;
 }
 
-/** What an exit record means for the task, given whether someone asked it to stop. */
-export function outcomeOf(
-  exit: ExitRecord,
-  cancelRequested: boolean,
-): { status: "completed" | "failed" | "cancelled"; reason: string } {
-  if (cancelRequested) {
-    return { status: "cancelled", reason: "cancelled" };
-  }
-  if (exit.exitCode === 0) return { status: "completed", reason: "finished" };
-  if (exit.error) return { status: "failed", reason: `could not start the trainer: ${exit.error}` };
-  if (exit.signal) return { status: "failed", reason: `trainer killed by ${exit.signal}` };
-  return { status: "failed", reason: `trainer exited with code ${exit.exitCode}` };
-}
-
 /**
  * Owns every running attempt of this studio: launches queued tasks as detached runners,
  * follows their files, records their outcome, and carries out cancel, pause and resume.
@@ -57,6 +45,8 @@ export function outcomeOf(
  */
 export class Supervisor {
   private readonly running = new Map<string, Running>();
+  /** How long a launch may take to confirm; boot reconciliation waits this long for a half-started one. */
+  readonly launchTimeoutMs = 10_000;
   private scheduling: Promise<void> | null = null;
   private scheduleAgain = false;
   private poller: NodeJS.Timeout | null = null;
@@ -66,7 +56,7 @@ export class Supervisor {
     private readonly env: Env,
     private readonly db: Db,
     private readonly bus: StudioBus,
-    private readonly executor: Executor,
+    readonly executor: Executor,
     private readonly log: (msg: string) => void,
   ) {}
 
@@ -369,6 +359,7 @@ export class Supervisor {
         distDir: DIST_DIR,
         pythonPath: this.env.STUDIO_PYTHON,
         allowCommandTrainer: this.env.STUDIO_ALLOW_COMMAND_TRAINER,
+        baseEnv: process.env,
       });
       const handle = await this.executor.start({ taskDir: dir, attempt: attempt.number, command });
       const started = await this.recordHandle(attempt, handle);
@@ -404,7 +395,7 @@ export class Supervisor {
     }
   }
 
-  private async recordHandle(attempt: AttemptRow, handle: AttemptHandle): Promise<AttemptRow> {
+  async recordHandle(attempt: AttemptRow, handle: AttemptHandle): Promise<AttemptRow> {
     const [row] = await this.db
       .update(attempts)
       .set({
@@ -486,20 +477,25 @@ export class Supervisor {
     this.running.delete(taskId);
     const task = await getTask(this.db, taskId);
     if (!task) return;
-    await this.finalize(task, attemptRowId, attempt, exit);
+    await this.finalize(task, attemptRowId, attempt, {
+      ...outcomeOfExit(exit, task.cancelRequestedAt !== null),
+      exitCode: exit.exitCode,
+      signal: exit.signal,
+      error: exit.error,
+      endedAt: new Date(exit.endedAt),
+    });
     this.schedule();
   }
 
-  /** Records the outcome of an attempt from its exit record (also used by boot reconciliation). */
-  async finalize(task: TaskRow, attemptRowId: number, attempt: number, exit: ExitRecord) {
-    const outcome = outcomeOf(exit, task.cancelRequestedAt !== null);
+  /** Records the outcome of an attempt (also used by boot reconciliation). */
+  async finalize(task: TaskRow, attemptRowId: number, attempt: number, outcome: Outcome) {
     await this.db
       .update(attempts)
       .set({
-        exitCode: exit.exitCode,
-        signal: exit.signal,
-        error: exit.error ?? null,
-        endedAt: new Date(exit.endedAt),
+        exitCode: outcome.exitCode,
+        signal: outcome.signal,
+        error: outcome.error ?? null,
+        endedAt: outcome.endedAt ?? new Date(),
       })
       .where(eq(attempts.id, attemptRowId));
     const row = await transition(
@@ -509,13 +505,66 @@ export class Supervisor {
       { statusReason: outcome.reason, finishedAt: new Date() },
       ["preparing", "training", "paused"],
     );
-    const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.exitCode}`;
+    const how =
+      outcome.signal !== null
+        ? ` (signal ${outcome.signal})`
+        : outcome.exitCode !== null
+          ? ` (exit code ${outcome.exitCode})`
+          : "";
     await this.publish(row, {
       type: "exited",
-      message: `${outcome.status}: ${outcome.reason} (${how})`,
+      message: `${outcome.status}: ${outcome.reason}${how}`,
       attempt,
-      data: { ...exit },
+      data: { exitCode: outcome.exitCode, signal: outcome.signal },
     });
+  }
+
+  /** The machine restarted under a running attempt: nothing of it runs any more. */
+  async interrupt(
+    task: TaskRow,
+    attempt: AttemptRow,
+    decision: { reason: string; resumable: boolean; autoResume: boolean },
+  ) {
+    await this.db
+      .update(attempts)
+      .set({ error: decision.reason, endedAt: new Date() })
+      .where(eq(attempts.id, attempt.id));
+    const row = await transition(
+      this.db,
+      task.id,
+      "interrupted",
+      { statusReason: decision.reason, finishedAt: new Date() },
+      ["preparing", "training", "paused"],
+    );
+    await this.publish(row, {
+      type: "interrupted",
+      message: `${decision.reason}${decision.resumable ? "; it can resume from its last checkpoint" : ""}`,
+      attempt: attempt.number,
+    });
+    if (decision.autoResume) await this.retry(task.id, true);
+  }
+
+  /** Follows an attempt that outlived the previous studio, in the state its trainer is really in. */
+  async reattach(
+    task: TaskRow,
+    attempt: AttemptRow,
+    handle: AttemptHandle,
+    decision: { paused: boolean; continueCancel: boolean },
+  ) {
+    const status = decision.paused ? "paused" : "training";
+    const row =
+      task.status === status ? task : await transition(this.db, task.id, status, {}, [task.status]);
+    await this.publish(row, {
+      type: "recovered",
+      message: `the studio restarted; training went on (pid ${handle.trainer.pid})`,
+      attempt: attempt.number,
+      data: { pid: handle.trainer.pid, runnerPid: handle.runner.pid },
+    });
+    this.follow(row ?? task, attempt, handle);
+    if (decision.continueCancel) {
+      if (decision.paused) await this.executor.signal(handle, "SIGCONT");
+      await this.executor.signal(handle, "SIGTERM");
+    }
   }
 
   private async lose(r: Running, what: string) {
@@ -534,7 +583,7 @@ export class Supervisor {
       .update(attempts)
       .set({ error: what, endedAt: new Date() })
       .where(eq(attempts.id, attemptRowId));
-    const reason = "Training process terminated unexpectedly";
+    const reason = TERMINATED_UNEXPECTEDLY;
     const row = await transition(
       this.db,
       taskId,

@@ -7,7 +7,6 @@ import { hyperparametersSchema } from "../../../trainers/protocol";
 import type { LogChunk, TaskUpdate } from "../../events/bus";
 import { taskDir } from "../../home";
 import { readLinesBefore } from "../../supervisor/log-cursor";
-import { TaskActionError } from "../../supervisor/supervisor";
 import { allowedActions, isActive, TASK_STATUSES, type TaskStatus } from "../../tasks/lifecycle";
 import {
   deleteTask,
@@ -32,17 +31,6 @@ function supervisorOf(ctx: Context) {
     throw new TRPCError({ code: "PRECONDITION_FAILED", message: `read-only: ${ctx.readOnly}` });
   }
   return ctx.supervisor;
-}
-
-/** Turns the supervisor's refusals into tRPC errors a person can read. */
-async function act<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof TaskActionError)
-      throw new TRPCError({ code: err.code, message: err.message });
-    throw err;
-  }
 }
 
 const LOG_PAGE_BYTES = 256 * 1024;
@@ -114,21 +102,19 @@ export const taskRouter = router({
 
   start: mutatingProcedure
     .input(taskIdInput)
-    .mutation(({ ctx, input }) => act(() => supervisorOf(ctx).start(input.id))),
+    .mutation(({ ctx, input }) => supervisorOf(ctx).start(input.id)),
   cancel: mutatingProcedure
     .input(taskIdInput)
-    .mutation(({ ctx, input }) => act(() => supervisorOf(ctx).cancel(input.id))),
+    .mutation(({ ctx, input }) => supervisorOf(ctx).cancel(input.id)),
   pause: mutatingProcedure
     .input(taskIdInput)
-    .mutation(({ ctx, input }) => act(() => supervisorOf(ctx).pause(input.id))),
+    .mutation(({ ctx, input }) => supervisorOf(ctx).pause(input.id)),
   resume: mutatingProcedure
     .input(taskIdInput)
-    .mutation(({ ctx, input }) => act(() => supervisorOf(ctx).resume(input.id))),
+    .mutation(({ ctx, input }) => supervisorOf(ctx).resume(input.id)),
   retry: mutatingProcedure
     .input(taskIdInput.extend({ fromCheckpoint: z.boolean().default(false) }))
-    .mutation(({ ctx, input }) =>
-      act(() => supervisorOf(ctx).retry(input.id, input.fromCheckpoint)),
-    ),
+    .mutation(({ ctx, input }) => supervisorOf(ctx).retry(input.id, input.fromCheckpoint)),
 
   /** Log lines before `before` (a byte offset; omitted = the end): the recent tail, then older pages. */
   logs: publicProcedure
