@@ -11,7 +11,7 @@ import { loadEnv } from "./server/env";
 import { StudioBus } from "./server/events/bus";
 import { studioPaths } from "./server/home";
 import { acquireHomeLock } from "./server/home-lock";
-import { DIST_DIR, PACKAGE_ROOT } from "./server/package-root";
+import { PACKAGE_ROOT } from "./server/package-root";
 import type { StudioServices } from "./server/services";
 import { reconcileAtBoot } from "./server/supervisor/boot";
 import { LocalExecutor } from "./server/supervisor/local-executor";

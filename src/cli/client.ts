@@ -1,4 +1,5 @@
 import { createTRPCClient, httpLink } from "@trpc/client";
+import superjson from "superjson";
 import type { AppRouter } from "../server/api/root";
 import { loadEnv } from "../server/env";
 import { studioPaths } from "../server/home";
@@ -16,6 +17,7 @@ export function createClient(url: string) {
     links: [
       httpLink({
         url: `${url}/api/trpc`,
+        transformer: superjson,
         headers: token ? { authorization: `Bearer ${token}` } : {},
       }),
     ],

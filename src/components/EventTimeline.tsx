@@ -19,7 +19,7 @@ export function EventTimeline({ events }: { events: TaskEvent[] }) {
         <ol className="timeline" data-testid="event-timeline">
           {events.map((event) => (
             <li key={event.id} data-testid="event" data-event-type={event.type}>
-              <time dateTime={event.at}>{format.dateTime(event.at)}</time>
+              <time dateTime={new Date(event.at).toISOString()}>{format.dateTime(event.at)}</time>
               <span className={`event-type event-${event.type}`}>
                 {t(`eventType.${event.type}`, { defaultValue: event.type })}
               </span>

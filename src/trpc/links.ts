@@ -1,4 +1,5 @@
 import { httpBatchStreamLink, httpSubscriptionLink, splitLink, type TRPCLink } from "@trpc/client";
+import superjson from "superjson";
 import type { AppRouter } from "../server/api/root";
 
 /** The custom server answers tRPC itself at this path, before Next sees the request. */
@@ -9,8 +10,8 @@ export function studioLinks(): TRPCLink<AppRouter>[] {
   return [
     splitLink({
       condition: (op) => op.type === "subscription",
-      true: httpSubscriptionLink({ url: TRPC_URL }),
-      false: httpBatchStreamLink({ url: TRPC_URL }),
+      true: httpSubscriptionLink({ url: TRPC_URL, transformer: superjson }),
+      false: httpBatchStreamLink({ url: TRPC_URL, transformer: superjson }),
     }),
   ];
 }

@@ -1,4 +1,5 @@
 import { initTRPC, TRPCError } from "@trpc/server";
+import superjson from "superjson";
 import { DatasetError } from "../datasets/dataset-error";
 import type { StudioServices } from "../services";
 import { TaskActionError } from "../supervisor/task-action-error";
@@ -21,6 +22,8 @@ function validationIssues(cause: unknown) {
 }
 
 const t = initTRPC.context<Context>().create({
+  // Dates and other non-JSON values arrive as what the router's types say they are.
+  transformer: superjson,
   errorFormatter({ shape, error }) {
     const issues = error.code === "BAD_REQUEST" ? validationIssues(error.cause) : null;
     if (!issues) return { ...shape, data: { ...shape.data, issues: null } };

@@ -85,6 +85,10 @@ async function reconcileTask(
     launchTimeoutMs: supervisor.launchTimeoutMs,
   });
 
+  // What the trainer wrote while no studio watched is read before its outcome is written down.
+  const ended = ["finalize", "interrupted", "failed-unexpectedly"].includes(decision.action);
+  if (ended && attempt) await supervisor.catchUp(task, attempt);
+
   switch (decision.action) {
     case "requeue":
       break;

@@ -412,15 +412,13 @@ export class Supervisor {
 
   // ---- following running attempts -----------------------------------------------------------
 
-  /** Monitors an attempt until its outcome is recorded. Used at launch and at re-attach. */
-  follow(task: TaskRow, attempt: AttemptRow, handle: AttemptHandle) {
-    const dir = this.taskDir(task.id);
-    const monitor = new AttemptMonitor(
+  private monitorFor(task: TaskRow, attempt: AttemptRow): AttemptMonitor {
+    return new AttemptMonitor(
       {
         taskId: task.id,
         attempt: attempt.number,
         attemptRowId: attempt.id,
-        taskDir: dir,
+        taskDir: this.taskDir(task.id),
         logCursor: attempt.logCursor ?? null,
         progressCursor: attempt.progressCursor ?? null,
         progress: (task.progress as unknown as ProgressState) ?? initialProgress(),
@@ -429,9 +427,19 @@ export class Supervisor {
       this.bus,
       (err) => this.log(`monitor ${task.id}: ${err}`),
     );
+  }
+
+  /** Reads what an attempt wrote while no studio was watching, before its outcome is recorded. */
+  async catchUp(task: TaskRow, attempt: AttemptRow) {
+    await this.monitorFor(task, attempt).drain();
+  }
+
+  /** Monitors an attempt until its outcome is recorded. Used at launch and at re-attach. */
+  follow(task: TaskRow, attempt: AttemptRow, handle: AttemptHandle) {
+    const monitor = this.monitorFor(task, attempt);
     const entry: Running = { monitor, handle, unwatch: () => {}, finishing: false };
     this.running.set(task.id, entry);
-    entry.unwatch = this.executor.watch(dir, () => {
+    entry.unwatch = this.executor.watch(this.taskDir(task.id), () => {
       monitor.hint();
       void this.check(entry);
     });
