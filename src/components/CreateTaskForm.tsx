@@ -17,6 +17,7 @@ import {
   type TaskFormValues,
   TRAINER_OPTIONS,
   validateForm,
+  withTrainer,
 } from "./task-form";
 import type { ValidationIssue } from "./validation-issue";
 
@@ -127,7 +128,10 @@ export function CreateTaskForm({ onCreated }: { onCreated: (id: string) => void 
               <select
                 {...control}
                 value={values.trainer}
-                onChange={(e) => set("trainer")(e.target.value)}
+                onChange={(e) => {
+                  const trainer = TRAINER_OPTIONS.find((kind) => kind === e.target.value);
+                  if (trainer) setValues((current) => withTrainer(current, trainer));
+                }}
               >
                 {TRAINER_OPTIONS.map((kind) => (
                   <option key={kind} value={kind}>

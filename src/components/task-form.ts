@@ -1,5 +1,11 @@
 import { createTaskFields, createTaskInput } from "../shared/task-input";
-import { DEFAULT_LEARNING_RATE, hyperparametersSchema, TRAINER_KINDS } from "../trainers/protocol";
+import {
+  DEFAULT_LEARNING_RATE,
+  hyperparametersSchema,
+  TRAINER_KINDS,
+  type TrainerKind,
+  trainerKindSchema,
+} from "../trainers/protocol";
 import type { ValidationIssue } from "./validation-issue";
 
 /** The inputs of the create form, in the order they appear. */
@@ -53,6 +59,21 @@ export function defaultFormValues(): TaskFormValues {
     loraRank: String(hyperparameters.loraRank),
     loraAlpha: String(hyperparameters.loraAlpha),
     gpus: String(shape.gpus.parse(undefined)),
+  };
+}
+
+/**
+ * Switches the trainer. The learning rate's default depends on the trainer, so a rate still at
+ * the old trainer's default follows to the new one's; a rate the person typed stays.
+ */
+export function withTrainer(values: TaskFormValues, trainer: TrainerKind): TaskFormValues {
+  const old = trainerKindSchema.safeParse(values.trainer);
+  const atOldDefault =
+    old.success && values.learningRate === String(DEFAULT_LEARNING_RATE[old.data]);
+  return {
+    ...values,
+    trainer,
+    learningRate: atOldDefault ? String(DEFAULT_LEARNING_RATE[trainer]) : values.learningRate,
   };
 }
 

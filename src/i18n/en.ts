@@ -160,6 +160,8 @@ export const en = {
     },
   },
   eventType: {
+    preparing: "Preparing",
+    exited: "Exited",
     created: "Created",
     queued: "Queued",
     started: "Started",

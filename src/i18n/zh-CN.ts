@@ -162,6 +162,8 @@ export const zhCN: Messages = {
     },
   },
   eventType: {
+    preparing: "准备中",
+    exited: "已退出",
     created: "已创建",
     queued: "已排队",
     started: "已启动",

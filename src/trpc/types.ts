@@ -1,7 +1,7 @@
 import type { inferRouterInputs, inferRouterOutputs } from "@trpc/server";
 import type { AppRouter } from "../server/api/root";
 
-/** What the server sends, as the browser receives it (JSON: dates arrive as ISO strings). */
+/** What the server sends, as the browser receives it (superjson: dates arrive as dates). */
 export type RouterOutputs = inferRouterOutputs<AppRouter>;
 export type RouterInputs = inferRouterInputs<AppRouter>;
 

@@ -14,6 +14,7 @@ import {
   groupIssues,
   toCreateInput,
   validateForm,
+  withTrainer,
 } from "../../src/components/task-form";
 import { pickLanguage } from "../../src/i18n/language";
 import { resources } from "../../src/i18n/resources";
@@ -37,7 +38,7 @@ describe("create form", () => {
       gpus: 0,
       hyperparameters: {
         epochs: 3,
-        learningRate: 0.0002,
+        learningRate: 0.002,
         batchSize: 8,
         loraRank: 8,
         loraAlpha: 16,
@@ -82,6 +83,14 @@ describe("create form", () => {
       trainer: "command",
     });
     expect(missing.ok || Object.keys(missing.fields)).toEqual(["command"]);
+  });
+
+  it("moves a learning rate left at the default along with the trainer, keeps a typed one", () => {
+    const builtin = defaultFormValues();
+    const hf = withTrainer(builtin, "hf-peft");
+    expect([hf.trainer, hf.learningRate]).toEqual(["hf-peft", "0.0002"]);
+    expect(withTrainer(hf, "builtin").learningRate).toBe(builtin.learningRate);
+    expect(withTrainer({ ...builtin, learningRate: "0.01" }, "hf-peft").learningRate).toBe("0.01");
   });
 
   it("maps issue paths to fields and keeps the first issue of a field", () => {
@@ -186,6 +195,7 @@ describe("progress and language", () => {
     expect(progressPercent({}, "pending")).toBeNull();
     expect(progressPercent({ step: 1, totalSteps: 0 }, "training")).toBeNull();
     expect(progressPercent({}, "completed")).toBe(100);
+    expect(progressPercent({ percent: 42.7, step: 1, totalSteps: 2 }, "training")).toBe(42);
   });
 
   it("keeps the newest log lines up to the cap", () => {
