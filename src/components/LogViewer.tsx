@@ -61,8 +61,8 @@ export function LogViewer({ id }: { id: string }) {
             followEnd.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
           }}
         >
-          {lines.map((line, index) => (
-            <span key={`${index}:${line.offset}`} className="log-line" data-offset={line.offset}>
+          {lines.map((line) => (
+            <span key={line.offset} className="log-line" data-offset={line.offset}>
               {line.text}
               {"\n"}
             </span>

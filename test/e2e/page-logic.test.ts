@@ -199,9 +199,15 @@ describe("progress and language", () => {
   });
 
   it("keeps the newest log lines up to the cap", () => {
-    expect(appendLogLines([1, 2], [3], 5)).toEqual([1, 2, 3]);
-    expect(appendLogLines([1, 2, 3], [4, 5, 6], 4)).toEqual([3, 4, 5, 6]);
-    expect(appendLogLines([], [1, 2, 3], 2)).toEqual([2, 3]);
+    const at = (...offsets: number[]) => offsets.map((offset) => ({ offset }));
+    expect(appendLogLines(at(1, 2), at(3), 5)).toEqual(at(1, 2, 3));
+    expect(appendLogLines(at(1, 2, 3), at(4, 5, 6), 4)).toEqual(at(3, 4, 5, 6));
+    expect(appendLogLines([], at(1, 2, 3), 2)).toEqual(at(2, 3));
+  });
+
+  it("starts the log view over when the file restarted (offsets went back)", () => {
+    const at = (...offsets: number[]) => offsets.map((offset) => ({ offset }));
+    expect(appendLogLines(at(0, 10, 20), at(0, 5))).toEqual(at(0, 5));
   });
 
   it("keeps a stored language only if the studio speaks it", () => {
