@@ -1,0 +1,181 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { testDatabaseKinds } from "../helpers/databases";
+import { TestStudio } from "../helpers/studio";
+import { isAlive, waitFor } from "../helpers/wait";
+
+const FIXTURE = join(import.meta.dirname, "../fixtures/trainers/lines.mjs");
+
+/** A task whose trainer is the fixture: numbered lines at a steady rate, then an exit code. */
+async function createFixtureTask(studio: TestStudio, args: string[], name = "fixture") {
+  return studio.client.task.create.mutate({
+    name,
+    model: "fixture",
+    dataset: "sample",
+    trainer: "command",
+    command: [process.execPath, FIXTURE, "--task-dir", ".", ...args],
+  });
+}
+
+async function pids(studio: TestStudio, id: string) {
+  const detail = await studio.client.task.get.query({ id });
+  const handle = detail.attempts[0]?.handle as
+    | { runner: { pid: number }; trainer: { pid: number } }
+    | undefined;
+  return handle ? { runner: handle.runner.pid, trainer: handle.trainer.pid } : null;
+}
+
+function logLines(studio: TestStudio, id: string): string[] {
+  return readFileSync(join(studio.home, "tasks", id, "training.log"), "utf8")
+    .split("\n")
+    .filter(Boolean);
+}
+
+function expectEveryLineOnce(lines: string[], total: number) {
+  expect(lines).toEqual(Array.from({ length: total }, (_, i) => `line ${i + 1} of ${total}`));
+}
+
+async function statusOf(studio: TestStudio, id: string) {
+  return (await studio.client.task.get.query({ id })).task;
+}
+
+describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) => {
+  let studio: TestStudio;
+  const trainers: number[] = [];
+
+  afterEach(async () => {
+    for (const pid of trainers.splice(0)) {
+      try {
+        process.kill(-pid, "SIGKILL");
+      } catch {}
+    }
+    await studio?.dispose();
+  });
+
+  async function open(env: Record<string, string> = {}) {
+    studio = await TestStudio.create(kind, { STUDIO_ALLOW_COMMAND_TRAINER: "1", ...env });
+    await studio.start();
+    return studio;
+  }
+
+  it("keeps the same trainer through `studio restart` and completes with every line once", async () => {
+    await open();
+    const task = await createFixtureTask(studio, ["--lines", "300", "--interval-ms", "30"]);
+    await studio.client.task.start.mutate({ id: task.id });
+    const before = await waitFor("the trainer to start", () => pids(studio, task.id));
+    trainers.push(before.trainer);
+    await waitFor("some output", () => logLines(studio, task.id).length > 10);
+
+    const studioPid = studio.pid();
+    await studio.cli("restart");
+    studio.client = (await import("../../src/cli/client")).createClient(
+      `http://127.0.0.1:${studio.port}`,
+    );
+    expect(studio.pid()).not.toBe(studioPid);
+    expect(isAlive(before.trainer)).toBe(true);
+    expect(isAlive(before.runner)).toBe(true);
+    expect(await pids(studio, task.id)).toEqual(before);
+    expect((await statusOf(studio, task.id)).status).toBe("training");
+    const events = (await studio.client.task.get.query({ id: task.id })).events.map((e) => e.type);
+    expect(events).toContain("recovered");
+
+    const done = await waitFor("completion", async () => {
+      const t = await statusOf(studio, task.id);
+      return t.status === "completed" ? t : null;
+    });
+    expect(done.statusReason).toBe("finished");
+    expectEveryLineOnce(logLines(studio, task.id), 300);
+  });
+
+  it("survives ten SIGKILLs of the studio during one run", async () => {
+    await open();
+    const total = 2000;
+    const task = await createFixtureTask(studio, ["--lines", String(total), "--interval-ms", "10"]);
+    await studio.client.task.start.mutate({ id: task.id });
+    const first = await waitFor("the trainer to start", () => pids(studio, task.id));
+    trainers.push(first.trainer);
+    let killedMidRun = 0;
+    for (let i = 0; i < 10; i++) {
+      await studio.kill("SIGKILL");
+      if (logLines(studio, task.id).length < total) {
+        killedMidRun++;
+        expect(isAlive(first.trainer)).toBe(true);
+      }
+      await studio.start();
+      expect(await pids(studio, task.id)).toEqual(first);
+    }
+    // The machine may be slow, but most kills must land while the trainer runs.
+    expect(killedMidRun).toBeGreaterThanOrEqual(5);
+    await waitFor(
+      "completion",
+      async () => (await statusOf(studio, task.id)).status === "completed",
+      30_000,
+    );
+    expectEveryLineOnce(logLines(studio, task.id), total);
+    const detail = await studio.client.task.get.query({ id: task.id });
+    expect(detail.attempts).toHaveLength(1);
+    expect(detail.task.progress).toMatchObject({ step: total });
+  });
+
+  it.each([
+    ["exits 0", ["--exit-code", "0"], "completed", { exitCode: 0, signal: null }],
+    ["exits 3", ["--exit-code", "3"], "failed", { exitCode: 3, signal: null }],
+  ])(
+    "records the exact outcome when the trainer %s while the studio is down",
+    async (_, args, status, exit) => {
+      await open();
+      const task = await createFixtureTask(studio, [
+        "--lines",
+        "30",
+        "--interval-ms",
+        "30",
+        ...args,
+      ]);
+      await studio.client.task.start.mutate({ id: task.id });
+      const p = await waitFor("the trainer to start", () => pids(studio, task.id));
+      trainers.push(p.trainer);
+      await studio.stop();
+      await waitFor("the runner to record the exit", () => !isAlive(p.runner), 10_000);
+      await studio.start();
+      const detail = await studio.client.task.get.query({ id: task.id });
+      expect(detail.task.status).toBe(status);
+      expect(detail.attempts[0]).toMatchObject(exit);
+      expectEveryLineOnce(logLines(studio, task.id), 30);
+    },
+  );
+
+  it("records a trainer killed by SIGKILL while the studio is down", async () => {
+    await open();
+    const task = await createFixtureTask(studio, ["--lines", "1000", "--interval-ms", "20"]);
+    await studio.client.task.start.mutate({ id: task.id });
+    const p = await waitFor("the trainer to start", () => pids(studio, task.id));
+    trainers.push(p.trainer);
+    await studio.kill("SIGKILL");
+    process.kill(p.trainer, "SIGKILL");
+    await waitFor("the runner to record the exit", () => !isAlive(p.runner), 10_000);
+    await studio.start();
+    const detail = await studio.client.task.get.query({ id: task.id });
+    expect(detail.task.status).toBe("failed");
+    expect(detail.task.statusReason).toMatch(/SIGKILL/);
+    expect(detail.attempts[0]).toMatchObject({ exitCode: null, signal: "SIGKILL" });
+  });
+
+  it("fails a task whose runner was killed, without inventing an exit code", async () => {
+    await open();
+    const task = await createFixtureTask(studio, ["--lines", "1000", "--interval-ms", "20"]);
+    await studio.client.task.start.mutate({ id: task.id });
+    const p = await waitFor("the trainer to start", () => pids(studio, task.id));
+    trainers.push(p.trainer);
+    await studio.kill("SIGKILL");
+    process.kill(p.runner, "SIGKILL");
+    await waitFor("the runner to die", () => !isAlive(p.runner));
+    await studio.start();
+    const detail = await studio.client.task.get.query({ id: task.id });
+    expect(detail.task.status).toBe("failed");
+    expect(detail.task.statusReason).toMatch(/Training process terminated unexpectedly/);
+    expect(detail.attempts[0]).toMatchObject({ exitCode: null, signal: null });
+    // Without its runner nobody could record the trainer's outcome, so the studio stopped it.
+    await waitFor("the orphaned trainer to be stopped", () => !isAlive(p.trainer));
+  });
+});
