@@ -116,7 +116,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
     const detail = await studio.client.task.get.query({ id: task.id });
     expect(detail.attempts).toHaveLength(1);
     expect(detail.task.progress).toMatchObject({ step: total });
-  });
+  }, 120_000);
 
   it.each([
     ["exits 0", ["--exit-code", "0"], "completed", { exitCode: 0, signal: null }],
