@@ -7,6 +7,7 @@ import { appRouter } from "./server/api/root";
 import { checkToken, isAuthorized, SESSION_COOKIE, sessionValue } from "./server/auth";
 import { DatasetStore } from "./server/datasets/store";
 import { openDatabase } from "./server/db/client";
+import { isDownload, serveDownload } from "./server/downloads";
 import { loadEnv } from "./server/env";
 import { StudioBus } from "./server/events/bus";
 import { studioPaths } from "./server/home";
@@ -69,6 +70,8 @@ async function main() {
   const handleTrpc = createHTTPHandler({
     router: appRouter,
     basePath: "/api/trpc/",
+    // A dataset upload travels as base64 inside one call.
+    maxBodySize: 80 * 1024 * 1024,
     createContext: ({ req }) => ({
       ...services,
       authorized: isAuthorized(req, env.STUDIO_TOKEN),
@@ -96,6 +99,13 @@ async function main() {
     if (path.startsWith("/api/trpc/")) return handleTrpc(req, res);
     if (path === "/api/login" && req.method === "POST") {
       handleLogin(req, res).catch(() => res.writeHead(400).end());
+      return;
+    }
+    if (isDownload(path)) {
+      if (!isAuthorized(req, env.STUDIO_TOKEN)) return res.writeHead(401).end("unauthorized");
+      serveDownload(env.STUDIO_HOME, path, res, req).catch(() => {
+        if (!res.headersSent) res.writeHead(500).end();
+      });
       return;
     }
     const open = path === "/login" || path.startsWith("/_next/") || path === "/favicon.ico";
