@@ -146,3 +146,21 @@ export async function deleteTask(db: Db, id: string, allowedFrom: TaskStatus[]) 
     .returning({ id: tasks.id });
   return rows.length > 0;
 }
+
+/** Where a queued task stands in the queue (1 = next), by the order the scheduler uses. */
+export async function queuePositionOf(db: Db, task: TaskRow): Promise<number> {
+  if (!task.queuedAt) return 1;
+  const [row] = await db
+    .select({ n: count() })
+    .from(tasks)
+    .where(
+      and(
+        eq(tasks.status, "queued"),
+        or(
+          lt(tasks.queuedAt, task.queuedAt),
+          and(eq(tasks.queuedAt, task.queuedAt), lt(tasks.id, task.id)),
+        ),
+      ),
+    );
+  return (row?.n ?? 0) + 1;
+}

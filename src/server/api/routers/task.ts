@@ -16,6 +16,7 @@ import {
   listEvents,
   listMetrics,
   listTasks,
+  queuePositionOf,
 } from "../../tasks/repository";
 import { readLinesAfter, trainingLogPath } from "../../tasks/task-log";
 import { type Context, mutatingProcedure, publicProcedure, router } from "../trpc";
@@ -81,14 +82,17 @@ export const taskRouter = router({
 
   get: publicProcedure.input(taskIdInput).query(async ({ ctx, input }) => {
     const task = await mustGetTask(ctx, input.id);
-    const [attempts, events] = await Promise.all([
+    const [attempts, events, queuePosition] = await Promise.all([
       listAttempts(ctx.database.db, task.id),
       listEvents(ctx.database.db, task.id, 200),
+      task.status === "queued" ? queuePositionOf(ctx.database.db, task) : null,
     ]);
     return {
       task,
       attempts,
       events,
+      /** 1 = next to start; null when not queued. */
+      queuePosition,
       actions: allowedActions(task.status, task.lastCheckpoint !== null),
     };
   }),
