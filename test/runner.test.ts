@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -32,6 +33,7 @@ describe("runner arguments", () => {
       taskDir: "/t/a b",
       attempt: 12,
       daemonize: true,
+      shareGroup: false,
       file: "/usr/bin/python3",
       args: ["--task-dir", "x", "--", "-x"],
     };
@@ -41,6 +43,10 @@ describe("runner arguments", () => {
       daemonize: false,
       args: [],
     });
+    const { shareGroup: _, ...withoutShareGroup } = args;
+    expect(parseRunnerArgs(runnerArgv(withoutShareGroup)).shareGroup).toBe(false);
+    const shared = { ...args, daemonize: false, shareGroup: true };
+    expect(parseRunnerArgs(runnerArgv(shared))).toEqual(shared);
   });
 
   it.each([
@@ -53,6 +59,7 @@ describe("runner arguments", () => {
     [["--task-dir", "/t", "--attempt", "1", "--verbose", "--", "f"], /unknown option --verbose/],
     [["--task-dir"], /expected `-- <file>/],
     [["--task-dir", "--", "f"], /--task-dir needs a value/],
+    [["--task-dir", "/t", "--attempt", "1", "--daemonize", "--share-group", "--", "f"], /cannot/],
   ])("rejects %j", (argv, message) => {
     expect(() => parseRunnerArgs(argv)).toThrow(message);
   });
@@ -199,6 +206,49 @@ describe("runner", () => {
     expect(await executor.probe(handle)).toBe("running");
     expect(await executor.recoverHandle(dir, 1)).toBeNull();
     expect(await executor.recoverHandle(dir, 2)).toEqual(handle);
+  });
+
+  it("with --share-group keeps the trainer in its group, so a signal to that group reaches both", async () => {
+    // As Slurm runs it: the runner in the foreground of a group of its own (the batch step's),
+    // which scancel --signal and scontrol suspend/resume signal as a whole.
+    const runnerPath = resolve("dist/runner.js");
+    const argv = runnerArgv({
+      taskDir: dir,
+      attempt: 1,
+      daemonize: false,
+      shareGroup: true,
+      ...command(["--lines", "100000", "--interval-ms", "20"]),
+    });
+    const job = spawn(process.execPath, [runnerPath, ...argv], { detached: true, stdio: "ignore" });
+    const group = job.pid!;
+    try {
+      const record = await waitFor(() => readRunnerRecord(dir, 1));
+      expect(record.runner.pid).toBe(group);
+      expect(readStat(record.trainer.pid)!.pgrp).toBe(group);
+      await waitFor(() => existsSync(join(dir, "training.log")) && logLines().length > 2);
+
+      process.kill(-group, "SIGSTOP");
+      await waitFor(() => readStat(record.trainer.pid)?.state === "T");
+      expect(readStat(group)!.state).toBe("T");
+      const frozen = logLines().length;
+      await sleep(200);
+      expect(logLines()).toHaveLength(frozen);
+      process.kill(-group, "SIGCONT");
+      await waitFor(() => logLines().length > frozen + 2);
+
+      // The runner outlives SIGTERM; the trainer, which does not handle it, ends by it.
+      process.kill(-group, "SIGTERM");
+      expect(await outcome()).toMatchObject({
+        exitCode: null,
+        signal: "SIGTERM",
+        trainerPid: record.trainer.pid,
+        runnerPid: group,
+      });
+    } finally {
+      try {
+        process.kill(-group, "SIGKILL");
+      } catch {}
+    }
   });
 
   it("measures launch and outcome latency", async () => {

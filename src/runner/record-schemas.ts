@@ -24,7 +24,7 @@ export const exitRecordSchema = z.object({
   startedAt: z.string(),
   endedAt: z.string(),
   trainerPid: z.number().int().positive().nullable(),
-  runnerPid: z.number().int().positive(),
+  runnerPid: z.number().int().positive().nullable(),
   error: z.string().optional(),
 }) satisfies z.ZodType<ExitRecord>;
 

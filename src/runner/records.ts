@@ -29,7 +29,10 @@ export interface RunnerRecord {
   attempt: number;
   bootId: string;
   runner: ProcessRef;
-  /** The trainer leads its own process group: its pid is the group id the studio signals. */
+  /**
+   * The trainer leads its own process group: its pid is the group id the studio signals (with
+   * --share-group it is in the runner's group instead, which the scheduler signals).
+   */
   trainer: ProcessRef;
   /** ISO 8601 */
   startedAt: string;
@@ -51,7 +54,11 @@ export interface ExitRecord {
   endedAt: string;
   /** Null when the trainer could not be started. */
   trainerPid: number | null;
-  runnerPid: number;
+  /**
+   * Null only in a record a cluster executor writes for a job that ended before any runner ran
+   * (cancelled while queued, refused by its node).
+   */
+  runnerPid: number | null;
   /** Why the trainer could not be started or followed (e.g. "spawn python3 ENOENT"). */
   error?: string;
 }

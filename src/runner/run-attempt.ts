@@ -14,11 +14,11 @@ import {
 } from "./records";
 
 /**
- * Runs one attempt: the trainer as this process's child in its own process group, in the task
- * folder as working directory, its stdout and stderr going straight to training.log, then the
- * outcome recorded in exit.json.
+ * Runs one attempt: the trainer as this process's child in its own process group (or, with
+ * `shareGroup`, in the runner's: see RunnerArgs), in the task folder as working directory, its
+ * stdout and stderr going straight to training.log, then the outcome recorded in exit.json.
  */
-export function runAttempt({ taskDir, attempt, file, args }: RunnerArgs): void {
+export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerArgs): void {
   mkdirSync(taskDir, { recursive: true });
   // Whatever an earlier launch left is not this attempt's, and must not look like it.
   rmSync(exitRecordPath(taskDir), { force: true });
@@ -36,7 +36,9 @@ export function runAttempt({ taskDir, attempt, file, args }: RunnerArgs): void {
   const recordExit = (exitCode: number | null, signal: string | null) => {
     if (recorded) return;
     recorded = true;
-    if (trainerPid !== null) killLeftovers(trainerPid);
+    // In a shared group the scheduler ends what is left once this runner exits (Slurm ends
+    // every process of the batch step); the runner cannot kill its own group and live on.
+    if (trainerPid !== null && !shareGroup) killLeftovers(trainerPid);
     fsyncSync(logFd);
     closeSync(logFd);
     const record: ExitRecord = {
@@ -54,7 +56,7 @@ export function runAttempt({ taskDir, attempt, file, args }: RunnerArgs): void {
 
   const trainer = spawn(file, args, {
     // Its own group: the studio signals the trainer and its children, never the runner.
-    detached: true,
+    detached: !shareGroup,
     // A file descriptor, not a pipe: no line depends on this or any parent reading it.
     stdio: ["ignore", logFd, logFd],
     env: process.env,
@@ -85,7 +87,8 @@ export function runAttempt({ taskDir, attempt, file, args }: RunnerArgs): void {
   } catch (err) {
     // Without runner.json the studio cannot prove the trainer is ours: it must not run unseen.
     error = `could not record the runner: ${(err as Error).message}`;
-    killLeftovers(trainer.pid);
+    if (shareGroup) trainer.kill("SIGKILL");
+    else killLeftovers(trainer.pid);
   }
 }
 

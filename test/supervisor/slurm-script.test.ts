@@ -41,6 +41,7 @@ describe("sbatch argv", () => {
       taskDir: spec.taskDir,
       attempt: 2,
       daemonize: false,
+      shareGroup: true,
       file: "/usr/bin/python3",
       args: nasty,
     });

@@ -86,8 +86,11 @@ export function sbatchArgv(spec: SlurmJobSpec, options: SlurmSubmitOptions): str
     ...runnerArgv({
       taskDir: spec.taskDir,
       attempt: spec.attempt,
-      // The runner stays in the job: Slurm tracks, signals and accounts for it.
+      // The runner stays in the job: Slurm tracks, signals and accounts for it. Slurm signals
+      // the batch step's process group (scancel --signal, scontrol suspend/resume), so the
+      // trainer stays in that group to receive them; the runner itself ignores SIGTERM.
       daemonize: false,
+      shareGroup: true,
       file: spec.command.file,
       args: spec.command.args,
     }),
