@@ -15,9 +15,11 @@ export interface Context extends StudioServices {
 function validationIssues(cause: unknown) {
   const issues = (cause as { issues?: unknown } | undefined)?.issues;
   if (!Array.isArray(issues)) return null;
-  return issues.map((i: { path?: PropertyKey[]; message?: string }) => ({
+  return issues.map((i: { path?: PropertyKey[]; message?: string; line?: unknown }) => ({
     path: (i.path ?? []).map(String).join("."),
     message: String(i.message ?? "invalid"),
+    // a dataset's problems name their line in the file (0: the file as a whole)
+    ...(typeof i.line === "number" ? { line: i.line } : {}),
   }));
 }
 
