@@ -4,7 +4,10 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { eq } from "drizzle-orm";
 import { createClient, type StudioClient } from "../../src/cli/client";
+import { type Db, openDatabase } from "../../src/server/db/client";
+import { attempts } from "../../src/server/db/schema";
 import { liveLockHolder } from "../../src/server/home-lock";
 import { createTestDatabase, type TestDatabase } from "./databases";
 
@@ -104,6 +107,52 @@ export class TestStudio {
     if (!pid) return;
     process.kill(pid, signal);
     while (this.pid() === pid) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** The task's training.log, as lines. */
+  logOf(taskId: string): string[] {
+    try {
+      return readFileSync(join(this.home, "tasks", taskId, "training.log"), "utf8")
+        .split("\n")
+        .filter(Boolean);
+    } catch {
+      return [];
+    }
+  }
+
+  /** Opens the studio's database directly; only while the studio is stopped (PGlite allows one user). */
+  async withDatabase<T>(fn: (db: Db) => Promise<T>): Promise<T> {
+    const database = await openDatabase({
+      databaseUrl: this.env.DATABASE_URL || undefined,
+      pgliteDir: join(this.home, "pglite"),
+    });
+    try {
+      return await fn(database.db);
+    } finally {
+      await database.close();
+    }
+  }
+
+  /** Rewrites the stored handle of a task's latest attempt (to simulate what a reused pid looks like). */
+  async forgeAttemptHandle(
+    taskId: string,
+    record: {
+      runner: { pid: number; startTime: string };
+      trainer: { pid: number; startTime: string };
+    },
+  ) {
+    await this.withDatabase(async (db) => {
+      const [attempt] = await db.select().from(attempts).where(eq(attempts.taskId, taskId));
+      const handle = {
+        ...(attempt!.handle as object),
+        runner: record.runner,
+        trainer: record.trainer,
+      };
+      await db
+        .update(attempts)
+        .set({ handle, processStartTime: record.trainer.startTime })
+        .where(eq(attempts.id, attempt!.id));
+    });
   }
 
   log(): string {

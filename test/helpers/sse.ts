@@ -1,0 +1,118 @@
+import superjson from "superjson";
+import type { LogLine } from "../../src/server/supervisor/log-cursor";
+
+/** One server-sent event as it came over the wire (tRPC sends `connected`, `ping`, data, `serialized-error`, `return`). */
+export interface SseEvent {
+  event: string;
+  id?: string;
+  data: string;
+}
+
+/**
+ * The URL of a tRPC subscription, encoded as `httpSubscriptionLink` does it: the input
+ * serialized with superjson (the server's transformer), as JSON, in the query string.
+ */
+export function subscriptionUrl(baseUrl: string, path: string, input: unknown): string {
+  const encoded = encodeURIComponent(JSON.stringify(superjson.serialize(input)));
+  return `${baseUrl.replace(/\/$/, "")}/api/trpc/${path}?input=${encoded}`;
+}
+
+/** Splits a text/event-stream body into events (Node 20 has no EventSource). */
+export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseEvent> {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    for (;;) {
+      const end = buffer.indexOf("\n\n");
+      if (end < 0) break;
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event: SseEvent = { event: "message", data: "" };
+      const data: string[] = [];
+      for (const line of block.split("\n")) {
+        const colon = line.indexOf(":");
+        if (colon === 0) continue;
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") event.event = value;
+        else if (field === "id") event.id = value;
+        else if (field === "data") data.push(value);
+      }
+      event.data = data.join("\n");
+      if (data.length || event.id !== undefined) yield event;
+    }
+  }
+}
+
+/** A tRPC error sent inside a subscription stream (the HTTP status is already 200 then). */
+export class SubscriptionError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Follows a tRPC subscription: yields each data event (deserialized) with its id. Ends when the
+ * server ends the stream or `signal` aborts; throws a SubscriptionError for an error event and
+ * a plain Error for an HTTP error status.
+ */
+export async function* subscribe<T>(
+  baseUrl: string,
+  path: string,
+  input: unknown,
+  signal?: AbortSignal,
+): AsyncGenerator<{ id?: string; data: T }> {
+  const response = await fetch(subscriptionUrl(baseUrl, path, input), {
+    headers: { accept: "text/event-stream" },
+    signal,
+  });
+  if (!response.ok || !response.body) {
+    throw new Error(`${path}: HTTP ${response.status} ${await response.text()}`);
+  }
+  try {
+    for await (const event of readSse(response.body)) {
+      if (event.event === "message") {
+        yield { id: event.id, data: superjson.deserialize<T>(JSON.parse(event.data)) };
+      } else if (event.event === "serialized-error") {
+        const error = superjson.deserialize<{ message: string; data?: { code?: string } }>(
+          JSON.parse(event.data),
+        );
+        throw new SubscriptionError(error.message, error.data?.code ?? "UNKNOWN");
+      } else if (event.event === "return") {
+        return;
+      }
+    }
+  } catch (err) {
+    if (signal?.aborted && !(err instanceof SubscriptionError)) return;
+    throw err;
+  }
+}
+
+/**
+ * `task.onLog` from a given event id (a byte offset; null = from the start of the log),
+ * with the wall-clock time (ms) each batch arrived. Resuming with the last id seen continues after it.
+ */
+export async function* followLog(
+  baseUrl: string,
+  taskId: string,
+  lastEventId: string | null,
+  signal?: AbortSignal,
+): AsyncGenerator<{ id: string; lines: LogLine[]; receivedAt: number }> {
+  for await (const event of subscribe<LogLine[]>(
+    baseUrl,
+    "task.onLog",
+    { id: taskId, lastEventId },
+    signal,
+  )) {
+    yield {
+      id: event.id ?? String(event.data.at(-1)?.offset),
+      lines: event.data,
+      // Wall clock, so that it compares with a time stamp written by another process.
+      receivedAt: performance.timeOrigin + performance.now(),
+    };
+  }
+}
