@@ -5,6 +5,7 @@ import { type FormEvent, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { validationMessage } from "../i18n/validation-message";
 import { useTRPC } from "../trpc/context";
+import { DatasetPicker } from "./DatasetPicker";
 import { ErrorNote } from "./ErrorNote";
 import { FormField } from "./FormField";
 import { serverValidationIssues } from "./server-issues";
@@ -122,6 +123,7 @@ export function CreateTaskForm({ onCreated }: { onCreated: (id: string) => void 
             />
           )}
         </FormField>
+        <DatasetPicker value={values.dataset} onChange={set("dataset")} />
         <div className="row-2">
           <FormField id="trainer" label={t("form.fields.trainer")} issue={fieldErrors.trainer}>
             {(control) => (

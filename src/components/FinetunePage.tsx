@@ -5,6 +5,7 @@ import { useTranslation } from "react-i18next";
 import type { TaskStatusName } from "../trpc/types";
 import { CreateTaskForm } from "./CreateTaskForm";
 import { LiveIndicator } from "./LiveIndicator";
+import { RestartBanner } from "./RestartBanner";
 import { TaskDetail } from "./TaskDetail";
 import { TaskList } from "./TaskList";
 import { TASK_STATUSES } from "./task-statuses";
@@ -39,10 +40,13 @@ export function FinetunePage() {
 
   return (
     <main className="finetune">
+      <div className="finetune-banner">
+        <RestartBanner />
+      </div>
       <div className="finetune-list">
         <div className="toolbar">
           <h1>{t("app.finetune")}</h1>
-          <LiveIndicator status={liveStatus} />
+          <LiveIndicator state={liveStatus} />
           <button
             type="button"
             data-testid="new-task"

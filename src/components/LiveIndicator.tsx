@@ -1,15 +1,25 @@
 "use client";
 
-import type { TRPCSubscriptionStatus } from "@trpc/tanstack-react-query";
 import { useTranslation } from "react-i18next";
+import type { LiveState } from "./keep-subscribed";
 
-/** Whether the page is receiving live updates, or waiting for the studio to come back. */
-export function LiveIndicator({ status }: { status: TRPCSubscriptionStatus }) {
+/** Whether a stream is delivering live, or waiting for the studio (to come back). */
+export function LiveIndicator({
+  state,
+  testId = "live-status",
+}: {
+  state: LiveState;
+  testId?: string;
+}) {
   const { t } = useTranslation();
-  const live = status === "pending";
   return (
-    <span className={live ? "live on" : "live off"} data-testid="live-status" data-status={status}>
-      {live ? t("live.on") : t("live.reconnecting")}
+    <span
+      className={state === "live" ? "live on" : "live off"}
+      data-testid={testId}
+      data-status={state}
+      role="status"
+    >
+      {t(`live.${state}`)}
     </span>
   );
 }

@@ -1,73 +1,112 @@
 "use client";
 
-import { useQuery } from "@tanstack/react-query";
-import { useSubscription } from "@trpc/tanstack-react-query";
-import { useEffect, useRef, useState } from "react";
+import { useVirtualizer } from "@tanstack/react-virtual";
+import { useLayoutEffect, useRef, useState } from "react";
 import { useTranslation } from "react-i18next";
-import { useTRPC } from "../trpc/context";
-import type { RouterOutputs } from "../trpc/types";
-import { appendLogLines } from "./log-lines";
+import { LiveIndicator } from "./LiveIndicator";
+import { displayText } from "./log-lines";
+import { type LogLine, useTaskLog } from "./use-task-log";
 
-type LogLine = RouterOutputs["task"]["logs"]["lines"][number];
+/** Every row has one height, so positions are arithmetic and nothing needs measuring. */
+const ROW_PX = 18;
+/** Older lines start loading this close to the top. */
+const LOAD_OLDER_PX = ROW_PX * 40;
+const AT_END_PX = ROW_PX * 1.5;
 
-const TAIL_LINES = 500;
+/** Index of the first line at or after `offset` (offsets grow down the list). */
+function indexOfOffset(lines: readonly LogLine[], offset: number): number {
+  let low = 0;
+  let high = lines.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (lines[mid]!.offset < offset) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
 
 /**
- * The task's training.log: its recent tail first, then live lines from exactly after the tail's
- * last line (its byte offset is the subscription's starting id), so nothing repeats or is lost,
- * across reconnects and studio restarts too.
+ * The open task's training.log, virtualized: only the visible rows exist in the page. While
+ * following, it stays at the newest line; a reader who scrolls up stops following, and the line
+ * they look at stays put as new lines arrive, old ones drop off, or older pages load above.
  */
 export function LogViewer({ id }: { id: string }) {
   const { t } = useTranslation();
-  const trpc = useTRPC();
-  const tail = useQuery(
-    trpc.task.logs.queryOptions(
-      { id, limit: TAIL_LINES },
-      { staleTime: Number.POSITIVE_INFINITY, refetchOnWindowFocus: false },
-    ),
-  );
-  const [live, setLive] = useState<LogLine[]>([]);
-  const lastTailOffset = tail.data?.lines.at(-1)?.offset;
-  useSubscription(
-    trpc.task.onLog.subscriptionOptions(
-      { id, lastEventId: lastTailOffset === undefined ? null : String(lastTailOffset) },
-      {
-        enabled: tail.isSuccess,
-        onData: ({ data: lines }) => setLive((current) => appendLogLines(current, lines)),
-      },
-    ),
-  );
-
-  const lines = appendLogLines(tail.data?.lines ?? [], live);
-  const box = useRef<HTMLPreElement>(null);
-  const followEnd = useRef(true);
-  useEffect(() => {
-    // keep showing the newest line, unless the reader scrolled up to look at older ones
-    if (box.current && followEnd.current) box.current.scrollTop = box.current.scrollHeight;
+  const { lines, state, reachedStart, loadingOlder, loadOlder } = useTaskLog(id);
+  const [follow, setFollow] = useState(true);
+  const box = useRef<HTMLDivElement>(null);
+  const anchor = useRef<{ offset: number; delta: number } | null>(null);
+  const virtualizer = useVirtualizer({
+    count: lines.length,
+    getScrollElement: () => box.current,
+    estimateSize: () => ROW_PX,
+    getItemKey: (index) => lines[index]!.offset,
+    overscan: 30,
   });
 
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (!el || lines.length === 0) return;
+    if (follow) {
+      el.scrollTop = el.scrollHeight;
+    } else if (anchor.current) {
+      const index = indexOfOffset(lines, anchor.current.offset);
+      el.scrollTop = index * ROW_PX + anchor.current.delta;
+    }
+  }, [lines, follow]);
+
+  function onScroll() {
+    const el = box.current;
+    if (!el) return;
+    const atEnd = el.scrollHeight - el.scrollTop - el.clientHeight < AT_END_PX;
+    if (atEnd !== follow) setFollow(atEnd);
+    const top = lines[Math.floor(el.scrollTop / ROW_PX)];
+    anchor.current = top ? { offset: top.offset, delta: el.scrollTop % ROW_PX } : null;
+    if (el.scrollTop < LOAD_OLDER_PX && !reachedStart) void loadOlder();
+  }
+
   return (
-    <section aria-labelledby="log-title">
-      <h3 id="log-title">{t("detail.log")}</h3>
+    <section aria-labelledby="log-title" className="log-section">
+      <header className="log-header">
+        <h3 id="log-title">{t("detail.log")}</h3>
+        <LiveIndicator state={state} testId="log-live-status" />
+        <span className="muted" data-testid="log-count" data-count={lines.length}>
+          {t("log.lines", { count: lines.length })}
+        </span>
+        <label className="follow">
+          <input
+            type="checkbox"
+            checked={follow}
+            data-testid="log-follow"
+            onChange={(e) => setFollow(e.target.checked)}
+          />
+          {t("log.follow")}
+        </label>
+        <a className="secondary-link" href={`/api/tasks/${id}/files/training.log`} download>
+          {t("log.download")}
+        </a>
+      </header>
       {lines.length === 0 ? (
         <p className="muted">{t("detail.noLog")}</p>
       ) : (
-        <pre
-          ref={box}
-          className="log"
-          data-testid="task-log"
-          onScroll={(e) => {
-            const el = e.currentTarget;
-            followEnd.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
-          }}
-        >
-          {lines.map((line) => (
-            <span key={line.offset} className="log-line" data-offset={line.offset}>
-              {line.text}
-              {"\n"}
-            </span>
-          ))}
-        </pre>
+        <div ref={box} className="log" data-testid="task-log" onScroll={onScroll}>
+          {loadingOlder && <div className="log-note muted">{t("log.loadingOlder")}</div>}
+          <div className="log-canvas" style={{ height: virtualizer.getTotalSize() }}>
+            {virtualizer.getVirtualItems().map((row) => {
+              const line = lines[row.index]!;
+              return (
+                <div
+                  key={row.key}
+                  className="log-line"
+                  data-offset={line.offset}
+                  style={{ transform: `translateY(${row.start}px)` }}
+                >
+                  {displayText(line.text)}
+                </div>
+              );
+            })}
+          </div>
+        </div>
       )}
     </section>
   );

@@ -3,13 +3,15 @@
 import { useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import { useTRPC } from "../trpc/context";
+import { AdapterDownloads } from "./AdapterDownloads";
 import { AttemptList } from "./AttemptList";
 import { ErrorNote } from "./ErrorNote";
 import { EventTimeline } from "./EventTimeline";
 import { LogViewer } from "./LogViewer";
+import { LossChart } from "./LossChart";
+import { ProgressPanel } from "./ProgressPanel";
 import { StatusBadge } from "./StatusBadge";
 import { TaskActions } from "./TaskActions";
-import { TaskProgress } from "./TaskProgress";
 import { TaskSettings } from "./TaskSettings";
 import { useFormat } from "./use-format";
 
@@ -66,13 +68,12 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
     );
   }
 
-  const { task, attempts, events } = details.data;
+  const { task, attempts, events, queuePosition } = details.data;
   return (
     <section className="panel detail" data-testid="task-detail" data-task-id={task.id}>
       {header(task.name)}
       <div className="detail-summary">
         <StatusBadge status={task.status} />
-        <TaskProgress progress={task.progress} status={task.status} />
         <span className="muted mono" title={t("detail.id")}>
           {task.id}
         </span>
@@ -82,6 +83,19 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
           <strong>{t("detail.reason")}:</strong> {task.statusReason}
         </p>
       )}
+      {queuePosition !== null && (
+        <p className="reason" data-testid="queue-position" data-position={queuePosition}>
+          {t("detail.queuePosition", { position: queuePosition })}
+        </p>
+      )}
+      <TaskActions details={details.data} onDeleted={onClose} />
+      <ProgressPanel progress={task.progress} status={task.status} />
+      <LossChart id={task.id} version={new Date(task.updatedAt).toISOString()} />
+      <LogViewer id={task.id} />
+      <AdapterDownloads task={task} />
+      <EventTimeline events={events} />
+      <AttemptList attempts={attempts} />
+      <TaskSettings task={task} />
       <dl className="facts compact">
         <dt>{t("detail.created")}</dt>
         <dd>{format.dateTime(task.createdAt)}</dd>
@@ -96,11 +110,6 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
           </>
         )}
       </dl>
-      <TaskActions details={details.data} onDeleted={onClose} />
-      <TaskSettings task={task} />
-      <AttemptList attempts={attempts} />
-      <EventTimeline events={events} />
-      <LogViewer id={task.id} />
     </section>
   );
 }

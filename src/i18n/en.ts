@@ -117,6 +117,7 @@ export const en = {
     created: "Created",
     updated: "Updated",
     finished: "Finished",
+    queuePosition: "Queued: number {{position}} in line.",
     lastCheckpoint: "Last checkpoint",
     datasetFormat: "Dataset format",
     settingsFields: {
@@ -186,8 +187,52 @@ export const en = {
     deleteConfirm: "Delete task {{name}} and its files?",
   },
   live: {
-    on: "Live",
+    connecting: "Connecting…",
+    live: "Live",
     reconnecting: "Reconnecting…",
+  },
+  log: {
+    lines_one: "{{count}} line",
+    lines_other: "{{count}} lines",
+    follow: "Follow",
+    download: "Download training.log",
+    loadingOlder: "Loading older lines…",
+  },
+  progress: {
+    of: "{{value}} of {{total}}",
+    epoch: "Epoch",
+    step: "Step",
+    loss: "Loss",
+    evalLoss: "Eval loss",
+    learningRate: "Learning rate",
+    elapsed: "Elapsed",
+    eta: "Time left",
+  },
+  chart: {
+    title: "Loss",
+    empty: "No loss recorded yet.",
+    trainLoss: "Train loss",
+    evalLoss: "Eval loss",
+  },
+  downloads: {
+    title: "Trained files",
+  },
+  banner: {
+    restarted_one:
+      "The studio restarted at {{time}}. Training went on: {{count}} running task was re-attached.",
+    restarted_other:
+      "The studio restarted at {{time}}. Training went on: {{count}} running tasks were re-attached.",
+    dismiss: "Dismiss",
+  },
+  datasets: {
+    stored: "Stored datasets",
+    choose: "Choose a dataset…",
+    option: "{{name}} ({{rows}} rows, {{format}})",
+    upload: "Upload a .jsonl or .json file",
+    uploading: "Uploading…",
+    issueAtLine: "Line {{line}}: {{message}}",
+    preview_one: "First row",
+    preview_other: "First {{count}} rows",
   },
   errors: {
     generic: "Something went wrong: {{message}}",
