@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TestStudio } from "./helpers/studio";
+
+describe("the studio CLI against a running studio", () => {
+  let studio: TestStudio;
+
+  beforeAll(async () => {
+    studio = await TestStudio.create("pglite");
+  });
+  afterAll(() => studio.dispose());
+
+  it("says when no studio runs, with exit code 3 for status and 1 for task commands", async () => {
+    await expect(studio.cli("status")).rejects.toThrow(/Command failed/);
+    await expect(studio.cli("task", "list")).rejects.toThrow(
+      /^studio: no studio is running on .*; start one with "studio start"$/,
+    );
+  });
+
+  it("starts in the background and reports its status", async () => {
+    const started = await studio.cliJson<{ pid: number; url: string; startupMs: number }>("start");
+    expect(started.url).toBe(`http://127.0.0.1:${studio.port}`);
+    expect(started.startupMs).toBeGreaterThan(0);
+    const status = await studio.cliJson<Record<string, unknown>>("status");
+    expect(status).toMatchObject({ running: true, pid: started.pid, database: "pglite" });
+    expect(await studio.cli("status")).toMatch(/running, pid \d+, up \d+s/);
+    await expect(studio.cli("start")).rejects.toThrow(/already running: pid/);
+  });
+
+  it("creates, lists, shows and deletes tasks, with --json for scripts", async () => {
+    const created = await studio.cliJson<{ id: string; status: string }>(
+      "task",
+      "create",
+      "--name",
+      "cli task",
+      "--epochs",
+      "2",
+      "--lr",
+      "0.001",
+    );
+    expect(created.status).toBe("pending");
+    const list = await studio.cliJson<{ id: string }[]>("task", "list");
+    expect(list.map((t) => t.id)).toContain(created.id);
+    expect(await studio.cli("task", "list")).toMatch(/ID\s+NAME\s+STATUS/);
+    const shown = await studio.cliJson<{ task: { hyperparameters: { epochs: number } } }>(
+      "task",
+      "show",
+      created.id,
+    );
+    expect(shown.task.hyperparameters).toMatchObject({ epochs: 2, learningRate: 0.001 });
+    expect(await studio.cli("task", "show", created.id)).toMatch(/status:\s+pending/);
+    expect(await studio.cli("task", "delete", created.id)).toMatch(`deleted task ${created.id}`);
+  });
+
+  it.each([
+    [["task", "show", "tnosuchtask"], /^studio: no task with id tnosuchtask$/],
+    [["task", "create", "--name", ""], /name/],
+    [["task", "create", "--name", "x", "--epochs", "0"], /epochs/],
+    [["task", "create", "--name", "x", "--epochs", "two"], /whole number/],
+    [["task", "create", "--name", "x", "--model", "a;rm -rf /"], /model/],
+    [["task", "create", "--name", "x", "--dataset", "/etc/passwd"], /dataset/i],
+    [["task", "cancel", "tnosuchtask"], /no task with id/],
+  ])("fails %j with a one-line reason", async (args, reason) => {
+    const err = await studio.cli(...args).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    const message = (err as Error).message;
+    expect(message).toMatch(reason);
+    expect(message.split("\n").filter((l) => l.startsWith("studio:")).length).toBeLessThanOrEqual(
+      1,
+    );
+  });
+
+  it("stops gracefully and restarts", async () => {
+    const before = studio.pid();
+    const restarted = await studio.cliJson<{ pid: number; stopped: number }>("restart");
+    expect(restarted.stopped).toBe(before);
+    expect(restarted.pid).not.toBe(before);
+    expect(await studio.cli("stop")).toMatch(`studio stopped (pid ${restarted.pid})`);
+    expect(studio.pid()).toBeNull();
+    expect(studio.log()).toMatch(/SIGTERM: shutting down \(trainers keep running\)[\s\S]*stopped/);
+  });
+});
