@@ -69,6 +69,24 @@ describe("the studio CLI against a running studio", () => {
     );
   });
 
+  it("refuses to queue a Python task whose packages are missing, saying which", async () => {
+    const created = await studio.cliJson<{ id: string }>(
+      "task",
+      "create",
+      "--name",
+      "peft",
+      "--trainer",
+      "hf-peft",
+      "--model",
+      "org/tiny-model",
+    );
+    const err = await studio.cli("task", "start", created.id).catch((e: Error) => e);
+    expect(String(err)).toMatch(/the Python trainer cannot run here .*torch/);
+    expect(
+      (await studio.cliJson<{ task: { status: string } }>("task", "show", created.id)).task.status,
+    ).toBe("pending");
+  });
+
   it("stops gracefully and restarts", async () => {
     const before = studio.pid();
     const restarted = await studio.cliJson<{ pid: number; stopped: number }>("restart");

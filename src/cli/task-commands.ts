@@ -1,6 +1,13 @@
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import { type Command, InvalidArgumentError } from "commander";
-import { connect } from "./client";
+import { taskDir } from "../server/home";
+import { DIST_DIR } from "../server/package-root";
+import { connect, home } from "./client";
 import { formatCell, print, table } from "./format";
+
+const execFileAsync = promisify(execFile);
 
 function int(value: string): number {
   const n = Number(value);
@@ -155,6 +162,43 @@ export function registerTaskCommands(task: Command) {
     .action(async (id: string, opts: { follow?: boolean; lines: number }) => {
       await printLogs(id, opts.lines, opts.follow ?? false);
     });
+
+  task
+    .command("sample <id>")
+    .description("generate text with a finished built-in task's adapter")
+    .requiredOption("--prompt <text>", "the text to continue")
+    .option("--max-new-tokens <n>", "how much to generate", int, 200)
+    .option("--temperature <x>", "0 = always the most likely next byte", num, 0.8)
+    .option("--seed <n>", "random seed", int, 0)
+    .action(
+      async (
+        id: string,
+        opts: { prompt: string; maxNewTokens: number; temperature: number; seed: number },
+      ) => {
+        const { task: row } = await connect().task.get.query({ id });
+        if (row.trainer !== "builtin" || row.status !== "completed") {
+          throw new Error(
+            `task ${id} is a ${row.status} ${row.trainer} task; sampling needs a completed built-in task`,
+          );
+        }
+        // The trainer's own program samples, so this command loads no tensor library itself.
+        const { stdout } = await execFileAsync(process.execPath, [
+          join(DIST_DIR, "builtin-trainer.js"),
+          "sample",
+          "--task-dir",
+          taskDir(home(), id),
+          "--prompt",
+          opts.prompt,
+          "--max-new-tokens",
+          String(opts.maxNewTokens),
+          "--temperature",
+          String(opts.temperature),
+          "--seed",
+          String(opts.seed),
+        ]);
+        process.stdout.write(stdout);
+      },
+    );
 
   task
     .command("delete <id>")

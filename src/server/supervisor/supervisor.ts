@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { and, asc, eq, inArray, isNull } from "drizzle-orm";
+import { runPreflight } from "../../trainers/hf-peft/preflight";
 import { trainerCommand } from "../../trainers/launch";
 import type { TaskConfig } from "../../trainers/protocol";
 import type { Db } from "../db/client";
@@ -11,7 +12,7 @@ import { taskDir } from "../home";
 import { DIST_DIR } from "../package-root";
 import { canTransition } from "../tasks/lifecycle";
 import { addEvent, getTask, transition } from "../tasks/repository";
-import type { AttemptHandle, Executor, ExitRecord } from "./executor";
+import { type AttemptHandle, describeHandle, type Executor, type ExitRecord } from "./executor";
 import { AttemptMonitor } from "./monitor";
 import { initialProgress, type ProgressState } from "./progress-state";
 import { outcomeOfExit, TERMINATED_UNEXPECTEDLY } from "./reconcile";
@@ -116,6 +117,7 @@ export class Supervisor {
         `task ${id} is ${task.status}; use retry to run it again`,
       );
     }
+    await this.preflight(task);
     const row = await transition(this.db, id, "queued", { queuedAt: new Date() }, ["pending"]);
     if (row) await this.publish(row, { type: "queued", message: "queued" });
     this.schedule();
@@ -131,6 +133,7 @@ export class Supervisor {
         `task ${id} is ${task.status}; only a failed, cancelled or interrupted task can run again`,
       );
     }
+    await this.preflight(task);
     if (fromCheckpoint && !task.lastCheckpoint) {
       throw new TaskActionError("CONFLICT", `task ${id} has no checkpoint to resume from`);
     }
@@ -231,6 +234,21 @@ export class Supervisor {
     return row ?? (await this.mustGet(id));
   }
 
+  /**
+   * A Python trainer is checked before it is queued (interpreter, torch, transformers, peft,
+   * GPUs), so a missing package is a clear refusal now rather than a failed run later.
+   */
+  private async preflight(task: TaskRow) {
+    if (task.trainer !== "hf-peft") return;
+    const result = await runPreflight(this.env.STUDIO_PYTHON);
+    if (!result.ok) {
+      throw new TaskActionError(
+        "PRECONDITION_FAILED",
+        `the Python trainer cannot run here (${this.env.STUDIO_PYTHON}): ${result.problems.join("; ")}`,
+      );
+    }
+  }
+
   // ---- scheduling and launch -----------------------------------------------------------------
 
   /** Runs the scheduler; calls while it runs collapse into one more pass. */
@@ -319,7 +337,14 @@ export class Supervisor {
           : null;
       const [attempt] = await tx
         .insert(attempts)
-        .values({ taskId, number, host: hostname(), gpus, resumeFrom, executor: "local" })
+        .values({
+          taskId,
+          number,
+          host: hostname(),
+          gpus,
+          resumeFrom,
+          executor: this.env.STUDIO_EXECUTOR,
+        })
         .returning();
       const [updated] = await tx
         .update(tasks)
@@ -364,11 +389,12 @@ export class Supervisor {
       const handle = await this.executor.start({ taskDir: dir, attempt: attempt.number, command });
       const started = await this.recordHandle(attempt, handle);
       const row = await transition(this.db, taskId, "training", {}, ["preparing"]);
+      const summary = describeHandle(handle);
       await this.publish(row, {
         type: "started",
-        message: `attempt ${attempt.number} started (pid ${handle.trainer.pid})`,
+        message: `attempt ${attempt.number} started (${summary.label})`,
         attempt: attempt.number,
-        data: { pid: handle.trainer.pid, runnerPid: handle.runner.pid, gpus },
+        data: { ...summary.facts, gpus },
       });
       this.follow(task, started, handle);
       // A cancel that arrived while the launch was in flight is carried out now.
@@ -396,13 +422,16 @@ export class Supervisor {
   }
 
   async recordHandle(attempt: AttemptRow, handle: AttemptHandle): Promise<AttemptRow> {
+    const summary = describeHandle(handle);
     const [row] = await this.db
       .update(attempts)
       .set({
         handle: handle as unknown as Record<string, unknown>,
-        pid: handle.trainer.pid,
-        processStartTime: handle.trainer.startTime,
-        bootId: handle.bootId,
+        executor: handle.kind,
+        pid: summary.pid,
+        processStartTime: summary.processStartTime,
+        bootId: summary.bootId,
+        ...(summary.host ? { host: summary.host } : {}),
         startedAt: new Date(),
       })
       .where(eq(attempts.id, attempt.id))
@@ -562,11 +591,12 @@ export class Supervisor {
     const status = decision.paused ? "paused" : "training";
     const row =
       task.status === status ? task : await transition(this.db, task.id, status, {}, [task.status]);
+    const summary = describeHandle(handle);
     await this.publish(row, {
       type: "recovered",
-      message: `the studio restarted; training went on (pid ${handle.trainer.pid})`,
+      message: `the studio restarted; training went on (${summary.label})`,
       attempt: attempt.number,
-      data: { pid: handle.trainer.pid, runnerPid: handle.runner.pid },
+      data: summary.facts,
     });
     this.follow(row ?? task, attempt, handle);
     if (decision.continueCancel) {

@@ -1,7 +1,7 @@
 /** A user action the task's current state does not allow; the code is tRPC's. */
 export class TaskActionError extends Error {
   constructor(
-    readonly code: "NOT_FOUND" | "CONFLICT",
+    readonly code: "NOT_FOUND" | "CONFLICT" | "PRECONDITION_FAILED",
     message: string,
   ) {
     super(message);
