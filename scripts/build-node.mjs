@@ -1,6 +1,5 @@
 // Bundles the Node programs (studio server, CLI, runner, built-in trainer) into dist/.
 // Next builds the page separately; npm packages stay external and load from node_modules.
-import { existsSync } from "node:fs";
 import { build } from "esbuild";
 
 const entries = {
@@ -9,13 +8,10 @@ const entries = {
   runner: "src/runner/main.ts",
   "builtin-trainer": "src/trainers/builtin/main.ts",
 };
-const entryPoints = Object.fromEntries(
-  Object.entries(entries).filter(([, file]) => existsSync(file)),
-);
 
 // Each program separately, so one that does not build never holds back the others' tests.
 const results = await Promise.allSettled(
-  Object.entries(entryPoints).map(([name, file]) =>
+  Object.entries(entries).map(([name, file]) =>
     build({
       entryPoints: { [name]: file },
       outdir: "dist",
