@@ -122,7 +122,16 @@ export class AttemptMonitor {
         metrics.push(...next.metrics);
       }
     }
+    // tqdm redraws its bar with \r and ends the line only when it closes: the unfinished line
+    // is where an unmodified script's live step count is. It moves progress, not the cursor.
+    if (log.partial) {
+      for (const parsed of parseHfOutput(log.partial)) {
+        if (parsed.kind !== "tqdm") continue;
+        progress = reduceProgress(progress, { source: "log", event: parsed, at: now }).state;
+      }
+    }
     changed ||= log.cursor.offset !== t.logCursor?.offset || logLines.length > 0;
+    changed ||= progress.step !== t.progress.step;
     if (!changed) return;
 
     const checkpoint = progress.lastCheckpoint?.path ?? null;
