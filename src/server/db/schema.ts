@@ -11,7 +11,8 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
-import type { Hyperparameters } from "../../trainers/protocol";
+import { DATASET_FORMATS, type Hyperparameters, TRAINER_KINDS } from "../../trainers/protocol";
+import { TASK_STATUSES } from "../tasks/lifecycle";
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
 
@@ -21,28 +22,16 @@ export const tasks = pgTable(
     id: text("id").primaryKey(),
     name: text("name").notNull(),
     model: text("model").notNull(),
-    trainer: text("trainer", { enum: ["builtin", "hf-peft", "command"] }).notNull(),
+    trainer: text("trainer", { enum: TRAINER_KINDS }).notNull(),
     mode: text("mode", { enum: ["lora", "pretrain"] })
       .notNull()
       .default("lora"),
     datasetPath: text("dataset_path").notNull(),
-    datasetFormat: text("dataset_format", { enum: ["alpaca", "chat", "text"] }).notNull(),
+    datasetFormat: text("dataset_format", { enum: DATASET_FORMATS }).notNull(),
     hyperparameters: jsonb("hyperparameters").$type<Hyperparameters>().notNull(),
     command: jsonb("command").$type<string[] | null>(),
     gpusRequested: integer("gpus_requested").notNull().default(0),
-    status: text("status", {
-      enum: [
-        "pending",
-        "queued",
-        "preparing",
-        "training",
-        "paused",
-        "completed",
-        "failed",
-        "cancelled",
-        "interrupted",
-      ],
-    }).notNull(),
+    status: text("status", { enum: TASK_STATUSES }).notNull(),
     statusReason: text("status_reason"),
     /** Live progress derived by the monitor (ProgressState), stored with the cursors it came from. */
     progress: jsonb("progress").$type<Record<string, unknown>>().notNull().default({}),
