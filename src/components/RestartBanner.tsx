@@ -16,25 +16,28 @@ export function RestartBanner() {
   const trpc = useTRPC();
   const format = useFormat();
   const info = useQuery(trpc.studio.info.queryOptions());
-  const firstStart = useRef<number | null>(null);
-  const [restartedAt, setRestartedAt] = useState<Date | null>(null);
+  const lastStart = useRef<number | null>(null);
+  const [restart, setRestart] = useState<{ at: Date; running: number } | null>(null);
   const [dismissed, setDismissed] = useState<Date | null>(null);
 
   const startedAt = info.data?.startedAt;
   const counts = info.data?.counts;
-  const running = (counts?.training ?? 0) + (counts?.paused ?? 0) + (counts?.preparing ?? 0);
   useEffect(() => {
-    if (!startedAt) return;
+    if (!startedAt || !counts) return;
     const time = new Date(startedAt).getTime();
-    if (firstStart.current === null) firstStart.current = time;
-    else if (time !== firstStart.current && running > 0) setRestartedAt(new Date(startedAt));
-  }, [startedAt, running]);
+    const previous = lastStart.current;
+    lastStart.current = time;
+    if (previous === null || previous === time) return;
+    // counted when the new studio is first seen: the tasks it re-attached are still running
+    const running = (counts.training ?? 0) + (counts.paused ?? 0) + (counts.preparing ?? 0);
+    if (running > 0) setRestart({ at: new Date(startedAt), running });
+  }, [startedAt, counts]);
 
-  if (!restartedAt || dismissed === restartedAt) return null;
+  if (!restart || dismissed === restart.at) return null;
   return (
     <div className="banner" role="status" data-testid="restart-banner">
-      <p>{t("banner.restarted", { time: format.dateTime(restartedAt), count: running })}</p>
-      <button type="button" className="secondary" onClick={() => setDismissed(restartedAt)}>
+      <p>{t("banner.restarted", { time: format.dateTime(restart.at), count: restart.running })}</p>
+      <button type="button" className="secondary" onClick={() => setDismissed(restart.at)}>
         {t("banner.dismiss")}
       </button>
     </div>

@@ -89,7 +89,7 @@ async function restartScenario(page: Page, testInfo: TestInfo, how: "restart" | 
   await page.getByLabel("Name", { exact: true }).fill(name);
   await page.getByLabel("Dataset", { exact: true }).fill("sample");
   await page.getByLabel("Trainer").selectOption("command");
-  await page.getByLabel("Command (one argument per line)").fill(fixtureCommand(400, 40).join("\n"));
+  await page.getByLabel("Command (one argument per line)").fill(fixtureCommand(600, 40).join("\n"));
   await page.getByTestId("create-task-submit").click();
   const detail = page.getByTestId("task-detail");
   await expect(detail.getByRole("heading", { name })).toBeVisible();
@@ -135,7 +135,7 @@ async function restartScenario(page: Page, testInfo: TestInfo, how: "restart" | 
   await shot(page, testInfo, `${how}-after`);
 
   await expect(badge).toHaveAttribute("data-status", "completed", { timeout: 60_000 });
-  await expect.poll(async () => (await hookLines(page)).length).toBe(400);
+  await expect.poll(async () => (await hookLines(page)).length).toBe(600);
   await expectLogMatchesFile(page, taskId);
   await expect(page.getByTestId("progress-bar")).toHaveAttribute("data-percent", "100");
   await expect(page.getByTestId("loss-chart")).toBeVisible();

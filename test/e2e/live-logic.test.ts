@@ -1,0 +1,132 @@
+// The pure parts of the live Finetune page; the page itself is driven by live.spec.ts.
+import { describe, expect, it } from "vitest";
+import { keepSubscribed, type SubscriptionHandlers } from "../../src/components/keep-subscribed";
+import { displayText, prependLogLines } from "../../src/components/log-lines";
+import { lossSeries } from "../../src/components/loss-series";
+import { formatDuration, progressView } from "../../src/components/progress-view";
+
+describe("keepSubscribed", () => {
+  function fakeServer() {
+    const opened: SubscriptionHandlers<number>[] = [];
+    let closed = 0;
+    return {
+      opened,
+      closed: () => closed,
+      open: (handlers: SubscriptionHandlers<number>) => {
+        opened.push(handlers);
+        return { unsubscribe: () => closed++ };
+      },
+    };
+  }
+
+  it("reports connecting, live, reconnecting, and opens the stream again when it ends", async () => {
+    const server = fakeServer();
+    const states: string[] = [];
+    const data: number[] = [];
+    const stop = keepSubscribed({
+      open: server.open,
+      onData: (n) => data.push(n),
+      onState: (s) => states.push(s),
+      retryMs: 5,
+    });
+    expect(states).toEqual(["connecting"]);
+    server.opened[0]!.onStarted();
+    server.opened[0]!.onData(1);
+    // a graceful studio shutdown ends the stream: the link completes the subscription
+    server.opened[0]!.onComplete();
+    expect(states.at(-1)).toBe("reconnecting");
+    // late callbacks of the ended subscription are ignored
+    server.opened[0]!.onData(99);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(server.opened).toHaveLength(2);
+    server.opened[1]!.onStarted();
+    server.opened[1]!.onData(2);
+    expect(data).toEqual([1, 2]);
+    expect(states.at(-1)).toBe("live");
+    // the link's own reconnect (a dropped connection) shows as reconnecting, then live again
+    server.opened[1]!.onConnectionStateChange({ state: "connecting" });
+    expect(states.at(-1)).toBe("reconnecting");
+    stop();
+    expect(server.closed()).toBe(2);
+    server.opened[1]!.onError(new Error("after stop"));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(server.opened).toHaveLength(2);
+  });
+});
+
+describe("log lines", () => {
+  it("shows what a terminal shows of a tqdm redraw", () => {
+    expect(displayText(" 10%|#  | 1/10\r 20%|## | 2/10\r")).toBe(" 20%|## | 2/10");
+    expect(displayText("a\rb\rc")).toBe("c");
+    expect(displayText("plain")).toBe("plain");
+    expect(displayText("")).toBe("");
+  });
+
+  it("prepends an older page without repeating lines it overlaps", () => {
+    const current = [{ offset: 30 }, { offset: 40 }];
+    expect(prependLogLines([{ offset: 10 }, { offset: 20 }, { offset: 30 }], current)).toEqual([
+      { offset: 10 },
+      { offset: 20 },
+      { offset: 30 },
+      { offset: 40 },
+    ]);
+    expect(prependLogLines([{ offset: 1 }], [])).toEqual([{ offset: 1 }]);
+  });
+});
+
+describe("progress view", () => {
+  const state = {
+    epoch: 1,
+    totalEpochs: 3,
+    step: 50,
+    totalSteps: 150,
+    loss: 0.5,
+    evalLoss: null,
+    learningRate: 0.0002,
+    startedAt: 1_000,
+    updatedAt: 61_000,
+    etaSeconds: 120.4,
+  };
+
+  it("counts elapsed time to now while running, to the last update otherwise", () => {
+    expect(progressView(state, true, 91_000)).toMatchObject({
+      elapsedSeconds: 90,
+      etaSeconds: 120,
+      step: 50,
+      totalSteps: 150,
+    });
+    expect(progressView(state, false, 91_000)).toMatchObject({
+      elapsedSeconds: 60,
+      etaSeconds: null,
+    });
+  });
+
+  it("reads missing or malformed progress as unknown", () => {
+    expect(progressView(null, true, 0).step).toBeNull();
+    expect(progressView({ step: "x" }, true, 0).step).toBeNull();
+    expect(progressView({}, true, 0).elapsedSeconds).toBeNull();
+  });
+
+  it("formats durations", () => {
+    expect(formatDuration(59)).toBe("59s");
+    expect(formatDuration(61)).toBe("1m 01s");
+    expect(formatDuration(3700)).toBe("1h 01m");
+  });
+});
+
+describe("loss series", () => {
+  it("merges rows by step in step order, the later value of a retraced step winning", () => {
+    expect(
+      lossSeries([
+        { step: 20, loss: 0.8, evalLoss: null },
+        { step: 10, loss: 1, evalLoss: null },
+        { step: 20, loss: null, evalLoss: 0.9 },
+        { step: 20, loss: 0.7, evalLoss: null },
+        { step: 30, loss: null, evalLoss: null },
+      ]),
+    ).toEqual([
+      { step: 10, loss: 1 },
+      { step: 20, loss: 0.7, evalLoss: 0.9 },
+    ]);
+  });
+});
