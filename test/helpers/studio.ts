@@ -13,6 +13,7 @@ import { createTestDatabase, type TestDatabase } from "./databases";
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, "../../dist/cli.js");
+const LINES_FIXTURE = join(import.meta.dirname, "../fixtures/trainers/lines.mjs");
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -107,6 +108,26 @@ export class TestStudio {
     if (!pid) return;
     process.kill(pid, signal);
     while (this.pid() === pid) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** A task whose trainer is the fixture of test/fixtures/trainers/lines.mjs, run with `args`. */
+  fixtureTask(args: string[], name = "fixture") {
+    return this.client.task.create.mutate({
+      name,
+      model: "fixture",
+      dataset: "sample",
+      trainer: "command",
+      command: [process.execPath, LINES_FIXTURE, "--task-dir", ".", ...args],
+    });
+  }
+
+  /** The runner's and trainer's pids of the task's latest attempt, once it has them. */
+  async processes(taskId: string): Promise<{ runner: number; trainer: number } | null> {
+    const detail = await this.client.task.get.query({ id: taskId });
+    const handle = detail.attempts[0]?.handle as
+      | { runner: { pid: number }; trainer: { pid: number } }
+      | undefined;
+    return handle ? { runner: handle.runner.pid, trainer: handle.trainer.pid } : null;
   }
 
   /** The task's training.log, as lines. */

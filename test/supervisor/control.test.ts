@@ -8,8 +8,6 @@ import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
 import { isAlive, waitFor } from "../helpers/wait";
 
-const FIXTURE = join(import.meta.dirname, "../fixtures/trainers/lines.mjs");
-
 describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
   let studio: TestStudio;
   const groups: number[] = [];
@@ -28,16 +26,6 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
     await studio.start();
   }
 
-  async function fixtureTask(args: string[], name = "fixture") {
-    return studio.client.task.create.mutate({
-      name,
-      model: "fixture",
-      dataset: "sample",
-      trainer: "command",
-      command: [process.execPath, FIXTURE, "--task-dir", ".", ...args],
-    });
-  }
-
   async function trainerOf(id: string) {
     const handle = await waitFor("the trainer to start", async () => {
       const detail = await studio.client.task.get.query({ id });
@@ -54,7 +42,7 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
   it("cancels a trainer that ignores SIGTERM: SIGKILL after the grace period, grandchild too", async () => {
     await open({ STUDIO_CANCEL_GRACE_MS: "1500" });
     const pidFile = join(mkdtempSync(join(tmpdir(), "grandchild-")), "pid");
-    const task = await fixtureTask([
+    const task = await studio.fixtureTask([
       "--lines",
       "100000",
       "--interval-ms",
@@ -87,7 +75,7 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
 
   it("keeps a paused task paused across a restart, then resumes it", async () => {
     await open();
-    const task = await fixtureTask(["--lines", "200", "--interval-ms", "20"]);
+    const task = await studio.fixtureTask(["--lines", "200", "--interval-ms", "20"]);
     await studio.client.task.start.mutate({ id: task.id });
     const handle = await trainerOf(task.id);
     await waitFor("output", () => studio.logOf(task.id).length > 5);
@@ -107,7 +95,7 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
 
   it("starts one trainer for ten concurrent starts", async () => {
     await open();
-    const task = await fixtureTask(["--lines", "20", "--interval-ms", "10"]);
+    const task = await studio.fixtureTask(["--lines", "20", "--interval-ms", "10"]);
     const results = await Promise.allSettled(
       Array.from({ length: 10 }, () => studio.client.task.start.mutate({ id: task.id })),
     );
@@ -123,7 +111,7 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
     await open({ STUDIO_CONCURRENCY: "1" });
     const tasks = [];
     for (const name of ["first", "second", "third"]) {
-      tasks.push(await fixtureTask(["--lines", "40", "--interval-ms", "25"], name));
+      tasks.push(await studio.fixtureTask(["--lines", "40", "--interval-ms", "25"], name));
     }
     for (const t of tasks) await studio.client.task.start.mutate({ id: t.id });
     await trainerOf(tasks[0]!.id);
@@ -158,7 +146,7 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
       delete process.env.STUDIO_BOOT_ID_FILE;
     });
     await open({ STUDIO_BOOT_ID_FILE: bootFile });
-    const task = await fixtureTask(["--lines", "100000", "--interval-ms", "20"]);
+    const task = await studio.fixtureTask(["--lines", "100000", "--interval-ms", "20"]);
     await studio.client.task.start.mutate({ id: task.id });
     const handle = await trainerOf(task.id);
     await studio.kill("SIGKILL");
@@ -175,7 +163,7 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
 
   it("never adopts or signals a process whose pid was reused", async () => {
     await open();
-    const task = await fixtureTask(["--lines", "100000", "--interval-ms", "20"]);
+    const task = await studio.fixtureTask(["--lines", "100000", "--interval-ms", "20"]);
     await studio.client.task.start.mutate({ id: task.id });
     const handle = await trainerOf(task.id);
     await studio.stop();

@@ -1,36 +1,7 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
 import { isAlive, waitFor } from "../helpers/wait";
-
-const FIXTURE = join(import.meta.dirname, "../fixtures/trainers/lines.mjs");
-
-/** A task whose trainer is the fixture: numbered lines at a steady rate, then an exit code. */
-async function createFixtureTask(studio: TestStudio, args: string[], name = "fixture") {
-  return studio.client.task.create.mutate({
-    name,
-    model: "fixture",
-    dataset: "sample",
-    trainer: "command",
-    command: [process.execPath, FIXTURE, "--task-dir", ".", ...args],
-  });
-}
-
-async function pids(studio: TestStudio, id: string) {
-  const detail = await studio.client.task.get.query({ id });
-  const handle = detail.attempts[0]?.handle as
-    | { runner: { pid: number }; trainer: { pid: number } }
-    | undefined;
-  return handle ? { runner: handle.runner.pid, trainer: handle.trainer.pid } : null;
-}
-
-function logLines(studio: TestStudio, id: string): string[] {
-  return readFileSync(join(studio.home, "tasks", id, "training.log"), "utf8")
-    .split("\n")
-    .filter(Boolean);
-}
 
 function expectEveryLineOnce(lines: string[], total: number) {
   expect(lines).toEqual(Array.from({ length: total }, (_, i) => `line ${i + 1} of ${total}`));
@@ -61,11 +32,11 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
 
   it("keeps the same trainer through `studio restart` and completes with every line once", async () => {
     await open();
-    const task = await createFixtureTask(studio, ["--lines", "300", "--interval-ms", "30"]);
+    const task = await studio.fixtureTask(["--lines", "300", "--interval-ms", "30"]);
     await studio.client.task.start.mutate({ id: task.id });
-    const before = await waitFor("the trainer to start", () => pids(studio, task.id));
+    const before = await waitFor("the trainer to start", () => studio.processes(task.id));
     trainers.push(before.trainer);
-    await waitFor("some output", () => logLines(studio, task.id).length > 10);
+    await waitFor("some output", () => studio.logOf(task.id).length > 10);
 
     const studioPid = studio.pid();
     await studio.cli("restart");
@@ -75,7 +46,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
     expect(studio.pid()).not.toBe(studioPid);
     expect(isAlive(before.trainer)).toBe(true);
     expect(isAlive(before.runner)).toBe(true);
-    expect(await pids(studio, task.id)).toEqual(before);
+    expect(await studio.processes(task.id)).toEqual(before);
     expect((await statusOf(studio, task.id)).status).toBe("training");
     const events = (await studio.client.task.get.query({ id: task.id })).events.map((e) => e.type);
     expect(events).toContain("recovered");
@@ -85,25 +56,25 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
       return t.status === "completed" ? t : null;
     });
     expect(done.statusReason).toBe("finished");
-    expectEveryLineOnce(logLines(studio, task.id), 300);
+    expectEveryLineOnce(studio.logOf(task.id), 300);
   });
 
   it("survives ten SIGKILLs of the studio during one run", async () => {
     await open();
     const total = 2000;
-    const task = await createFixtureTask(studio, ["--lines", String(total), "--interval-ms", "10"]);
+    const task = await studio.fixtureTask(["--lines", String(total), "--interval-ms", "10"]);
     await studio.client.task.start.mutate({ id: task.id });
-    const first = await waitFor("the trainer to start", () => pids(studio, task.id));
+    const first = await waitFor("the trainer to start", () => studio.processes(task.id));
     trainers.push(first.trainer);
     let killedMidRun = 0;
     for (let i = 0; i < 10; i++) {
       await studio.kill("SIGKILL");
-      if (logLines(studio, task.id).length < total) {
+      if (studio.logOf(task.id).length < total) {
         killedMidRun++;
         expect(isAlive(first.trainer)).toBe(true);
       }
       await studio.start();
-      expect(await pids(studio, task.id)).toEqual(first);
+      expect(await studio.processes(task.id)).toEqual(first);
     }
     // The machine may be slow, but most kills must land while the trainer runs.
     expect(killedMidRun).toBeGreaterThanOrEqual(5);
@@ -112,7 +83,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
       async () => (await statusOf(studio, task.id)).status === "completed",
       30_000,
     );
-    expectEveryLineOnce(logLines(studio, task.id), total);
+    expectEveryLineOnce(studio.logOf(task.id), total);
     const detail = await studio.client.task.get.query({ id: task.id });
     expect(detail.attempts).toHaveLength(1);
     expect(detail.task.progress).toMatchObject({ step: total });
@@ -125,15 +96,9 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
     "records the exact outcome when the trainer %s while the studio is down",
     async (_, args, status, exit) => {
       await open();
-      const task = await createFixtureTask(studio, [
-        "--lines",
-        "30",
-        "--interval-ms",
-        "30",
-        ...args,
-      ]);
+      const task = await studio.fixtureTask(["--lines", "30", "--interval-ms", "30", ...args]);
       await studio.client.task.start.mutate({ id: task.id });
-      const p = await waitFor("the trainer to start", () => pids(studio, task.id));
+      const p = await waitFor("the trainer to start", () => studio.processes(task.id));
       trainers.push(p.trainer);
       await studio.stop();
       await waitFor("the runner to record the exit", () => !isAlive(p.runner), 10_000);
@@ -141,15 +106,15 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
       const detail = await studio.client.task.get.query({ id: task.id });
       expect(detail.task.status).toBe(status);
       expect(detail.attempts[0]).toMatchObject(exit);
-      expectEveryLineOnce(logLines(studio, task.id), 30);
+      expectEveryLineOnce(studio.logOf(task.id), 30);
     },
   );
 
   it("records a trainer killed by SIGKILL while the studio is down", async () => {
     await open();
-    const task = await createFixtureTask(studio, ["--lines", "1000", "--interval-ms", "20"]);
+    const task = await studio.fixtureTask(["--lines", "1000", "--interval-ms", "20"]);
     await studio.client.task.start.mutate({ id: task.id });
-    const p = await waitFor("the trainer to start", () => pids(studio, task.id));
+    const p = await waitFor("the trainer to start", () => studio.processes(task.id));
     trainers.push(p.trainer);
     await studio.kill("SIGKILL");
     process.kill(p.trainer, "SIGKILL");
@@ -163,9 +128,9 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
 
   it("fails a task whose runner was killed, without inventing an exit code", async () => {
     await open();
-    const task = await createFixtureTask(studio, ["--lines", "1000", "--interval-ms", "20"]);
+    const task = await studio.fixtureTask(["--lines", "1000", "--interval-ms", "20"]);
     await studio.client.task.start.mutate({ id: task.id });
-    const p = await waitFor("the trainer to start", () => pids(studio, task.id));
+    const p = await waitFor("the trainer to start", () => studio.processes(task.id));
     trainers.push(p.trainer);
     await studio.kill("SIGKILL");
     process.kill(p.runner, "SIGKILL");
