@@ -15,7 +15,7 @@ import { acquireHomeLock } from "./server/home-lock";
 import { PACKAGE_ROOT } from "./server/package-root";
 import type { StudioServices } from "./server/services";
 import { reconcileAtBoot } from "./server/supervisor/boot";
-import { LocalExecutor } from "./server/supervisor/local-executor";
+import { executorFromEnv } from "./server/supervisor/executor-from-env";
 import { Supervisor } from "./server/supervisor/supervisor";
 
 const log = (msg: string) => console.log(`${new Date().toISOString()} ${msg}`);
@@ -41,7 +41,7 @@ async function main() {
   const bus = new StudioBus();
   const releaseSupervisorLock = await database.trySupervisorLock();
   const supervisor = releaseSupervisorLock
-    ? new Supervisor(env, database.db, bus, new LocalExecutor(), log)
+    ? new Supervisor(env, database.db, bus, executorFromEnv(env), log)
     : null;
   if (supervisor) {
     const summary = await reconcileAtBoot(supervisor, database.db, env);

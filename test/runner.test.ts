@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseRunnerArgs, runnerArgv } from "../src/runner/args";
 import { readExitRecord, readRunnerRecord } from "../src/runner/record-schemas";
 import type { ExitRecord } from "../src/runner/records";
-import type { AttemptHandle } from "../src/server/supervisor/executor";
+import type { LocalAttemptHandle } from "../src/server/supervisor/executor";
 import { probe, readStat } from "../src/server/supervisor/identity";
 import { LocalExecutor } from "../src/server/supervisor/local-executor";
 
@@ -67,7 +67,7 @@ describe("runner arguments", () => {
 
 describe("runner", () => {
   let dir: string;
-  const handles: AttemptHandle[] = [];
+  const handles: LocalAttemptHandle[] = [];
 
   const command = (args: string[]) => ({
     file: process.execPath,

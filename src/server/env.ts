@@ -9,6 +9,20 @@ const flag = z
   .default("")
   .transform((v) => v === "1" || v === "true");
 
+/** sbatch options the studio sets itself: an operator's extra arguments must not override them. */
+const SBATCH_OPTIONS_OF_THE_STUDIO = [
+  "wrap",
+  "output",
+  "error",
+  "chdir",
+  "job-name",
+  "export",
+  "parsable",
+  "requeue",
+  "no-requeue",
+  "array",
+];
+
 const envSchema = z
   .object({
     STUDIO_HOME: z.string().min(1).default(join(homedir(), ".finetune-studio")),
@@ -47,6 +61,43 @@ const envSchema = z
       .default("")
       .transform((s) => s.split(":").filter(Boolean))
       .pipe(z.array(z.string().refine(isAbsolute, "dataset roots must be absolute paths"))),
+    /** Where trainers run: on this machine (local) or as Slurm batch jobs (slurm). */
+    STUDIO_EXECUTOR: z.enum(["local", "slurm"]).default("local"),
+    /** slurm.conf of the cluster; Slurm's own default (/etc/slurm/slurm.conf) when unset. */
+    STUDIO_SLURM_CONF: z
+      .string()
+      .refine(isAbsolute, "must be an absolute path")
+      .optional()
+      .or(z.literal("").transform(() => undefined)),
+    STUDIO_SLURM_PARTITION: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+$/, "a partition name: letters, digits, _ . -")
+      .optional()
+      .or(z.literal("").transform(() => undefined)),
+    /** sbatch --time for every job: minutes, [D-]HH:MM[:SS] or UNLIMITED. */
+    STUDIO_SLURM_TIME: z
+      .string()
+      .regex(
+        /^((\d+-)?\d+(:\d+){0,2}|infinite|unlimited|INFINITE|UNLIMITED)$/,
+        "a Slurm time limit: minutes, [D-]HH:MM[:SS] or UNLIMITED",
+      )
+      .optional()
+      .or(z.literal("").transform(() => undefined)),
+    /** Further sbatch options, space-separated, each as --name or --name=value (e.g. --account=ml). */
+    STUDIO_SLURM_EXTRA_ARGS: z
+      .string()
+      .default("")
+      .transform((s) => s.split(/\s+/).filter(Boolean))
+      .pipe(
+        z.array(
+          z
+            .string()
+            .regex(/^--[a-z][a-z-]*(=.*)?$/, "each extra sbatch argument is --name or --name=value")
+            .refine((arg) => !SBATCH_OPTIONS_OF_THE_STUDIO.includes(arg.slice(2).split("=")[0]!), {
+              error: (issue) => `${String(issue.input).split("=")[0]} is set by the studio itself`,
+            }),
+        ),
+      ),
   })
   .superRefine((env, ctx) => {
     if (!LOOPBACK.has(env.HOST) && !env.STUDIO_TOKEN) {

@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { readExitRecord, readRunnerRecord } from "../../src/runner/record-schemas";
-import { type AttemptHandle, observeAttempt } from "../../src/server/supervisor/executor";
+import { type LocalAttemptHandle, observeAttempt } from "../../src/server/supervisor/executor";
 import { readIdentity, readStat } from "../../src/server/supervisor/identity";
 import { LocalExecutor } from "../../src/server/supervisor/local-executor";
 
@@ -32,7 +32,7 @@ const isAlive = (pid: number, startTime: string) => {
 
 describe("LocalExecutor", () => {
   let dir: string;
-  const handles: AttemptHandle[] = [];
+  const handles: LocalAttemptHandle[] = [];
   const strays: { pid: number; startTime: string }[] = [];
 
   const start = async (args: string[], attempt = 1) => {
@@ -110,7 +110,7 @@ describe("LocalExecutor", () => {
 
   it("sends nothing to a process whose start time differs (a reused pid)", async () => {
     const handle = await start(["--lines", "1", "--hang"]);
-    const reused: AttemptHandle = {
+    const reused: LocalAttemptHandle = {
       ...handle,
       trainer: { ...handle.trainer, startTime: String(Number(handle.trainer.startTime) + 1) },
     };

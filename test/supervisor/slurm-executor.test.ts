@@ -5,8 +5,8 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { AttemptState } from "../../src/server/supervisor/executor";
-import { type SlurmAttemptHandle, SlurmExecutor } from "../../src/server/supervisor/slurm-executor";
+import type { AttemptState, SlurmAttemptHandle } from "../../src/server/supervisor/executor";
+import { SlurmExecutor } from "../../src/server/supervisor/slurm-executor";
 
 /**
  * A real single-node Slurm cluster on this machine (scripts/slurm-cluster.sh): real sbatch,
@@ -99,7 +99,13 @@ describe("Slurm executor on a real single-node cluster", () => {
     const submitted = Date.now();
     const ok = await submit(okDir, ["5", "0"]);
     const fail = await submit(failDir, ["3", "3"]);
-    expect(ok).toMatchObject({ kind: "slurm", taskDir: okDir, attempt: 1, cluster: null });
+    expect(ok).toMatchObject({
+      kind: "slurm",
+      taskDir: okDir,
+      attempt: 1,
+      cluster: null,
+      node: expect.any(String),
+    });
     expect(ok.jobId).toMatch(/^\d+$/);
     expect(await executor.probe(ok)).toBe("running");
     await waitRunning(ok);
@@ -183,7 +189,7 @@ describe("Slurm executor on a real single-node cluster", () => {
     const dir = newTaskDir("lost-id");
     const handle = await submit(dir, ["20", "0"]);
     rmSync(join(dir, "slurm-job.json"));
-    expect(await executor.recoverHandle(dir, 1)).toEqual({ ...handle, cluster: null });
+    expect(await executor.recoverHandle(dir, 1)).toEqual(handle);
     await until(
       "done",
       () => executor.readOutcome(dir, 1),

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   classifyFailure,
+  endBeforeRunner,
   endWithoutRunner,
   normalizeState,
   parseExitCode,
@@ -97,36 +98,44 @@ describe("ExitCode", () => {
 });
 
 describe("squeue output", () => {
-  it("finds the job's line (recorded from squeue --states=all --format=%i|%T|%r)", () => {
-    const out = "41|RUNNING|None\n42|PENDING|Resources\n";
+  it("finds the job's line (recorded from squeue --states=all --format=%i|%T|%N|%j|%r)", () => {
+    const out = "41|RUNNING|vm|studio-a-a1|None\n42|PENDING||studio-b-a1|Resources\n";
     expect(parseSqueue(out, "42")).toEqual({
       jobId: "42",
       state: "PENDING",
+      node: null,
+      name: "studio-b-a1",
       reason: "Resources",
       exitCode: null,
     });
+    expect(parseSqueue(out, "41")).toMatchObject({ node: "vm", name: "studio-a-a1" });
     expect(parseSqueue(out, "4")).toBeNull();
     expect(parseSqueue("", "42")).toBeNull();
   });
 
   it("keeps a reason that itself contains the separator", () => {
-    expect(parseSqueue("7|FAILED|a|b\n", "7")?.reason).toBe("a|b");
+    expect(parseSqueue("7|FAILED|n1|j|a|b\n", "7")?.reason).toBe("a|b");
   });
 
   it("a missing reason is null", () => {
-    expect(parseSqueue("7|COMPLETED|\n", "7")?.reason).toBeNull();
+    expect(parseSqueue("7|COMPLETED|n1|j|\n", "7")?.reason).toBeNull();
   });
 });
 
 describe("sacct output", () => {
-  it("reads state and exit code (recorded from sacct -n -P -X -o JobID,State,ExitCode)", () => {
-    expect(parseSacct("7|FAILED|3:0\n", "7")).toEqual({
+  it("reads state and exit code (recorded from sacct -n -P -X -o JobID,State,ExitCode,NodeList,JobName)", () => {
+    expect(parseSacct("7|FAILED|3:0|node-3|studio-t-a2\n", "7")).toEqual({
       jobId: "7",
       state: "FAILED",
+      node: "node-3",
+      name: "studio-t-a2",
       reason: null,
       exitCode: { code: 3, signal: 0 },
     });
-    expect(parseSacct("9|CANCELLED by 0|0:9\n", "9")?.state).toBe("CANCELLED");
+    expect(parseSacct("9|CANCELLED by 0|0:9|None assigned|x\n", "9")).toMatchObject({
+      state: "CANCELLED",
+      node: null,
+    });
   });
 
   it("takes the newest row when a job id appears twice", () => {
@@ -161,6 +170,8 @@ describe("a job that ended before its runner recorded an exit", () => {
   const record = (state: string, exit: string | null = null) => ({
     jobId: "1",
     state,
+    node: "n1",
+    name: "studio-t-a1",
     reason: null,
     exitCode: exit ? parseExitCode(exit) : null,
   });
@@ -204,5 +215,41 @@ describe("a job that ended before its runner recorded an exit", () => {
 
   it("names a signal Node does not know by number", () => {
     expect(endWithoutRunner(record("CANCELLED", "0:200"))?.signal).toBe("signal 200");
+  });
+});
+
+describe("a job that ended before any runner ran", () => {
+  const record = (state: string, exit: string | null, reason: string | null = null) => ({
+    jobId: "1",
+    state,
+    node: null,
+    name: "studio-t-a1",
+    reason,
+    exitCode: exit ? parseExitCode(exit) : null,
+  });
+
+  it.each(["PENDING", "RUNNING", "SUSPENDED", "NODE_FAIL", "BOOT_FAIL", "PREEMPTED"])(
+    "%s: no outcome from Slurm",
+    (state) => {
+      expect(endBeforeRunner(record(state, "0:0"))).toBeNull();
+    },
+  );
+
+  it("cancelled while queued: no exit code, no signal, says so", () => {
+    expect(endBeforeRunner(record("CANCELLED by 0", "0:0"))).toEqual({
+      exitCode: null,
+      signal: null,
+      error: "the Slurm job was cancelled before it started",
+    });
+  });
+
+  it("failed on its node (the batch script could not run): Slurm's code and reason", () => {
+    expect(endBeforeRunner(record("FAILED", "127:0", "NonZeroExitCode"))).toEqual({
+      exitCode: 127,
+      signal: null,
+      error:
+        "the Slurm job ended (FAILED: NonZeroExitCode) before its runner started; see its slurm-attempt-*.out",
+    });
+    expect(endBeforeRunner(record("TIMEOUT", "0:9"))?.signal).toBe("SIGKILL");
   });
 });

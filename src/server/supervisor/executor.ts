@@ -32,10 +32,62 @@ const localHandleSchema = z.object({
   trainer: processRefSchema,
 });
 
+/** An attempt running as a Slurm batch job: the job id is its identity (see ./slurm-executor). */
+const slurmHandleSchema = z.object({
+  kind: z.literal("slurm"),
+  taskDir: z.string(),
+  attempt: z.number().int().min(1),
+  jobId: z.string().regex(/^\d+$/),
+  /** From `sbatch --parsable` on a multi-cluster setup; null otherwise. */
+  cluster: z.string().nullable(),
+  /** The node the job was seen running on at launch; null while it was still queued. */
+  node: z.string().nullable(),
+});
+
 /** Everything needed to find an attempt's processes again after a studio restart. JSON-safe. */
-export const attemptHandleSchema = z.discriminatedUnion("kind", [localHandleSchema]);
+export const attemptHandleSchema = z.discriminatedUnion("kind", [
+  localHandleSchema,
+  slurmHandleSchema,
+]);
 export type AttemptHandle = z.infer<typeof attemptHandleSchema>;
 export type LocalAttemptHandle = z.infer<typeof localHandleSchema>;
+export type SlurmAttemptHandle = z.infer<typeof slurmHandleSchema>;
+export { slurmHandleSchema };
+
+/** What the studio records and shows about a launched attempt, whatever runs it. */
+export interface HandleSummary {
+  /** For messages and the page: "pid 4242", "Slurm job 17 on node-3". */
+  label: string;
+  /** Process identity columns of the attempt row; null where a job id is the identity. */
+  pid: number | null;
+  processStartTime: string | null;
+  bootId: string | null;
+  /** The machine it runs on, when that is not the studio's own; null when unknown. */
+  host: string | null;
+  /** Machine-readable facts for the "started" and "recovered" events. */
+  facts: Record<string, string | number | null>;
+}
+
+export function describeHandle(handle: AttemptHandle): HandleSummary {
+  if (handle.kind === "local") {
+    return {
+      label: `pid ${handle.trainer.pid}`,
+      pid: handle.trainer.pid,
+      processStartTime: handle.trainer.startTime,
+      bootId: handle.bootId,
+      host: null,
+      facts: { pid: handle.trainer.pid, runnerPid: handle.runner.pid },
+    };
+  }
+  return {
+    label: `Slurm job ${handle.jobId}${handle.node ? ` on ${handle.node}` : " (queued)"}`,
+    pid: null,
+    processStartTime: null,
+    bootId: null,
+    host: handle.node,
+    facts: { jobId: handle.jobId, node: handle.node, cluster: handle.cluster },
+  };
+}
 
 /** Reads a handle back from storage (jsonb); throws on anything that is not one. */
 export function parseAttemptHandle(value: unknown): AttemptHandle {
@@ -55,25 +107,25 @@ export type ProcessState = "alive" | "stopped" | "gone" | "zombie" | "reused" | 
 
 export type ControlSignal = "SIGTERM" | "SIGKILL" | "SIGSTOP" | "SIGCONT";
 
-export interface Executor {
+export interface Executor<Handle extends AttemptHandle = AttemptHandle> {
   /**
    * Launches the attempt and resolves once its processes are recorded (runner.json for the
    * local executor). Rejects with a readable message when the trainer could not be started or
    * the launch did not confirm in time.
    */
-  start(spec: LaunchSpec): Promise<AttemptHandle>;
-  probe(handle: AttemptHandle): Promise<AttemptState>;
+  start(spec: LaunchSpec): Promise<Handle>;
+  probe(handle: Handle): Promise<AttemptState>;
   /** The runner's and the trainer's states separately, for boot reconciliation. */
-  inspect(handle: AttemptHandle): Promise<{ runner: ProcessState; trainer: ProcessState }>;
+  inspect(handle: Handle): Promise<{ runner: ProcessState; trainer: ProcessState }>;
   /**
    * Signals the trainer's whole process group after re-checking its identity. False when
    * nothing was sent (the process is gone or is not proven ours).
    */
-  signal(handle: AttemptHandle, signal: ControlSignal): Promise<boolean>;
+  signal(handle: Handle, signal: ControlSignal): Promise<boolean>;
   /** The attempt's outcome record, or null while there is none (or only an older attempt's). */
   readOutcome(taskDir: string, attempt: number): Promise<ExitRecord | null>;
   /** The handle of an attempt caught half-started (launched, but its handle never stored). */
-  recoverHandle(taskDir: string, attempt: number): Promise<AttemptHandle | null>;
+  recoverHandle(taskDir: string, attempt: number): Promise<Handle | null>;
   /**
    * Calls `onHint` when something in the task folder may have changed. Only a hint: events can
    * be missed, so the caller also polls. Returns a function that stops watching.

@@ -12,7 +12,6 @@ import {
 } from "../../runner/records";
 import { DIST_DIR } from "../package-root";
 import type {
-  AttemptHandle,
   AttemptState,
   ControlSignal,
   Executor,
@@ -36,7 +35,7 @@ const CONFIRM_POLL_MS = 5;
  * no pipe, no child and no parent link to it: everything it knows comes from the task folder
  * and /proc, so a restarted studio knows exactly as much as the one that launched.
  */
-export class LocalExecutor implements Executor {
+export class LocalExecutor implements Executor<LocalAttemptHandle> {
   readonly runnerPath: string;
   readonly launchTimeoutMs: number;
 
@@ -45,7 +44,7 @@ export class LocalExecutor implements Executor {
     this.launchTimeoutMs = options.launchTimeoutMs ?? 10_000;
   }
 
-  async start(spec: LaunchSpec): Promise<AttemptHandle> {
+  async start(spec: LaunchSpec): Promise<LocalAttemptHandle> {
     const { taskDir, attempt, command } = spec;
     if (!existsSync(this.runnerPath)) {
       throw new Error(`the runner is not built: ${this.runnerPath} is missing`);
@@ -87,14 +86,16 @@ export class LocalExecutor implements Executor {
     }
   }
 
-  async inspect(handle: AttemptHandle): Promise<{ runner: ProcessState; trainer: ProcessState }> {
+  async inspect(
+    handle: LocalAttemptHandle,
+  ): Promise<{ runner: ProcessState; trainer: ProcessState }> {
     return {
       runner: processState({ bootId: handle.bootId, ...handle.runner }),
       trainer: processState({ bootId: handle.bootId, ...handle.trainer }),
     };
   }
 
-  async probe(handle: AttemptHandle): Promise<AttemptState> {
+  async probe(handle: LocalAttemptHandle): Promise<AttemptState> {
     if (readExitRecord(handle.taskDir, handle.attempt)) return "exited";
     const { runner, trainer } = await this.inspect(handle);
     if (runner === "other-boot") return "other-boot";
@@ -105,7 +106,7 @@ export class LocalExecutor implements Executor {
     return readExitRecord(handle.taskDir, handle.attempt) ? "exited" : "gone";
   }
 
-  async signal(handle: AttemptHandle, signal: ControlSignal): Promise<boolean> {
+  async signal(handle: LocalAttemptHandle, signal: ControlSignal): Promise<boolean> {
     return signalGroup({ bootId: handle.bootId, ...handle.trainer }, signal) === "sent";
   }
 
@@ -113,7 +114,7 @@ export class LocalExecutor implements Executor {
     return readExitRecord(taskDir, attempt);
   }
 
-  async recoverHandle(taskDir: string, attempt: number): Promise<AttemptHandle | null> {
+  async recoverHandle(taskDir: string, attempt: number): Promise<LocalAttemptHandle | null> {
     const record = readRunnerRecord(taskDir, attempt);
     return record ? handleFrom(taskDir, record, record.runner.pid) : null;
   }

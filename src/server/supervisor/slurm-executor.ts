@@ -1,12 +1,20 @@
 import { spawn } from "node:child_process";
 import { existsSync, type FSWatcher, mkdirSync, readFileSync, watch, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
+import { setTimeout as sleep } from "node:timers/promises";
 import { writeJsonAtomic } from "../../runner/atomic-json";
 import { readExitRecord, readRunnerRecord } from "../../runner/record-schemas";
 import type { ExitRecord } from "../../runner/records";
 import { DIST_DIR } from "../package-root";
-import type { AttemptState, ControlSignal, LaunchSpec, ProcessState } from "./executor";
+import {
+  type AttemptState,
+  type ControlSignal,
+  type Executor,
+  type LaunchSpec,
+  type ProcessState,
+  type SlurmAttemptHandle,
+  slurmHandleSchema,
+} from "./executor";
 import {
   BATCH_SCRIPT,
   batchScriptPath,
@@ -17,6 +25,7 @@ import {
 } from "./slurm-script";
 import {
   classifyFailure,
+  endBeforeRunner,
   endWithoutRunner,
   parseSacct,
   parseSbatchParsable,
@@ -27,16 +36,6 @@ import {
   type SlurmJobRecord,
   SQUEUE_FORMAT,
 } from "./slurm-state";
-
-/** An attempt running as a Slurm batch job: the job id is its identity. JSON-safe. */
-export const slurmHandleSchema = z.object({
-  kind: z.literal("slurm"),
-  taskDir: z.string(),
-  attempt: z.number().int().min(1),
-  jobId: z.string().regex(/^\d+$/),
-  cluster: z.string().nullable(),
-});
-export type SlurmAttemptHandle = z.infer<typeof slurmHandleSchema>;
 
 export interface SlurmExecutorOptions {
   /** slurm.conf for every Slurm command; the commands' default (/etc/slurm) when absent. */
@@ -52,7 +51,11 @@ export interface SlurmExecutorOptions {
   runnerPath?: string;
   /** How long one Slurm command may take before it counts as "cannot tell"; default 15 s. */
   commandTimeoutMs?: number;
+  /** How long start() waits to see the job on a node (to name it); default 2 s. It may queue longer. */
+  nodeWaitMs?: number;
 }
+
+const NODE_POLL_MS = 100;
 
 /** What the controller knows about a job right now. */
 type JobQuery =
@@ -72,14 +75,16 @@ function handleFile(taskDir: string) {
  * must be on a folder the compute nodes share). The studio keeps nothing but the job id:
  * squeue answers while the controller remembers the job (MinJobAge after it ends), sacct after.
  */
-export class SlurmExecutor {
+export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
   private readonly submit: Omit<SlurmSubmitOptions, "gpus">;
   private readonly slurmConf: string | undefined;
   private readonly commandTimeoutMs: number;
+  private readonly nodeWaitMs: number;
 
   constructor(options: SlurmExecutorOptions = {}) {
     this.slurmConf = options.slurmConf;
     this.commandTimeoutMs = options.commandTimeoutMs ?? 15_000;
+    this.nodeWaitMs = options.nodeWaitMs ?? 2_000;
     this.submit = {
       nodePath: options.nodePath ?? process.execPath,
       runnerPath: options.runnerPath ?? join(DIST_DIR, "runner.js"),
@@ -103,14 +108,38 @@ export class SlurmExecutor {
       throw new Error(`sbatch refused the job: ${result.stderr.trim() || `exit ${result.code}`}`);
     }
     const { jobId, cluster } = parseSbatchParsable(result.stdout);
-    const handle: SlurmAttemptHandle = { kind: "slurm", taskDir, attempt, jobId, cluster };
+    const submitted: SlurmAttemptHandle = {
+      kind: "slurm",
+      taskDir,
+      attempt,
+      jobId,
+      cluster,
+      node: null,
+    };
+    // Recorded at once, so that recovery finds the job whatever happens next.
+    writeJsonAtomic(handleFile(taskDir), submitted);
+    const node = await this.waitForNode(submitted);
+    if (!node) return submitted;
+    const handle = { ...submitted, node };
     writeJsonAtomic(handleFile(taskDir), handle);
     return handle;
   }
 
+  /** The node the job runs on, if it gets one within nodeWaitMs; null while it queues. */
+  private async waitForNode(handle: SlurmAttemptHandle): Promise<string | null> {
+    const deadline = Date.now() + this.nodeWaitMs;
+    for (;;) {
+      const job = await this.query(handle);
+      if (job.kind === "known" && job.record.node) return job.record.node;
+      if (job.kind !== "known" || phaseOf(job.record.state) !== "active") return null;
+      if (Date.now() + NODE_POLL_MS > deadline) return null;
+      await sleep(NODE_POLL_MS);
+    }
+  }
+
   async probe(handle: SlurmAttemptHandle): Promise<AttemptState> {
     if (readExitRecord(handle.taskDir, handle.attempt)) return "exited";
-    const job = await this.query(handle.jobId);
+    const job = await this.query(handle);
     // A controller that does not answer (restarting, overloaded) says nothing about the job.
     if (job.kind === "unreachable") return "running";
     const state = job.kind === "known" ? probeStateOf(job.record.state) : "gone";
@@ -125,7 +154,7 @@ export class SlurmExecutor {
   async inspect(
     handle: SlurmAttemptHandle,
   ): Promise<{ runner: ProcessState; trainer: ProcessState }> {
-    const job = await this.query(handle.jobId);
+    const job = await this.query(handle);
     if (job.kind === "unreachable") throw new Error(`Slurm did not answer: ${job.detail}`);
     const phase = job.kind === "known" ? phaseOf(job.record.state) : "ended";
     const state: ProcessState =
@@ -142,17 +171,22 @@ export class SlurmExecutor {
   /**
    * SIGTERM: `scancel --full --signal=TERM`; SIGKILL: that with KILL, then `scancel` (the job
    * ends, Slurm kills what is left); SIGSTOP/SIGCONT: `scontrol suspend`/`resume` (operator or
-   * SlurmUser only). False when the job is no longer there to signal. Caveat: Slurm delivers
-   * these to the batch script's process group, and the runner puts the trainer in its own
-   * session, so today SIGTERM and suspend reach the runner only (see the report).
+   * SlurmUser only). Slurm delivers these to the batch step's process group, which the runner
+   * shares with the trainer (--share-group) and which the runner outlives, except SIGKILL.
+   * A job still queued has nothing to signal: SIGTERM and SIGKILL cancel it, SIGSTOP does
+   * nothing (false). False when the job is no longer there to signal.
    */
   async signal(handle: SlurmAttemptHandle, signal: ControlSignal): Promise<boolean> {
-    const job = await this.query(handle.jobId);
+    const job = await this.query(handle);
     if (job.kind === "unreachable") throw new Error(`Slurm did not answer: ${job.detail}`);
     if (job.kind === "unknown") return false;
     const phase = phaseOf(job.record.state);
     if (phase !== "active" && phase !== "paused") return false;
     if (signal === "SIGCONT" && phase !== "paused") return true; // nothing to wake
+    if (job.record.state === "PENDING") {
+      if (signal === "SIGSTOP") return false;
+      if (signal !== "SIGCONT") return this.runOrGone("scancel", [handle.jobId]);
+    }
     const [command, args] =
       signal === "SIGSTOP"
         ? ["scontrol", ["suspend", handle.jobId]]
@@ -176,25 +210,48 @@ export class SlurmExecutor {
   private async runOrGone(command: string, args: string[]): Promise<boolean> {
     const result = await this.slurm(command, args);
     if (result.code === 0) return true;
-    if (classifyFailure(result.stderr) === "unknown-job") return false;
+    const failure = classifyFailure(result.stderr);
+    if (failure === "unknown-job") return false;
+    if (failure === "permission-denied" && command === "scontrol") {
+      throw new Error(
+        `Slurm refused ${command} ${args[0]}: pausing a job takes a Slurm operator (SlurmUser, root, or AdminLevel=Operator in sacctmgr); ${result.stderr.trim()}`,
+      );
+    }
     throw new Error(`${command} ${args.join(" ")} failed: ${result.stderr.trim()}`);
   }
 
   /**
    * exit.json when the runner wrote one. Otherwise, for a job Slurm itself ended (scancel's
    * SIGKILL, time or memory limit) after the runner had started: the outcome from Slurm's
-   * record, with the runner's pids and start from runner.json.
+   * record, with the runner's pids and start from runner.json. For a job that ended before
+   * any runner ran (cancelled while queued): Slurm's record, with no pids.
    */
   async readOutcome(taskDir: string, attempt: number): Promise<ExitRecord | null> {
     const exit = readExitRecord(taskDir, attempt);
     if (exit) return exit;
     const handle = readHandleFile(taskDir, attempt);
-    const runner = readRunnerRecord(taskDir, attempt);
-    if (!handle || !runner) return null;
-    const job = await this.query(handle.jobId);
+    if (!handle) return null;
+    const job = await this.query(handle);
     if (job.kind !== "known") return null;
+    // The runner may have finished while Slurm was asked.
+    const late = readExitRecord(taskDir, attempt);
+    if (late) return late;
+    const runner = readRunnerRecord(taskDir, attempt);
+    if (!runner) {
+      const never = endBeforeRunner(job.record);
+      if (!never) return null;
+      const now = new Date().toISOString();
+      return {
+        attempt,
+        ...never,
+        startedAt: now,
+        endedAt: now,
+        trainerPid: null,
+        runnerPid: null,
+      };
+    }
     const end = endWithoutRunner(job.record);
-    if (!end) return readExitRecord(taskDir, attempt);
+    if (!end) return null;
     return {
       attempt,
       ...end,
@@ -222,7 +279,16 @@ export class SlurmExecutor {
     const ids = result.stdout.split("\n").filter((line) => /^\d+$/.test(line.trim()));
     const jobId = ids.pop()?.trim();
     if (!jobId) return null;
-    const handle: SlurmAttemptHandle = { kind: "slurm", taskDir, attempt, jobId, cluster: null };
+    const found: SlurmAttemptHandle = {
+      kind: "slurm",
+      taskDir,
+      attempt,
+      jobId,
+      cluster: null,
+      node: null,
+    };
+    const job = await this.query(found);
+    const handle = { ...found, node: job.kind === "known" ? job.record.node : null };
     writeJsonAtomic(handleFile(taskDir), handle);
     return handle;
   }
@@ -239,8 +305,19 @@ export class SlurmExecutor {
     return () => watcher.close();
   }
 
-  /** squeue while the controller remembers the job, then sacct (accounting), then sacct -c (job completion log). */
-  private async query(jobId: string): Promise<JobQuery> {
+  /**
+   * squeue while the controller remembers the job, then sacct (accounting), then sacct -c (job
+   * completion log). A job id that now names another job (ids restart after the controller's
+   * state is wiped) is unknown: the name is the job's identity check, as the start time is a
+   * process's.
+   */
+  private async query(handle: SlurmAttemptHandle): Promise<JobQuery> {
+    const job = await this.queryId(handle.jobId);
+    if (job.kind !== "known" || job.record.name === null) return job;
+    return job.record.name === jobName(handle.taskDir, handle.attempt) ? job : { kind: "unknown" };
+  }
+
+  private async queryId(jobId: string): Promise<JobQuery> {
     const squeue = await this.slurm("squeue", [
       "--noheader",
       "--states=all",

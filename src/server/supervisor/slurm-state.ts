@@ -87,23 +87,35 @@ export function parseExitCode(raw: string): { code: number; signal: number } | n
 export interface SlurmJobRecord {
   jobId: string;
   state: string;
+  /** The node(s) it runs or ran on; null while queued. */
+  node: string | null;
+  /** The job's name: the executor's check that a job id still names the attempt's job. */
+  name: string | null;
   /** squeue's reason (why pending, why it failed); null from sacct. */
   reason: string | null;
   /** From sacct only; squeue does not report it. */
   exitCode: { code: number; signal: number } | null;
 }
 
-/** The format string that makes `squeue` output what parseSqueue reads. */
-export const SQUEUE_FORMAT = "%i|%T|%r";
+/** The format string that makes `squeue` output what parseSqueue reads (the reason last: it may hold '|'). */
+export const SQUEUE_FORMAT = "%i|%T|%N|%j|%r";
+
+/** Slurm's words for "no node yet". */
+function nodeOf(raw: string | undefined): string | null {
+  const node = raw?.trim() ?? "";
+  return node === "" || /^none/i.test(node) || node === "(null)" ? null : node;
+}
 
 /** Reads `squeue --noheader --states=all --jobs=<id> --format=SQUEUE_FORMAT`. */
 export function parseSqueue(stdout: string, jobId: string): SlurmJobRecord | null {
   for (const line of stdout.split("\n")) {
-    const [id, state, ...reason] = line.trim().split("|");
+    const [id, state, node, name, ...reason] = line.trim().split("|");
     if (id === jobId && state) {
       return {
         jobId,
         state: normalizeState(state),
+        node: nodeOf(node),
+        name: name || null,
         reason: reason.join("|") || null,
         exitCode: null,
       };
@@ -113,7 +125,7 @@ export function parseSqueue(stdout: string, jobId: string): SlurmJobRecord | nul
 }
 
 /** The fields that make `sacct` output what parseSacct reads. */
-export const SACCT_FIELDS = "JobID,State,ExitCode";
+export const SACCT_FIELDS = "JobID,State,ExitCode,NodeList,JobName";
 
 /**
  * Reads `sacct --noheader --parsable2 --allocations --jobs=<id> --format=SACCT_FIELDS`. A
@@ -122,11 +134,13 @@ export const SACCT_FIELDS = "JobID,State,ExitCode";
 export function parseSacct(stdout: string, jobId: string): SlurmJobRecord | null {
   let found: SlurmJobRecord | null = null;
   for (const line of stdout.split("\n")) {
-    const [id, state, exitCode] = line.trim().split("|");
+    const [id, state, exitCode, node, name] = line.trim().split("|");
     if (id === jobId && state) {
       found = {
         jobId,
         state: normalizeState(state),
+        node: nodeOf(node),
+        name: name || null,
         reason: null,
         exitCode: exitCode ? parseExitCode(exitCode) : null,
       };
@@ -189,6 +203,28 @@ export function endWithoutRunner(
     exitCode,
     signal,
     error: `the Slurm job ${what} (${state}) before the runner recorded an exit`,
+  };
+}
+
+/**
+ * The outcome of a job that ended before any runner ran (cancelled while queued, refused by its
+ * node, its batch script unable to start): there is no exit.json and never will be. Null while
+ * the job is not over, and for a lost node (that reads as a reboot).
+ */
+export function endBeforeRunner(
+  record: SlurmJobRecord,
+): { exitCode: number | null; signal: string | null; error: string } | null {
+  const state = normalizeState(record.state);
+  if (phaseOf(state) !== "ended") return null;
+  const exit = record.exitCode;
+  const why = record.reason && record.reason !== "None" ? `: ${record.reason}` : "";
+  return {
+    exitCode: exit && exit.signal === 0 && exit.code !== 0 ? exit.code : null,
+    signal: exit && exit.signal > 0 ? signalName(exit.signal) : null,
+    error:
+      state === "CANCELLED"
+        ? "the Slurm job was cancelled before it started"
+        : `the Slurm job ended (${state}${why}) before its runner started; see its slurm-attempt-*.out`,
   };
 }
 
