@@ -25,7 +25,7 @@ test("a task created through the form shows in the list and in its detail", asyn
 
   await page.getByLabel("Name", { exact: true }).fill(name);
   await expect(page.getByLabel("Model")).toHaveValue("builtin:tiny");
-  await page.getByLabel("Dataset").fill("sample");
+  await page.getByLabel("Dataset", { exact: true }).fill("sample");
   await page.getByLabel("Epochs").fill("1");
   await page.getByLabel("Learning rate").fill("0.001");
   await page.getByLabel("Batch size").fill("4");
@@ -73,7 +73,7 @@ test("an invalid form shows each error next to its field and creates nothing", a
   const totalBefore = await studioTaskTotal(page);
 
   await page.getByLabel("Name", { exact: true }).fill("");
-  await page.getByLabel("Dataset").fill("sample");
+  await page.getByLabel("Dataset", { exact: true }).fill("sample");
   await page.getByLabel("Epochs").fill("0");
   await page.getByLabel("Learning rate").fill("0");
   await page.getByLabel("Batch size").fill("");
@@ -123,7 +123,7 @@ test("a deleted task leaves the list", async ({ page }) => {
   await page.goto("/finetune");
   const name = `e2e-delete-${Date.now()}`;
   await page.getByLabel("Name", { exact: true }).fill(name);
-  await page.getByLabel("Dataset").fill("sample");
+  await page.getByLabel("Dataset", { exact: true }).fill("sample");
   await page.getByTestId("create-task-submit").click();
   const detail = page.getByTestId("task-detail");
   await expect(detail.getByRole("heading", { name })).toBeVisible();
