@@ -147,3 +147,30 @@ test("a wrong token on the sign-in page says so", async ({ page }, testInfo) => 
   await expect(page.getByTestId("login-error")).toBeVisible();
   await page.screenshot({ path: testInfo.outputPath("login-error.png") });
 });
+
+test("a dataset upload lists its problems by line; a good one is picked and previewed", async ({
+  page,
+}, testInfo) => {
+  await page.goto("/finetune");
+  const upload = page.getByTestId("dataset-upload");
+  await upload.setInputFiles({
+    name: "broken.jsonl",
+    mimeType: "application/json",
+    buffer: Buffer.from('{"instruction":"a","output":"b"}\nnot json\n'),
+  });
+  await expect(page.getByTestId("dataset-upload-errors")).toContainText("Line 2");
+  await page.screenshot({ path: testInfo.outputPath("dataset-upload-errors.png") });
+
+  const rows = Array.from({ length: 3 }, (_, i) =>
+    JSON.stringify({ instruction: `question ${i}`, input: "", output: `answer ${i}` }),
+  );
+  await upload.setInputFiles({
+    name: `good-${Date.now()}.jsonl`,
+    mimeType: "application/json",
+    buffer: Buffer.from(`${rows.join("\n")}\n`),
+  });
+  await expect(page.getByTestId("dataset-upload-errors")).toHaveCount(0);
+  await expect(page.getByLabel("Dataset", { exact: true })).toHaveValue(/^ds-/);
+  await expect(page.getByTestId("dataset-preview")).toContainText("question 0");
+  await page.screenshot({ path: testInfo.outputPath("dataset-preview.png") });
+});
