@@ -229,7 +229,7 @@ describe("runner", () => {
 
       process.kill(-group, "SIGSTOP");
       await waitFor(() => readStat(record.trainer.pid)?.state === "T");
-      expect(readStat(group)!.state).toBe("T");
+      await waitFor(() => readStat(group)?.state === "T");
       const frozen = logLines().length;
       await sleep(200);
       expect(logLines()).toHaveLength(frozen);

@@ -97,15 +97,9 @@ describe("Slurm executor on a real single-node cluster", () => {
     const okDir = newTaskDir("ok");
     const failDir = newTaskDir("fail");
     const submitted = Date.now();
-    const ok = await submit(okDir, ["5", "0"]);
+    const ok = await submit(okDir, ["20", "0"]);
     const fail = await submit(failDir, ["3", "3"]);
-    expect(ok).toMatchObject({
-      kind: "slurm",
-      taskDir: okDir,
-      attempt: 1,
-      cluster: null,
-      node: expect.any(String),
-    });
+    expect(ok).toMatchObject({ kind: "slurm", taskDir: okDir, attempt: 1, cluster: null });
     expect(ok.jobId).toMatch(/^\d+$/);
     expect(await executor.probe(ok)).toBe("running");
     await waitRunning(ok);
@@ -117,7 +111,7 @@ describe("Slurm executor on a real single-node cluster", () => {
       (e) => e !== null,
     );
     expect(okExit).toMatchObject({ attempt: 1, exitCode: 0, signal: null });
-    expect(ticks(okDir)).toBe(5);
+    expect(ticks(okDir)).toBe(20);
     const failExit = await until(
       "exit 3",
       () => executor.readOutcome(failDir, 1),
@@ -190,6 +184,83 @@ describe("Slurm executor on a real single-node cluster", () => {
     const handle = await submit(dir, ["20", "0"]);
     rmSync(join(dir, "slurm-job.json"));
     expect(await executor.recoverHandle(dir, 1)).toEqual(handle);
+    await until(
+      "done",
+      () => executor.readOutcome(dir, 1),
+      (e) => e !== null,
+    );
+  });
+
+  it("pause and resume reach the trainer (scontrol suspend/resume), and SIGTERM reaches it too", async () => {
+    const dir = newTaskDir("pause");
+    const handle = await submit(dir, ["300", "0"]);
+    await waitRunning(handle);
+    expect(await executor.signal(handle, "SIGSTOP")).toBe(true);
+    expect(await executor.probe(handle)).toBe("paused");
+    expect(await executor.inspect(handle)).toEqual({ runner: "stopped", trainer: "stopped" });
+    await sleep(300); // a tick already under way may still land
+    const frozen = ticks(dir);
+    await sleep(500);
+    expect(ticks(dir)).toBe(frozen);
+    expect(await executor.signal(handle, "SIGCONT")).toBe(true);
+    await until(
+      "ticking again",
+      () => ticks(dir),
+      (n) => n > frozen + 2,
+    );
+    expect(await executor.probe(handle)).toBe("running");
+
+    expect(await executor.signal(handle, "SIGTERM")).toBe(true);
+    const exit = await until(
+      "exit on SIGTERM",
+      () => executor.readOutcome(dir, 1),
+      (e) => e !== null,
+    );
+    // The trainer's own handler ran (exit 143), and the runner lived to record it.
+    expect(exit).toMatchObject({ exitCode: 143, signal: null });
+    expect(log(dir)).toContain("got SIGTERM");
+  });
+
+  it("a job cancelled while still queued ends as such, with no runner ever run", async () => {
+    const later = new SlurmExecutor({
+      slurmConf,
+      partition: "studio",
+      extraArgs: ["--begin=now+3600"],
+    });
+    const dir = newTaskDir("queued");
+    const handle = await later.start({
+      taskDir: dir,
+      attempt: 1,
+      command: { file: TRAINER, args: ["1", "0"], env: {} },
+    });
+    expect(handle.node).toBeNull();
+    expect(await later.probe(handle)).toBe("running");
+    expect(await later.readOutcome(dir, 1)).toBeNull();
+    expect(await later.signal(handle, "SIGSTOP")).toBe(false);
+    expect(await later.signal(handle, "SIGTERM")).toBe(true);
+    const exit = await until(
+      "cancelled",
+      () => later.readOutcome(dir, 1),
+      (e) => e !== null,
+    );
+    expect(exit).toMatchObject({
+      attempt: 1,
+      exitCode: null,
+      signal: null,
+      trainerPid: null,
+      runnerPid: null,
+      error: "the Slurm job was cancelled before it started",
+    });
+    expect(await later.probe(handle)).toBe("exited");
+    expect(existsSync(join(dir, "runner.json"))).toBe(false);
+  });
+
+  it("a job id that now names another job is not this attempt's", async () => {
+    const dir = newTaskDir("other-job");
+    const handle = await submit(dir, ["1", "0"]);
+    const stranger = { ...handle, taskDir: newTaskDir("stranger") };
+    expect(await executor.probe(stranger)).toBe("gone");
+    expect(await executor.signal(stranger, "SIGTERM")).toBe(false);
     await until(
       "done",
       () => executor.readOutcome(dir, 1),
