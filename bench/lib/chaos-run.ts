@@ -1,0 +1,318 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { TestStudio } from "../../test/helpers/studio";
+import { waitFor } from "../../test/helpers/wait";
+import { baseUrl, benchStudio, killGroups, LINES_TRAINER } from "./bench-studio";
+import { sleep } from "./proc";
+import { ResumingSubscriber } from "./resuming-subscriber";
+import { type Rng, seededRandom } from "./rng";
+import { processesRunning } from "./trainer-scan";
+
+export interface ChaosOptions {
+  cycles: number;
+  seed: number;
+  /** Tasks kept running at once (also the studio's concurrency). */
+  parallel: number;
+  log?: (msg: string) => void;
+}
+
+export interface ChaosReport {
+  cycles: number;
+  kills: Record<string, number>;
+  /** What was in flight when the studio was killed. */
+  during: Record<string, number>;
+  tasks: number;
+  linesChecked: number;
+  reconnects: number;
+  violations: string[];
+}
+
+type Action = "start" | "cancel" | "pause" | "resume" | "nothing";
+const ACTIVE = ["queued", "preparing", "training", "paused"];
+/** A half-started launch may legitimately wait this long (the supervisor's launch timeout + slack). */
+const LAUNCH_GRACE_MS = 12_000;
+
+interface Tracked {
+  id: string;
+  lines: number;
+  subscriber: ResumingSubscriber;
+}
+
+/**
+ * Kills the studio over and over (SIGKILL and SIGTERM, at seeded random moments, also while a
+ * task is starting, cancelling or pausing) while tasks run, starts it again, and checks after
+ * every cycle and at the end the invariants the design promises. Returns what it found.
+ */
+export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
+  const rng = seededRandom(opts.seed);
+  const log = opts.log ?? (() => {});
+  const studio = await benchStudio({
+    STUDIO_CONCURRENCY: String(opts.parallel),
+    STUDIO_CANCEL_GRACE_MS: "1000",
+  });
+  const url = baseUrl(studio);
+  const tracked = new Map<string, Tracked>();
+  const report: ChaosReport = {
+    cycles: 0,
+    kills: {},
+    during: {},
+    tasks: 0,
+    linesChecked: 0,
+    reconnects: 0,
+    violations: [],
+  };
+  const violation = (what: string) => {
+    log(`VIOLATION: ${what}`);
+    report.violations.push(what);
+  };
+
+  async function createTask(): Promise<string> {
+    const lines = rng.int(100, 300);
+    const exitCode = rng.pick([0, 0, 3]);
+    const task = await studio.client.task.create.mutate({
+      name: `chaos-${tracked.size}`,
+      model: "fixture",
+      dataset: "sample",
+      trainer: "command",
+      command: [
+        process.execPath,
+        LINES_TRAINER,
+        "--task-dir",
+        ".",
+        "--lines",
+        String(lines),
+        "--interval-ms",
+        "20",
+        "--exit-code",
+        String(exitCode),
+      ],
+    });
+    tracked.set(task.id, { id: task.id, lines, subscriber: new ResumingSubscriber(url, task.id) });
+    return task.id;
+  }
+
+  async function tasksNow() {
+    return (await studio.client.task.list.query({ limit: 500 })).items.filter((t) =>
+      tracked.has(t.id),
+    );
+  }
+
+  try {
+    for (let cycle = 1; cycle <= opts.cycles; cycle++) {
+      const tasks = await tasksNow();
+      const active = tasks.filter((t) => ACTIVE.includes(t.status));
+      for (let i = active.length; i < opts.parallel - 1; i++) {
+        await studio.client.task.start.mutate({ id: await createTask() });
+      }
+      await sleep(rng.int(200, 1500));
+      const now = await tasksNow();
+      const action = chooseAction(rng, now);
+      const inFlight = act(studio, action, now, rng, createTask).catch(() => {});
+      await sleep(rng.int(0, 120));
+      const signal = rng.pick(["SIGKILL", "SIGTERM"] as const);
+      log(`cycle ${cycle}: ${signal} during ${action}`);
+      await studio.kill(signal);
+      await inFlight;
+      report.kills[signal] = (report.kills[signal] ?? 0) + 1;
+      report.during[action] = (report.during[action] ?? 0) + 1;
+      await studio.start();
+      await sleep(1_500);
+      await checkRunning(studio, tracked, violation);
+      report.cycles = cycle;
+    }
+
+    // Let everything finish: resume what is paused, then wait for every task to end.
+    for (const t of await tasksNow()) {
+      if (t.status === "paused") await studio.client.task.resume.mutate({ id: t.id });
+    }
+    await waitFor(
+      "every task to finish",
+      async () => (await tasksNow()).every((t) => !ACTIVE.includes(t.status)),
+      120_000,
+      200,
+    ).catch((err) => violation(String(err)));
+    await checkOutcomes(studio, tracked, violation);
+    for (const t of tracked.values()) {
+      const file = logLinesOf(studio, t.id);
+      await waitFor(
+        "the subscriber to catch up",
+        () => t.subscriber.received.length >= file.length,
+        10_000,
+      ).catch(() => {});
+      await t.subscriber.stop();
+      report.reconnects += t.subscriber.reconnects;
+      const got = t.subscriber.received;
+      const same =
+        got.length === file.length &&
+        got.every((l, i) => l.offset === file[i]!.offset && l.text === file[i]!.text);
+      if (!same) {
+        violation(
+          `task ${t.id}: subscriber saw ${got.length} lines (${new Set(got.map((l) => l.offset)).size} distinct), the log has ${file.length}`,
+        );
+      }
+      report.linesChecked += file.length;
+    }
+    report.tasks = tracked.size;
+    return report;
+  } catch (err) {
+    violation(`chaos run stopped: ${err}\n--- studio.log (tail) ---\n${studio.log().slice(-4000)}`);
+    report.tasks = tracked.size;
+    return report;
+  } finally {
+    for (const t of tracked.values()) await t.subscriber.stop();
+    killGroups(
+      processesRunning(LINES_TRAINER)
+        .map((p) => p.pid)
+        .filter((pid) => isOurs(studio, pid)),
+    );
+    await studio.dispose();
+  }
+}
+
+function isOurs(studio: TestStudio, pid: number): boolean {
+  return processesRunning(LINES_TRAINER).some(
+    (p) => p.pid === pid && p.cwd.startsWith(studio.home),
+  );
+}
+
+function chooseAction(rng: Rng, tasks: { status: string }[]): Action {
+  const possible: Action[] = ["start", "nothing"];
+  if (tasks.some((t) => t.status === "training" || t.status === "paused")) possible.push("cancel");
+  if (tasks.some((t) => t.status === "training")) possible.push("pause");
+  if (tasks.some((t) => t.status === "paused")) possible.push("resume");
+  return rng.pick(possible);
+}
+
+async function act(
+  studio: TestStudio,
+  action: Action,
+  tasks: { id: string; status: string }[],
+  rng: Rng,
+  createTask: () => Promise<string>,
+) {
+  const pick = (statuses: string[]) =>
+    rng.pick(tasks.filter((t) => statuses.includes(t.status))).id;
+  switch (action) {
+    case "start":
+      return studio.client.task.start.mutate({ id: await createTask() });
+    case "cancel":
+      return studio.client.task.cancel.mutate({ id: pick(["training", "paused"]) });
+    case "pause":
+      return studio.client.task.pause.mutate({ id: pick(["training"]) });
+    case "resume":
+      return studio.client.task.resume.mutate({ id: pick(["paused"]) });
+    case "nothing":
+      return;
+  }
+}
+
+interface LogEntry {
+  offset: number;
+  text: string;
+}
+
+function logLinesOf(studio: TestStudio, id: string): LogEntry[] {
+  const path = join(studio.home, "tasks", id, "training.log");
+  if (!existsSync(path)) return [];
+  const entries: LogEntry[] = [];
+  let offset = 0;
+  const text = readFileSync(path, "utf8");
+  for (const line of text.split("\n").slice(0, -1)) {
+    entries.push({ offset, text: line });
+    offset += Buffer.byteLength(line) + 1;
+  }
+  return entries;
+}
+
+function exitRecordOf(studio: TestStudio, id: string) {
+  const path = join(studio.home, "tasks", id, "exit.json");
+  if (!existsSync(path)) return null;
+  return JSON.parse(readFileSync(path, "utf8")) as {
+    attempt: number;
+    exitCode: number | null;
+    signal: string | null;
+  };
+}
+
+/** While the studio is up: one trainer per task at most, and no task in a state its process contradicts. */
+async function checkRunning(
+  studio: TestStudio,
+  tracked: Map<string, Tracked>,
+  violation: (what: string) => void,
+) {
+  const byDir = new Map<string, number[]>();
+  for (const p of processesRunning(LINES_TRAINER)) {
+    byDir.set(p.cwd, [...(byDir.get(p.cwd) ?? []), p.pid]);
+  }
+  for (const [dir, pids] of byDir) {
+    if (dir.startsWith(studio.home) && pids.length > 1) {
+      violation(`${pids.length} trainers (${pids.join(", ")}) run for ${dir}`);
+    }
+  }
+  const suspects = await contradictions(studio, tracked);
+  if (suspects.length === 0) return;
+  // A trainer that ended a moment ago is being finalized: judge only what persists.
+  await sleep(2_500);
+  for (const s of await contradictions(studio, tracked)) violation(s);
+}
+
+async function contradictions(studio: TestStudio, tracked: Map<string, Tracked>) {
+  const found: string[] = [];
+  for (const id of tracked.keys()) {
+    const detail = await studio.client.task.get.query({ id });
+    const { task } = detail;
+    const attempt = detail.attempts.find((a) => a.number === task.currentAttempt);
+    const trainer = (attempt?.handle as { trainer?: { pid: number } } | null)?.trainer?.pid;
+    const alive =
+      trainer !== undefined && processesRunning(LINES_TRAINER).some((p) => p.pid === trainer);
+    if (
+      task.status === "preparing" &&
+      attempt &&
+      Date.now() - attempt.intentAt.getTime() > LAUNCH_GRACE_MS
+    ) {
+      found.push(
+        `task ${id} still preparing ${Math.round((Date.now() - attempt.intentAt.getTime()) / 1000)} s after its launch began`,
+      );
+    }
+    if ((task.status === "training" || task.status === "paused") && !alive) {
+      found.push(`task ${id} is ${task.status} but its trainer (pid ${trainer}) is not running`);
+    }
+    if (!ACTIVE.includes(task.status) && task.status !== "pending" && alive) {
+      found.push(`task ${id} is ${task.status} but its trainer (pid ${trainer}) still runs`);
+    }
+  }
+  return found;
+}
+
+/** Every ended task is in the state its trainer's recorded outcome says. */
+async function checkOutcomes(
+  studio: TestStudio,
+  tracked: Map<string, Tracked>,
+  violation: (what: string) => void,
+) {
+  for (const t of tracked.values()) {
+    const { task } = await studio.client.task.get.query({ id: t.id });
+    const exit = exitRecordOf(studio, t.id);
+    if (!exit) {
+      if (task.currentAttempt > 0) {
+        violation(`task ${t.id} is ${task.status} but its attempt left no exit.json`);
+      } else if (task.status !== "cancelled" && task.status !== "pending") {
+        violation(`task ${t.id} never ran yet is ${task.status}`);
+      }
+      continue;
+    }
+    const expected =
+      task.cancelRequestedAt !== null ? "cancelled" : exit.exitCode === 0 ? "completed" : "failed";
+    if (task.status !== expected) {
+      violation(
+        `task ${t.id}: trainer ended with ${JSON.stringify({ exitCode: exit.exitCode, signal: exit.signal })}${task.cancelRequestedAt ? " after a cancel" : ""}, task is ${task.status} (${task.statusReason})`,
+      );
+    }
+    const lines = logLinesOf(studio, t.id).length;
+    if (exit.exitCode !== null && lines !== t.lines) {
+      violation(
+        `task ${t.id}: trainer exited normally but its log has ${lines} of ${t.lines} lines`,
+      );
+    }
+  }
+}
