@@ -57,8 +57,9 @@ export async function startBackground(home: string, timeoutMs = 120_000): Promis
     const holder = runningStudio(home);
     if (holder && holder.pid === child.pid) {
       try {
-        await createClient(holder.url).studio.info.query();
-        return holder;
+        // Another program may answer on that port: only our server's own answer counts.
+        const info = await createClient(holder.url).studio.info.query();
+        if (info.pid === child.pid) return holder;
       } catch {}
     }
     await sleep(100);

@@ -1,5 +1,6 @@
 import { initTRPC, TRPCError } from "@trpc/server";
 import superjson from "superjson";
+import { ZodError } from "zod";
 import { DatasetError } from "../datasets/dataset-error";
 import type { StudioServices } from "../services";
 import { TaskActionError } from "../supervisor/task-action-error";
@@ -11,29 +12,33 @@ export interface Context extends StudioServices {
   shutdownSignal: AbortSignal;
 }
 
-/** A validation failure, as a list of field paths and messages a form can place and a CLI can print. */
-function validationIssues(cause: unknown) {
-  const issues = (cause as { issues?: unknown } | undefined)?.issues;
-  if (!Array.isArray(issues)) return null;
-  return issues.map((i: { path?: PropertyKey[]; message?: string; line?: unknown }) => ({
-    path: (i.path ?? []).map(String).join("."),
-    message: String(i.message ?? "invalid"),
-    // a dataset's problems name their line in the file (0: the file as a whole)
-    ...(typeof i.line === "number" ? { line: i.line } : {}),
-  }));
+/**
+ * What was wrong with an input, as field paths (zod) or file lines (a dataset's contents) with
+ * messages, so a form can place each one and a CLI can print them.
+ */
+function issuesOf(cause: unknown) {
+  if (cause instanceof ZodError) {
+    return cause.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
+  }
+  if (cause instanceof DatasetError && cause.issues.length > 0) {
+    // line 0: the file as a whole
+    return cause.issues.map((i) => ({ path: "", message: i.message, line: i.line }));
+  }
+  return null;
 }
 
 const t = initTRPC.context<Context>().create({
   // Dates and other non-JSON values arrive as what the router's types say they are.
   transformer: superjson,
+  isDev: false,
   errorFormatter({ shape, error }) {
-    const issues = error.code === "BAD_REQUEST" ? validationIssues(error.cause) : null;
-    if (!issues) return { ...shape, data: { ...shape.data, issues: null } };
-    return {
-      ...shape,
-      message: issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join("; "),
-      data: { ...shape.data, issues },
-    };
+    const issues = issuesOf(error.cause);
+    // An input that failed its schema gets a message naming each field; other refusals keep theirs.
+    const message =
+      error.cause instanceof ZodError && issues
+        ? issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join("; ")
+        : shape.message;
+    return { ...shape, message, data: { ...shape.data, issues } };
   },
   sse: {
     // keep-alive below the client's reconnectAfterInactivityMs, so an idle stream is not mistaken for a dead one

@@ -10,7 +10,6 @@ import type { Env } from "../env";
 import type { StudioBus } from "../events/bus";
 import { taskDir } from "../home";
 import { DIST_DIR } from "../package-root";
-import { canTransition } from "../tasks/lifecycle";
 import { addEvent, getTask, transition } from "../tasks/repository";
 import { type AttemptHandle, describeHandle, type Executor, type ExitRecord } from "./executor";
 import { AttemptMonitor } from "./monitor";
@@ -127,7 +126,7 @@ export class Supervisor {
   /** A new attempt with the same settings, from the last checkpoint when asked. */
   async retry(id: string, fromCheckpoint: boolean): Promise<TaskRow> {
     const task = await this.mustGet(id);
-    if (!canTransition(task.status, "queued")) {
+    if (!["failed", "cancelled", "interrupted"].includes(task.status)) {
       throw new TaskActionError(
         "CONFLICT",
         `task ${id} is ${task.status}; only a failed, cancelled or interrupted task can run again`,
