@@ -56,6 +56,12 @@ export interface SlurmExecutorOptions {
 }
 
 const NODE_POLL_MS = 100;
+/**
+ * How long one answer about a job serves every caller. The studio checks an attempt on each
+ * file event (many a second while a trainer logs); a cluster's controller must not be asked
+ * that often. Signals always ask afresh.
+ */
+const ANSWER_TTL_MS = 500;
 
 /** What the controller knows about a job right now. */
 type JobQuery =
@@ -80,6 +86,7 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
   private readonly slurmConf: string | undefined;
   private readonly commandTimeoutMs: number;
   private readonly nodeWaitMs: number;
+  private readonly answers = new Map<string, { at: number; answer: Promise<JobQuery> }>();
 
   constructor(options: SlurmExecutorOptions = {}) {
     this.slurmConf = options.slurmConf;
@@ -129,7 +136,7 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
   private async waitForNode(handle: SlurmAttemptHandle): Promise<string | null> {
     const deadline = Date.now() + this.nodeWaitMs;
     for (;;) {
-      const job = await this.query(handle);
+      const job = await this.query(handle, true);
       if (job.kind === "known" && job.record.node) return job.record.node;
       if (job.kind !== "known" || phaseOf(job.record.state) !== "active") return null;
       if (Date.now() + NODE_POLL_MS > deadline) return null;
@@ -177,7 +184,16 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
    * nothing (false). False when the job is no longer there to signal.
    */
   async signal(handle: SlurmAttemptHandle, signal: ControlSignal): Promise<boolean> {
-    const job = await this.query(handle);
+    try {
+      return await this.send(handle, signal);
+    } finally {
+      // What the job does now is news: the next probe asks Slurm.
+      this.answers.delete(answerKey(handle));
+    }
+  }
+
+  private async send(handle: SlurmAttemptHandle, signal: ControlSignal): Promise<boolean> {
+    const job = await this.query(handle, true);
     if (job.kind === "unreachable") throw new Error(`Slurm did not answer: ${job.detail}`);
     if (job.kind === "unknown") return false;
     const phase = phaseOf(job.record.state);
@@ -311,7 +327,18 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
    * state is wiped) is unknown: the name is the job's identity check, as the start time is a
    * process's.
    */
-  private async query(handle: SlurmAttemptHandle): Promise<JobQuery> {
+  private query(handle: SlurmAttemptHandle, fresh = false): Promise<JobQuery> {
+    const key = answerKey(handle);
+    const now = Date.now();
+    const cached = this.answers.get(key);
+    if (!fresh && cached && now - cached.at < ANSWER_TTL_MS) return cached.answer;
+    for (const [k, old] of this.answers) if (now - old.at >= ANSWER_TTL_MS) this.answers.delete(k);
+    const answer = this.ask(handle);
+    this.answers.set(key, { at: now, answer });
+    return answer;
+  }
+
+  private async ask(handle: SlurmAttemptHandle): Promise<JobQuery> {
     const job = await this.queryId(handle.jobId);
     if (job.kind !== "known" || job.record.name === null) return job;
     return job.record.name === jobName(handle.taskDir, handle.attempt) ? job : { kind: "unknown" };
@@ -382,6 +409,10 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
       });
     });
   }
+}
+
+function answerKey(handle: SlurmAttemptHandle): string {
+  return `${handle.jobId} ${handle.attempt} ${handle.taskDir}`;
 }
 
 function readHandleFile(taskDir: string, attempt: number): SlurmAttemptHandle | null {
