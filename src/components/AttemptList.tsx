@@ -28,6 +28,9 @@ export function AttemptList({ attempts }: { attempts: Attempt[] }) {
 function AttemptItem({ attempt }: { attempt: Attempt }) {
   const { t } = useTranslation();
   const format = useFormat();
+  // On a cluster the attempt is a Slurm job (its node is the host), not a local pid.
+  const handle = attempt.handle as { kind?: string; jobId?: string } | null;
+  const jobId = handle?.kind === "slurm" ? handle.jobId : null;
   const outcome =
     attempt.exitCode !== null
       ? t("detail.attempt.exitCode", { code: attempt.exitCode })
@@ -40,8 +43,19 @@ function AttemptItem({ attempt }: { attempt: Attempt }) {
     <li data-testid="attempt">
       <strong>{t("detail.attempt.number", { number: attempt.number })}</strong>
       <dl className="facts compact">
-        <dt>{t("detail.attempt.pid")}</dt>
-        <dd className="mono">{attempt.pid ?? "–"}</dd>
+        {jobId ? (
+          <>
+            <dt>{t("detail.attempt.job")}</dt>
+            <dd className="mono">{jobId}</dd>
+          </>
+        ) : (
+          <>
+            <dt>{t("detail.attempt.pid")}</dt>
+            <dd className="mono">{attempt.pid ?? "–"}</dd>
+          </>
+        )}
+        <dt>{t("detail.attempt.host")}</dt>
+        <dd className="mono">{attempt.host}</dd>
         <dt>{t("detail.attempt.gpus")}</dt>
         <dd className="mono">{attempt.gpus.length ? attempt.gpus.join(", ") : "–"}</dd>
         <dt>{t("detail.attempt.started")}</dt>

@@ -149,6 +149,8 @@ export const en = {
     attempt: {
       number: "Attempt {{number}}",
       pid: "PID",
+      host: "Host",
+      job: "Slurm job",
       gpus: "GPUs",
       started: "Started",
       ended: "Ended",

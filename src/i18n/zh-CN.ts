@@ -151,6 +151,8 @@ export const zhCN: Messages = {
     attempt: {
       number: "第 {{number}} 次运行",
       pid: "PID",
+      host: "主机",
+      job: "Slurm 作业",
       gpus: "GPU",
       started: "开始",
       ended: "结束",
