@@ -11,21 +11,10 @@ import type { LocalAttemptHandle } from "../src/server/supervisor/executor";
 import { probe, readStat } from "../src/server/supervisor/identity";
 import { LocalExecutor } from "../src/server/supervisor/local-executor";
 
+import { waitFor } from "./helpers/wait";
+
 const FIXTURE = resolve("test/fixtures/trainers/lines.mjs");
 const executor = new LocalExecutor();
-
-async function waitFor<T>(
-  read: () => T | null | undefined | false | Promise<T | null | undefined | false>,
-  timeoutMs = 10_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms`);
-    await sleep(5);
-  }
-}
 
 describe("runner arguments", () => {
   it("round-trips through runnerArgv and parseRunnerArgs", () => {
@@ -79,7 +68,7 @@ describe("runner", () => {
     handles.push(handle);
     return handle;
   };
-  const outcome = (attempt = 1) => waitFor(() => readExitRecord(dir, attempt));
+  const outcome = (attempt = 1) => waitFor("the condition", () => readExitRecord(dir, attempt));
   const logLines = () => readFileSync(join(dir, "training.log"), "utf8").split("\n").slice(0, -1);
 
   beforeEach(() => {
@@ -116,7 +105,10 @@ describe("runner", () => {
       trainer: handle.trainer,
     });
     // The runner writes exit.json last and then leaves (a zombie until init reaps it).
-    await waitFor(() => probe({ bootId: handle.bootId, ...handle.runner }) !== "alive");
+    await waitFor(
+      "the condition",
+      () => probe({ bootId: handle.bootId, ...handle.runner }) !== "alive",
+    );
   });
 
   it("records exit 3", async () => {
@@ -153,7 +145,7 @@ describe("runner", () => {
   it("leaves no exit.json when the runner itself is killed, and the attempt reads as gone", async () => {
     const handle = await start(["--lines", "1", "--hang"]);
     process.kill(handle.runner.pid, "SIGKILL");
-    await waitFor(async () => (await executor.probe(handle)) === "gone");
+    await waitFor("the condition", async () => (await executor.probe(handle)) === "gone");
     expect(await executor.probe(handle)).toBe("gone");
     expect(existsSync(join(dir, "exit.json"))).toBe(false);
     // Its trainer lives on with no one to record its end: the studio's to kill.
@@ -222,19 +214,22 @@ describe("runner", () => {
     const job = spawn(process.execPath, [runnerPath, ...argv], { detached: true, stdio: "ignore" });
     const group = job.pid!;
     try {
-      const record = await waitFor(() => readRunnerRecord(dir, 1));
+      const record = await waitFor("the condition", () => readRunnerRecord(dir, 1));
       expect(record.runner.pid).toBe(group);
       expect(readStat(record.trainer.pid)!.pgrp).toBe(group);
-      await waitFor(() => existsSync(join(dir, "training.log")) && logLines().length > 2);
+      await waitFor(
+        "the condition",
+        () => existsSync(join(dir, "training.log")) && logLines().length > 2,
+      );
 
       process.kill(-group, "SIGSTOP");
-      await waitFor(() => readStat(record.trainer.pid)?.state === "T");
-      await waitFor(() => readStat(group)?.state === "T");
+      await waitFor("the condition", () => readStat(record.trainer.pid)?.state === "T");
+      await waitFor("the condition", () => readStat(group)?.state === "T");
       const frozen = logLines().length;
       await sleep(200);
       expect(logLines()).toHaveLength(frozen);
       process.kill(-group, "SIGCONT");
-      await waitFor(() => logLines().length > frozen + 2);
+      await waitFor("the condition", () => logLines().length > frozen + 2);
 
       // The runner outlives SIGTERM; the trainer, which does not handle it, ends by it.
       process.kill(-group, "SIGTERM");

@@ -1,25 +1,14 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { createClient, type StudioClient } from "../../src/cli/client";
 import { liveLockHolder } from "../../src/server/home-lock";
+import { freePort } from "../helpers/studio";
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, "../../dist/cli.js");
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 /**
  * A studio of its own for the live-page specs, run through the real CLI so a test can restart

@@ -5,7 +5,7 @@ export async function waitFor<T>(
   what: string,
   probe: () => Promise<T> | T,
   timeoutMs = 20_000,
-  everyMs = 50,
+  everyMs = 5,
 ): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;

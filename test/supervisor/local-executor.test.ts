@@ -8,21 +8,10 @@ import { type LocalAttemptHandle, observeAttempt } from "../../src/server/superv
 import { readIdentity, readStat } from "../../src/server/supervisor/identity";
 import { LocalExecutor } from "../../src/server/supervisor/local-executor";
 
+import { waitFor } from "../helpers/wait";
+
 const FIXTURE = resolve("test/fixtures/trainers/lines.mjs");
 const executor = new LocalExecutor();
-
-async function waitFor<T>(
-  read: () => T | null | undefined | false | Promise<T | null | undefined | false>,
-  timeoutMs = 10_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms`);
-    await sleep(5);
-  }
-}
 
 /** Alive in the sense that matters: running or stopped, not a zombie, not someone else. */
 const isAlive = (pid: number, startTime: string) => {
@@ -48,7 +37,9 @@ describe("LocalExecutor", () => {
   const startWithGrandchild = async (args: string[]) => {
     const pidFile = join(dir, "grandchild.pid");
     const handle = await start(["--grandchild", pidFile, ...args]);
-    const pid = Number(await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, "utf8")));
+    const pid = Number(
+      await waitFor("the condition", () => existsSync(pidFile) && readFileSync(pidFile, "utf8")),
+    );
     const grandchild = readIdentity(pid)!;
     strays.push(grandchild);
     expect(readStat(pid)!.pgrp).toBe(handle.trainer.pid);
@@ -72,39 +63,45 @@ describe("LocalExecutor", () => {
   it("stops a SIGTERM-ignoring trainer and its grandchild: SIGTERM, then SIGKILL to the group", async () => {
     const { handle, grandchild } = await startWithGrandchild(["--ignore-sigterm", "--hang"]);
     expect(await executor.signal(handle, "SIGTERM")).toBe(true);
-    await waitFor(() =>
+    await waitFor("the condition", () =>
       readFileSync(join(dir, "training.log"), "utf8").includes("SIGTERM ignored"),
     );
     expect(isAlive(handle.trainer.pid, handle.trainer.startTime)).toBe(true);
     expect(isAlive(grandchild.pid, grandchild.startTime)).toBe(true);
 
     expect(await executor.signal(handle, "SIGKILL")).toBe(true);
-    expect(await waitFor(() => readExitRecord(dir, 1))).toMatchObject({ signal: "SIGKILL" });
-    await waitFor(() => !isAlive(grandchild.pid, grandchild.startTime));
+    expect(await waitFor("the condition", () => readExitRecord(dir, 1))).toMatchObject({
+      signal: "SIGKILL",
+    });
+    await waitFor("the condition", () => !isAlive(grandchild.pid, grandchild.startTime));
     expect(await executor.probe(handle)).toBe("exited");
     expect(await executor.signal(handle, "SIGKILL")).toBe(false);
   });
 
   it("ends what a trainer left behind in its group once the trainer exits", async () => {
     const { grandchild } = await startWithGrandchild(["--lines", "3"]);
-    expect(await waitFor(() => readExitRecord(dir, 1))).toMatchObject({ exitCode: 0 });
-    await waitFor(() => !isAlive(grandchild.pid, grandchild.startTime), 2_000);
+    expect(await waitFor("the condition", () => readExitRecord(dir, 1))).toMatchObject({
+      exitCode: 0,
+    });
+    await waitFor("the condition", () => !isAlive(grandchild.pid, grandchild.startTime), 2_000);
   });
 
   it("pauses with SIGSTOP and goes on with SIGCONT", async () => {
     const handle = await start(["--lines", "40", "--interval-ms", "10"]);
-    await waitFor(() => statSync(join(dir, "training.log")).size > 0);
+    await waitFor("the condition", () => statSync(join(dir, "training.log")).size > 0);
     expect(await executor.signal(handle, "SIGSTOP")).toBe(true);
-    await waitFor(async () => (await executor.probe(handle)) === "paused", 2_000);
+    await waitFor("the condition", async () => (await executor.probe(handle)) === "paused", 2_000);
     const size = statSync(join(dir, "training.log")).size;
     await sleep(150);
     expect(statSync(join(dir, "training.log")).size).toBe(size);
     expect((await executor.inspect(handle)).trainer).toBe("stopped");
 
     expect(await executor.signal(handle, "SIGCONT")).toBe(true);
-    await waitFor(async () => (await executor.probe(handle)) !== "paused", 2_000);
+    await waitFor("the condition", async () => (await executor.probe(handle)) !== "paused", 2_000);
     expect(await executor.probe(handle)).toBe("running");
-    expect(await waitFor(() => readExitRecord(dir, 1))).toMatchObject({ exitCode: 0 });
+    expect(await waitFor("the condition", () => readExitRecord(dir, 1))).toMatchObject({
+      exitCode: 0,
+    });
     expect(readFileSync(join(dir, "training.log"), "utf8").trim().split("\n")).toHaveLength(40);
   });
 
@@ -141,7 +138,7 @@ describe("LocalExecutor", () => {
       processes: { runner: "alive", trainer: "alive" },
     });
     await executor.signal(handle, "SIGKILL");
-    const exit = await waitFor(() => readExitRecord(dir, 3));
+    const exit = await waitFor("the condition", () => readExitRecord(dir, 3));
     expect(await observeAttempt(executor, dir, { number: 3, handle })).toMatchObject({
       exit,
       recoveredHandle: null,
@@ -155,8 +152,8 @@ describe("LocalExecutor", () => {
     try {
       hints = 0;
       await executor.signal(handle, "SIGKILL");
-      await waitFor(() => readExitRecord(dir, 1));
-      await waitFor(() => hints > 0, 2_000);
+      await waitFor("the condition", () => readExitRecord(dir, 1));
+      await waitFor("the condition", () => hints > 0, 2_000);
     } finally {
       stop();
     }
