@@ -3,7 +3,6 @@
 // trainer ran). Baseline (same run): a loop that checks the pid with kill(pid, 0) every 2 s.
 //   npx tsx bench/death-detection.ts [--trials 5]
 
-import { createClient } from "../src/cli/client";
 import type { TaskUpdate } from "../src/server/events/bus";
 import { subscribe } from "../test/helpers/sse";
 import { numberFlags } from "./lib/args";
@@ -28,7 +27,6 @@ async function trial(reattach: boolean) {
   started.push(task.trainerPid);
   if (reattach) {
     await studio.cli("restart");
-    studio.client = createClient(baseUrl(studio));
   }
   const stop = new AbortController();
   const failedAt = (async () => {

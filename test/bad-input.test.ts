@@ -218,7 +218,7 @@ const cases: [string, () => Promise<string>, RegExp][] = [
   [
     "onLog with a non-numeric last event id",
     async () => {
-      const stream = subscribe("http://127.0.0.1:" + studio.port, "task.onLog", {
+      const stream = subscribe(`http://127.0.0.1:${studio.port}`, "task.onLog", {
         id: pendingId,
         lastEventId: "abc",
       });
@@ -232,7 +232,7 @@ const cases: [string, () => Promise<string>, RegExp][] = [
   [
     "onLog of an unknown task",
     async () => {
-      const stream = subscribe("http://127.0.0.1:" + studio.port, "task.onLog", {
+      const stream = subscribe(`http://127.0.0.1:${studio.port}`, "task.onLog", {
         id: "nosuchtask",
       });
       return stream.next().then(

@@ -5,7 +5,7 @@ describe("the studio CLI against a running studio", () => {
   let studio: TestStudio;
 
   beforeAll(async () => {
-    studio = await TestStudio.create("pglite");
+    studio = await TestStudio.create("pglite", { STUDIO_ALLOW_COMMAND_TRAINER: "1" });
   });
   afterAll(() => studio.dispose());
 
@@ -85,6 +85,17 @@ describe("the studio CLI against a running studio", () => {
     expect(
       (await studio.cliJson<{ task: { status: string } }>("task", "show", created.id)).task.status,
     ).toBe("pending");
+  });
+
+  it("starts a task and follows its log with -f until it ends, every line once", async () => {
+    const task = await studio.fixtureTask(["--lines", "60", "--interval-ms", "20"]);
+    expect(await studio.cli("task", "start", task.id)).toMatch(`${task.id}: queued`);
+    const followed = (await studio.cli("task", "logs", task.id, "-f")).split("\n").filter(Boolean);
+    expect(followed).toEqual(Array.from({ length: 60 }, (_, i) => `line ${i + 1} of 60`));
+    expect(await studio.cli("task", "logs", task.id, "-n", "2")).toBe(
+      "line 59 of 60\nline 60 of 60\n",
+    );
+    expect(await studio.cli("task", "show", task.id)).toMatch(/status:\s+completed/);
   });
 
   it("stops gracefully and restarts", async () => {

@@ -30,12 +30,14 @@ export async function freePort(): Promise<number> {
 export class TestStudio {
   readonly home: string;
   readonly env: Record<string, string | undefined>;
-  client!: StudioClient;
+  /** A typed client for this studio's address (it stays the same across restarts). */
+  readonly client: StudioClient;
 
   private constructor(
     readonly port: number,
     extraEnv: Record<string, string | undefined>,
   ) {
+    this.client = createClient(`http://127.0.0.1:${port}`);
     this.home = mkdtempSync(join(tmpdir(), "studio-home-"));
     this.env = {
       ...process.env,
@@ -90,7 +92,6 @@ export class TestStudio {
 
   async start(): Promise<number> {
     await this.cli("start");
-    this.client = createClient(`http://127.0.0.1:${this.port}`);
     return this.pid()!;
   }
 

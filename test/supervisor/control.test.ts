@@ -2,7 +2,6 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, onTestFinished } from "vitest";
-import { createClient } from "../../src/cli/client";
 import { readStat } from "../../src/server/supervisor/identity";
 import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
@@ -84,7 +83,6 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
     expect(readStat(handle.trainer.pid)?.state).toBe("T");
     const printed = studio.logOf(task.id).length;
     await studio.cli("restart");
-    studio.client = createClient(`http://127.0.0.1:${studio.port}`);
     expect(await status(task.id)).toBe("paused");
     expect(readStat(handle.trainer.pid)?.state).toBe("T");
     expect(studio.logOf(task.id).length).toBe(printed);

@@ -45,9 +45,6 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
 
     const studioPid = studio.pid();
     await studio.cli("restart");
-    studio.client = (await import("../../src/cli/client")).createClient(
-      `http://127.0.0.1:${studio.port}`,
-    );
     expect(studio.pid()).not.toBe(studioPid);
     expect(isAlive(before.trainer)).toBe(true);
     expect(isAlive(before.runner)).toBe(true);

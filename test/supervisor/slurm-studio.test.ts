@@ -4,7 +4,6 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "../../src/cli/client";
 import { TestStudio } from "../helpers/studio";
 import { waitFor } from "../helpers/wait";
 
@@ -123,7 +122,6 @@ describe("the studio on a Slurm cluster", () => {
     await waitFor("some output", () => logLines(id).length > 10);
 
     await studio.cli("restart");
-    studio.client = createClient(`http://127.0.0.1:${studio.port}`);
     const after = await detail(id);
     expect(after.task.status).toBe("training");
     expect(after.attempts[0]).toMatchObject({ executor: "slurm", pid: null });
