@@ -1,0 +1,102 @@
+// Fan-out: many SSE clients follow one running task's log (task.onLog) while its trainer prints
+// steadily: per-line latency (trainer write → client) across all clients, and the studio's
+// resident memory. Baseline (same run, same studio): one client.
+//   npx tsx bench/fan-out.ts [--clients 100] [--rate 100] [--seconds 15]
+// The clients run in this process, so on a small machine their own parsing is part of the figure.
+
+import { followLog } from "../test/helpers/sse";
+import type { TestStudio } from "../test/helpers/studio";
+import { numberFlags } from "./lib/args";
+import {
+  baseUrl,
+  benchStudio,
+  killGroups,
+  STAMP_TRAINER,
+  startCommandTask,
+} from "./lib/bench-studio";
+import { rssMiB, sleep, wallMs } from "./lib/proc";
+import { fmt, median, printTable, quantile } from "./lib/stats";
+
+const flags = numberFlags({ clients: 100, rate: 100, seconds: 15 });
+
+/** `seq <n> at <ms>` → n and its send time. */
+function stampOf(text: string): { seq: number; sentAt: number } | null {
+  const match = /^seq (\d+) at ([\d.]+)$/.exec(text);
+  return match ? { seq: Number(match[1]), sentAt: Number(match[2]) } : null;
+}
+
+async function measure(studio: TestStudio, clients: number) {
+  const task = await startCommandTask(studio, [
+    process.execPath,
+    STAMP_TRAINER,
+    "--rate",
+    String(flags.rate),
+    "--seconds",
+    String(flags.seconds),
+  ]);
+  try {
+    const pid = studio.pid()!;
+    const rssBefore = rssMiB(pid);
+    let rssPeak = rssBefore;
+    const sampler = setInterval(() => {
+      rssPeak = Math.max(rssPeak, rssMiB(pid));
+    }, 200);
+    const lastSeq = Math.floor(flags.rate * flags.seconds) - 1;
+    const stop = new AbortController();
+    const deadline = setTimeout(() => stop.abort(), (flags.seconds + 30) * 1000);
+    // Lines replayed from the file on connect are not live: count only lines sent after every
+    // client has had its first batch.
+    let connected = 0;
+    let liveFrom = Number.POSITIVE_INFINITY;
+    const latencies: number[] = [];
+    const follow = async () => {
+      let first = true;
+      for await (const batch of followLog(baseUrl(studio), task.id, null, stop.signal)) {
+        if (first) {
+          first = false;
+          if (++connected === clients) liveFrom = wallMs();
+        }
+        let seq = 0;
+        for (const line of batch.lines) {
+          const stamp = stampOf(line.text);
+          if (!stamp) continue;
+          seq = stamp.seq;
+          if (stamp.sentAt > liveFrom) latencies.push(batch.receivedAt - stamp.sentAt);
+        }
+        if (seq >= lastSeq) return;
+      }
+    };
+    await Promise.all(Array.from({ length: clients }, follow));
+    clearTimeout(deadline);
+    clearInterval(sampler);
+    const rssAfter = rssMiB(pid);
+    return { latencies, rssBefore, rssPeak, rssAfter, timedOut: stop.signal.aborted };
+  } finally {
+    killGroups([task.trainerPid]);
+    await sleep(1_000);
+  }
+}
+
+const studio = await benchStudio({ STUDIO_CONCURRENCY: "2" });
+try {
+  const one = await measure(studio, 1);
+  const many = await measure(studio, flags.clients);
+  const row = (what: string, r: typeof one, base: typeof one) => ({
+    clients: what,
+    "live lines seen": r.latencies.length,
+    "median ms": fmt(median(r.latencies)),
+    "p99 ms": fmt(quantile(r.latencies, 0.99)),
+    "p99 x 1 client": `${fmt(quantile(r.latencies, 0.99) / quantile(base.latencies, 0.99))}x`,
+    "RSS before MiB": fmt(r.rssBefore),
+    "RSS peak MiB": fmt(r.rssPeak),
+    "RSS after MiB": fmt(r.rssAfter),
+    "timed out": r.timedOut ? "yes" : "no",
+  });
+  printTable(
+    `fan-out: one task at ${flags.rate} lines/s for ${flags.seconds} s, followed over SSE`,
+    [row("1 (baseline)", one, one), row(String(flags.clients), many, one)],
+  );
+} finally {
+  await studio.dispose();
+}
+process.exit(0);
