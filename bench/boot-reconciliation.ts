@@ -1,12 +1,6 @@
-// Boot reconciliation: `studio start` → the studio answers (the CLI's startupMs), with many
-// finished tasks in the database and trainers running that it must re-attach to.
-// Baseline (same run): the same `studio start` on an empty database.
-//   npx tsx bench/boot-reconciliation.ts [--finished 1000] [--running 20] [--trials 3]
-//   bigger: --finished 10000 --running 100
-import { createClient } from "../src/cli/client";
 import { TestStudio } from "../test/helpers/studio";
 import { numberFlags } from "./lib/args";
-import { baseUrl, killGroups, LINES_TRAINER, trainerOf } from "./lib/bench-studio";
+import { killGroups, LINES_TRAINER, trainerOf } from "./lib/bench-studio";
 import { sleep } from "./lib/proc";
 import { seedFinishedTasks } from "./lib/seed-finished";
 import { fmt, median, printTable } from "./lib/stats";
@@ -27,7 +21,6 @@ async function timeStarts(studio: TestStudio, check: () => Promise<void>) {
   for (let i = 0; i < flags.trials; i++) {
     await studio.stop();
     const { startupMs: ms } = await studio.cliJson<{ startupMs: number }>("start");
-    studio.client = createClient(baseUrl(studio));
     startupMs.push(ms);
     await check();
   }
