@@ -23,8 +23,12 @@ export interface MonitorTarget {
 }
 
 const READ_CHUNK = 1024 * 1024;
-/** Coalesces bursts of file events: a trainer printing 5,000 lines/s costs ~20 reads/s, not 5,000. */
-const MIN_TICK_GAP_MS = 50;
+/**
+ * Coalesces bursts of file events: a trainer printing 5,000 lines/s costs ~10 reads (and
+ * database transactions) a second, not 5,000. Measured: at 50 ms, five trainers printing
+ * 100 lines/s each kept the studio's core ~64% busy (`npm run bench:cost`).
+ */
+const MIN_TICK_GAP_MS = 100;
 
 /**
  * Follows one running attempt's files: turns new lines of progress.jsonl and training.log into
@@ -135,6 +139,8 @@ export class AttemptMonitor {
     if (!changed) return;
 
     const checkpoint = progress.lastCheckpoint?.path ?? null;
+    // Plain log lines move only the cursor; the task row is rewritten only when progress moved.
+    const progressMoved = progress !== t.progress;
     const [row] = await this.db.transaction(async (tx) => {
       await tx
         .update(attempts)
@@ -150,6 +156,7 @@ export class AttemptMonitor {
           })),
         );
       }
+      if (!progressMoved) return [];
       return tx
         .update(tasks)
         .set({

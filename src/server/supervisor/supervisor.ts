@@ -36,6 +36,7 @@ interface Running {
   handle: AttemptHandle;
   unwatch: () => void;
   finishing: boolean;
+  exitLookPending: boolean;
 }
 
 /**
@@ -465,13 +466,35 @@ export class Supervisor {
   /** Monitors an attempt until its outcome is recorded. Used at launch and at re-attach. */
   follow(task: TaskRow, attempt: AttemptRow, handle: AttemptHandle) {
     const monitor = this.monitorFor(task, attempt);
-    const entry: Running = { monitor, handle, unwatch: () => {}, finishing: false };
+    const entry: Running = {
+      monitor,
+      handle,
+      unwatch: () => {},
+      finishing: false,
+      exitLookPending: false,
+    };
     this.running.set(task.id, entry);
     entry.unwatch = this.executor.watch(this.taskDir(task.id), () => {
       monitor.hint();
-      void this.check(entry);
+      this.lookForExit(entry);
     });
     void this.check(entry);
+  }
+
+  /**
+   * A file event: has exit.json appeared? Only that cheap look, and at most every 50 ms: a
+   * trainer printing hundreds of lines a second raises as many events, and the full check
+   * (processes, database) runs on the 1 s poll.
+   */
+  private lookForExit(r: Running) {
+    if (r.exitLookPending || r.finishing || this.stopped) return;
+    r.exitLookPending = true;
+    setTimeout(async () => {
+      r.exitLookPending = false;
+      const { taskId, attempt } = r.monitor.target;
+      const exit = await this.executor.readOutcome(this.taskDir(taskId), attempt).catch(() => null);
+      if (exit) await this.finish(r, exit);
+    }, 50);
   }
 
   /** Has the attempt ended? Also escalates a cancel whose grace period is over. */
