@@ -29,6 +29,15 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
     await studio?.dispose();
   });
 
+  /** Creates and starts a fixture task; returns it once its processes are known. */
+  async function startFixture(args: string[]) {
+    const task = await studio.fixtureTask(args);
+    await studio.client.task.start.mutate({ id: task.id });
+    const processes = await waitFor("the trainer to start", () => studio.processes(task.id));
+    trainers.push(processes.trainer);
+    return { task, processes };
+  }
+
   async function open(env: Record<string, string> = {}) {
     studio = await TestStudio.create(kind, { STUDIO_ALLOW_COMMAND_TRAINER: "1", ...env });
     await studio.start();
@@ -37,10 +46,12 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
 
   it("keeps the same trainer through `studio restart` and completes with every line once", async () => {
     await open();
-    const task = await studio.fixtureTask(["--lines", "300", "--interval-ms", "30"]);
-    await studio.client.task.start.mutate({ id: task.id });
-    const before = await waitFor("the trainer to start", () => studio.processes(task.id));
-    trainers.push(before.trainer);
+    const { task, processes: before } = await startFixture([
+      "--lines",
+      "300",
+      "--interval-ms",
+      "30",
+    ]);
     await waitFor("some output", () => studio.logOf(task.id).length > 10);
 
     const studioPid = studio.pid();
@@ -65,7 +76,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
     await open();
     // The trainer runs until the test says so, so every kill lands in the middle of the run.
     const until = join(studio.home, "stop-now");
-    const task = await studio.fixtureTask([
+    const { task, processes: first } = await startFixture([
       "--lines",
       "100",
       "--interval-ms",
@@ -73,9 +84,6 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
       "--until",
       until,
     ]);
-    await studio.client.task.start.mutate({ id: task.id });
-    const first = await waitFor("the trainer to start", () => studio.processes(task.id));
-    trainers.push(first.trainer);
     for (let i = 0; i < 10; i++) {
       await studio.kill("SIGKILL");
       expect(isAlive(first.trainer)).toBe(true);
@@ -104,10 +112,13 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
     "records the exact outcome when the trainer %s while the studio is down",
     async (_, args, status, exit) => {
       await open();
-      const task = await studio.fixtureTask(["--lines", "30", "--interval-ms", "30", ...args]);
-      await studio.client.task.start.mutate({ id: task.id });
-      const p = await waitFor("the trainer to start", () => studio.processes(task.id));
-      trainers.push(p.trainer);
+      const { task, processes: p } = await startFixture([
+        "--lines",
+        "30",
+        "--interval-ms",
+        "30",
+        ...args,
+      ]);
       await studio.stop();
       await waitFor("the runner to record the exit", () => !isAlive(p.runner), 10_000);
       await studio.start();
@@ -120,10 +131,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
 
   it("records a trainer killed by SIGKILL while the studio is down", async () => {
     await open();
-    const task = await studio.fixtureTask(["--lines", "1000", "--interval-ms", "20"]);
-    await studio.client.task.start.mutate({ id: task.id });
-    const p = await waitFor("the trainer to start", () => studio.processes(task.id));
-    trainers.push(p.trainer);
+    const { task, processes: p } = await startFixture(["--lines", "1000", "--interval-ms", "20"]);
     await studio.kill("SIGKILL");
     process.kill(p.trainer, "SIGKILL");
     await waitFor("the runner to record the exit", () => !isAlive(p.runner), 10_000);
@@ -136,10 +144,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
 
   it("fails a task whose runner was killed, without inventing an exit code", async () => {
     await open();
-    const task = await studio.fixtureTask(["--lines", "1000", "--interval-ms", "20"]);
-    await studio.client.task.start.mutate({ id: task.id });
-    const p = await waitFor("the trainer to start", () => studio.processes(task.id));
-    trainers.push(p.trainer);
+    const { task, processes: p } = await startFixture(["--lines", "1000", "--interval-ms", "20"]);
     await studio.kill("SIGKILL");
     process.kill(p.runner, "SIGKILL");
     await waitFor("the runner to die", () => !isAlive(p.runner));

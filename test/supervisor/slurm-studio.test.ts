@@ -16,7 +16,6 @@ import { waitFor } from "../helpers/wait";
 
 const run = promisify(execFile);
 const CLUSTER_SCRIPT = resolve("scripts/slurm-cluster.sh");
-const FIXTURE = resolve("test/fixtures/trainers/lines.mjs");
 const clusterDir = join(tmpdir(), "studio-slurm-studio-cluster");
 const slurmConf = join(clusterDir, "slurm.conf");
 const clusterEnv = {
@@ -41,23 +40,10 @@ async function slurm(command: string, ...args: string[]): Promise<string> {
 }
 
 async function startTask(lines: number, intervalMs: number, extra: string[] = []) {
-  const task = await studio.client.task.create.mutate({
-    name: `slurm ${lines}`,
-    model: "fixture",
-    dataset: "sample",
-    trainer: "command",
-    command: [
-      process.execPath,
-      FIXTURE,
-      "--task-dir",
-      ".",
-      "--lines",
-      String(lines),
-      "--interval-ms",
-      String(intervalMs),
-      ...extra,
-    ],
-  });
+  const task = await studio.fixtureTask(
+    ["--lines", String(lines), "--interval-ms", String(intervalMs), ...extra],
+    `slurm ${lines}`,
+  );
   await studio.client.task.start.mutate({ id: task.id });
   return task.id;
 }
