@@ -294,8 +294,19 @@ async function checkOutcomes(
     const { task } = await studio.client.task.get.query({ id: t.id });
     const exit = exitRecordOf(studio, t.id);
     if (!exit) {
+      // A studio killed between writing the attempt and spawning its runner leaves nothing
+      // running: boot reconciliation fails that launch once its time is up (never starting a
+      // second copy), as does a launch abandoned for not confirming in time. Those are the
+      // failures with no trainer, hence no exit.json.
+      const launchNeverRan =
+        task.status === "failed" &&
+        !existsSync(join(studio.home, "tasks", t.id, "runner.json")) &&
+        /launch was not confirmed|launch abandoned/.test(task.statusReason ?? "");
+      if (launchNeverRan) continue;
       if (task.currentAttempt > 0) {
-        violation(`task ${t.id} is ${task.status} but its attempt left no exit.json`);
+        violation(
+          `task ${t.id} is ${task.status} but its attempt left no exit.json (${task.statusReason})`,
+        );
       } else if (task.status !== "cancelled" && task.status !== "pending") {
         violation(`task ${t.id} never ran yet is ${task.status}`);
       }
