@@ -12,6 +12,8 @@ import { type LogCursor, readNewLines } from "../../src/server/supervisor/log-cu
 import {
   initialProgress,
   type MetricRow,
+  mergeMetricRows,
+  metricKind,
   type ProgressInput,
   type ProgressState,
   parseProgressLine,
@@ -261,5 +263,29 @@ describe("reduceProgress with Hugging Face output", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("metric rows keyed by (step, kind)", () => {
+  it("tells eval rows from train rows", () => {
+    expect(metricKind({ step: 1, epoch: null, evalLoss: 2, at: 0 })).toBe("eval");
+    expect(metricKind({ step: 1, epoch: null, loss: 2, at: 0 })).toBe("train");
+    expect(metricKind({ step: 1, epoch: null, learningRate: 0.1, at: 0 })).toBe("train");
+  });
+
+  it("merges rows of one key in a batch, later fields winning, and keeps first-seen order", () => {
+    const rows: MetricRow[] = [
+      { step: 5, epoch: 0.1, loss: 2, at: 1 },
+      { step: 5, epoch: null, evalLoss: 3, at: 2 },
+      { step: 6, epoch: 0.2, loss: 1.8, at: 3 },
+      { step: 5, epoch: null, learningRate: 0.01, at: 4 },
+      { step: 5, epoch: 0.1, loss: 1.9, at: 5 },
+    ];
+    expect(mergeMetricRows(rows)).toEqual([
+      { step: 5, epoch: 0.1, loss: 1.9, learningRate: 0.01, at: 5 },
+      { step: 5, epoch: null, evalLoss: 3, at: 2 },
+      { step: 6, epoch: 0.2, loss: 1.8, at: 3 },
+    ]);
+    expect(mergeMetricRows([])).toEqual([]);
   });
 });

@@ -104,6 +104,9 @@ export const taskEvents = pgTable(
   (t) => [index("task_events_task_idx").on(t.taskId, t.id)],
 );
 
+export const METRIC_KINDS = ["train", "eval"] as const;
+export type MetricKind = (typeof METRIC_KINDS)[number];
+
 export const taskMetrics = pgTable(
   "task_metrics",
   {
@@ -117,9 +120,18 @@ export const taskMetrics = pgTable(
     loss: doublePrecision("loss"),
     evalLoss: doublePrecision("eval_loss"),
     learningRate: doublePrecision("learning_rate"),
+    /**
+     * "train" (loss, learning rate) or "eval" (eval loss): one step can have one row of each.
+     * (task, attempt, step, kind) is unique, so the monitor's writes are idempotent upserts and
+     * re-reading lines after a restart stores no duplicate.
+     */
+    kind: text("kind", { enum: METRIC_KINDS }).notNull().default("train"),
     at: ts("at").notNull().defaultNow(),
   },
-  (t) => [index("task_metrics_task_step_idx").on(t.taskId, t.step)],
+  (t) => [
+    index("task_metrics_task_step_idx").on(t.taskId, t.step),
+    uniqueIndex("task_metrics_task_attempt_step_kind_idx").on(t.taskId, t.attempt, t.step, t.kind),
+  ],
 );
 
 export type TaskRow = typeof tasks.$inferSelect;

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { attempts, taskMetrics, tasks } from "../db/schema";
 import type { StudioBus } from "../events/bus";
@@ -7,6 +7,8 @@ import { parseHfOutput } from "./hf-output-parser";
 import { type LogCursor, type LogLine, readNewLines } from "./log-cursor";
 import {
   type MetricRow,
+  mergeMetricRows,
+  metricKind,
   type ProgressState,
   parseProgressLine,
   reduceProgress,
@@ -23,6 +25,15 @@ export interface MonitorTarget {
 }
 
 const READ_CHUNK = 1024 * 1024;
+
+/** On a repeated (task, attempt, step, kind): the new row's values, keeping old ones it lacks. */
+const METRIC_UPSERT = {
+  epoch: sql.raw(`coalesce(excluded.epoch, "task_metrics"."epoch")`),
+  loss: sql.raw(`coalesce(excluded.loss, "task_metrics"."loss")`),
+  evalLoss: sql.raw(`coalesce(excluded.eval_loss, "task_metrics"."eval_loss")`),
+  learningRate: sql.raw(`coalesce(excluded.learning_rate, "task_metrics"."learning_rate")`),
+  at: sql.raw("excluded.at"),
+};
 /**
  * Coalesces bursts of file events: a trainer printing 5,000 lines/s costs ~10 reads (and
  * database transactions) a second, not 5,000. Measured: at 50 ms, five trainers printing
@@ -147,14 +158,22 @@ export class AttemptMonitor {
         .set({ logCursor: log.cursor, progressCursor: structured.cursor })
         .where(eq(attempts.id, t.attemptRowId));
       if (metrics.length) {
-        await tx.insert(taskMetrics).values(
-          metrics.map((m) => ({
-            ...m,
-            taskId: t.taskId,
-            attempt: t.attempt,
-            at: new Date(m.at),
-          })),
-        );
+        // Idempotent: lines read again after a restart rewrite their rows, never add rows.
+        await tx
+          .insert(taskMetrics)
+          .values(
+            mergeMetricRows(metrics).map((m) => ({
+              ...m,
+              kind: metricKind(m),
+              taskId: t.taskId,
+              attempt: t.attempt,
+              at: new Date(m.at),
+            })),
+          )
+          .onConflictDoUpdate({
+            target: [taskMetrics.taskId, taskMetrics.attempt, taskMetrics.step, taskMetrics.kind],
+            set: METRIC_UPSERT,
+          });
       }
       if (!progressMoved) return [];
       return tx

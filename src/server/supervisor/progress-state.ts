@@ -40,6 +40,28 @@ export type MetricRow = {
 };
 
 /**
+ * A chart row's kind, the last part of its key (task, attempt, step, kind) in task_metrics: an
+ * eval row carries an eval loss, a train row loss and/or learning rate. One step can have both.
+ */
+export function metricKind(row: MetricRow): "train" | "eval" {
+  return row.evalLoss !== undefined ? "eval" : "train";
+}
+
+/**
+ * Rows with the same (step, kind) merged into one, later fields over earlier ones, in order of
+ * first appearance: one upsert statement may not touch a row twice.
+ */
+export function mergeMetricRows(rows: MetricRow[]): MetricRow[] {
+  const byKey = new Map<string, MetricRow>();
+  for (const row of rows) {
+    const key = `${row.step}:${metricKind(row)}`;
+    const earlier = byKey.get(key);
+    byKey.set(key, earlier ? { ...earlier, ...row, epoch: row.epoch ?? earlier.epoch } : row);
+  }
+  return [...byKey.values()];
+}
+
+/**
  * `at`: when the monitor read the input, in milliseconds. Give every line of one read the same
  * `at`, so a backlog read at once is seen as a burst, not as a rate. Structured events that carry
  * their own `time` are timed by it instead.
