@@ -138,3 +138,30 @@ export type TaskRow = typeof tasks.$inferSelect;
 export type AttemptRow = typeof attempts.$inferSelect;
 export type TaskEventRow = typeof taskEvents.$inferSelect;
 export type TaskMetricRow = typeof taskMetrics.$inferSelect;
+
+/**
+ * A signed-in browser. The cookie holds a random secret; only its SHA-256 is stored, so the
+ * database never holds what a browser presents. `tokenFingerprint` ties the session to the
+ * access token it was opened with: when the token changes, every older session stops working.
+ */
+export const sessions = pgTable(
+  "sessions",
+  {
+    /** Public id for listing and revoking; says nothing about the secret. */
+    id: text("id").primaryKey(),
+    secretHash: text("secret_hash").notNull(),
+    tokenFingerprint: text("token_fingerprint").notNull(),
+    /** The client's address and user agent at login, to recognise the session by. */
+    client: text("client").notNull().default(""),
+    userAgent: text("user_agent").notNull().default(""),
+    createdAt: ts("created_at").notNull().defaultNow(),
+    lastSeenAt: ts("last_seen_at").notNull().defaultNow(),
+    /** Moves forward with use (sliding expiry). */
+    expiresAt: ts("expires_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("sessions_secret_hash_idx").on(t.secretHash),
+    index("sessions_expires_idx").on(t.expiresAt),
+  ],
+);
+export type SessionRow = typeof sessions.$inferSelect;
