@@ -14,7 +14,6 @@ import { studioPaths } from "./server/home";
 import { acquireHomeLock } from "./server/home-lock";
 import { PACKAGE_ROOT } from "./server/package-root";
 import type { StudioServices } from "./server/services";
-import { reconcileAtBoot } from "./server/supervisor/boot";
 import { executorFromEnv } from "./server/supervisor/executor-from-env";
 import { Supervisor } from "./server/supervisor/supervisor";
 
@@ -41,10 +40,10 @@ async function main() {
   const bus = new StudioBus();
   const releaseSupervisorLock = await database.trySupervisorLock();
   const supervisor = releaseSupervisorLock
-    ? new Supervisor(env, database.db, bus, executorFromEnv(env), log)
+    ? new Supervisor({ env, db: database.db, bus, executor: executorFromEnv(env), log })
     : null;
   if (supervisor) {
-    const summary = await reconcileAtBoot(supervisor, database.db, env);
+    const summary = await supervisor.reconcileAtBoot();
     log(`boot reconciliation: ${summary}`);
     supervisor.startLoop();
   } else {
@@ -155,6 +154,14 @@ async function main() {
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
 }
+
+// A fault in one task's handling must never take the studio down, and must never pass unseen:
+// logged with a marker the test suite fails on (test/helpers/studio.ts).
+process.on("unhandledRejection", (reason) => {
+  log(
+    `UNHANDLED REJECTION: ${reason instanceof Error ? (reason.stack ?? reason.message) : reason}`,
+  );
+});
 
 main().catch((err) => {
   console.error(`studio: ${err instanceof Error ? err.message : err}`);

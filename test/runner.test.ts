@@ -181,6 +181,7 @@ describe("runner", () => {
 
   it("never takes an earlier attempt's records for this one's", async () => {
     const old: ExitRecord = {
+      version: 1,
       attempt: 1,
       exitCode: 0,
       signal: null,

@@ -37,7 +37,8 @@ if (options.daemonize) {
   }
 } else {
   // Only SIGKILL may end the runner: a studio restart, a closed terminal or a broken pipe must not.
-  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP", "SIGPIPE"] as const) {
+  // SIGUSR2 is the studio's "look at cancel.json" (see run-attempt); never fatal, even early.
+  for (const signal of ["SIGTERM", "SIGINT", "SIGHUP", "SIGPIPE", "SIGUSR2"] as const) {
     process.on(signal, () => {});
   }
   runAttempt(options);

@@ -1,52 +1,110 @@
 import { readFileSync } from "node:fs";
+import { basename } from "node:path";
 import { z } from "zod";
-import { type ExitRecord, exitRecordPath, type RunnerRecord, runnerRecordPath } from "./records";
+import {
+  type CancelRequest,
+  cancelRequestPath,
+  type ExitRecord,
+  exitRecordPath,
+  RECORD_VERSION,
+  type RunnerRecord,
+  runnerRecordPath,
+} from "./records";
 
 /** Studio-side validation of the runner's files (the runner itself never loads zod). */
 
 const processRefSchema = z.object({
-  pid: z.number().int().positive(),
-  startTime: z.string().regex(/^\d+$/),
+  pid: z.number().int().positive().max(4_194_304),
+  startTime: z.string().regex(/^\d{1,20}$/),
 });
 
+/** Version 0 records had no `version` field; a version from a newer studio is refused by name. */
+const versionSchema = z.number().int().min(0).max(RECORD_VERSION).default(0);
+
+const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), "not a date");
+
 export const runnerRecordSchema = z.object({
+  version: versionSchema,
   attempt: z.number().int().min(1),
-  bootId: z.string().min(1),
+  bootId: z.string().min(1).max(128),
   runner: processRefSchema,
   trainer: processRefSchema,
-  startedAt: z.string(),
-}) satisfies z.ZodType<RunnerRecord>;
+  startedAt: isoTime,
+}) satisfies z.ZodType<RunnerRecord, unknown>;
 
 export const exitRecordSchema = z.object({
+  version: versionSchema,
   attempt: z.number().int().min(1),
-  exitCode: z.number().int().nullable(),
-  signal: z.string().nullable(),
-  startedAt: z.string(),
-  endedAt: z.string(),
+  exitCode: z.number().int().min(-2_147_483_648).max(2_147_483_647).nullable(),
+  signal: z.string().min(1).max(32).nullable(),
+  startedAt: isoTime,
+  endedAt: isoTime,
   trainerPid: z.number().int().positive().nullable(),
   runnerPid: z.number().int().positive().nullable(),
-  error: z.string().optional(),
-}) satisfies z.ZodType<ExitRecord>;
+  error: z.string().max(4096).optional(),
+}) satisfies z.ZodType<ExitRecord, unknown>;
+
+export const cancelRequestSchema = z.object({
+  version: versionSchema,
+  attempt: z.number().int().min(1),
+  requestedAt: isoTime,
+  graceMs: z.number().int().min(0),
+}) satisfies z.ZodType<CancelRequest, unknown>;
+
+/**
+ * A record file exists but cannot be believed: not JSON, not the schema, a version this studio
+ * does not know, or not a regular file. Names the file and what is wrong, so the task it belongs
+ * to can fail with that reason while every other task goes on.
+ */
+export class RecordUnreadable extends Error {
+  constructor(
+    readonly file: string,
+    readonly problem: string,
+  ) {
+    super(`${basename(file)} is unreadable: ${problem}`);
+    this.name = "RecordUnreadable";
+  }
+}
+
+/** Far above any real record; a bigger file is someone else's doing and is not read whole. */
+const MAX_RECORD_BYTES = 64 * 1024;
 
 /**
  * Reads a record file. Absent → null. A record of another attempt → null too: a file left by
- * an earlier attempt must never pass for this one's. Invalid content throws, loudly: the runner
- * writes atomically, so a bad file means a bug or someone else's hand.
+ * an earlier attempt must never pass for this one's. Anything else that is not a valid record
+ * throws RecordUnreadable.
  */
 function readRecord<T extends { attempt: number }>(
   path: string,
-  schema: z.ZodType<T>,
+  schema: z.ZodType<T, unknown>,
   attempt: number,
 ): T | null {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    const buffer = readFileSync(path);
+    if (buffer.length > MAX_RECORD_BYTES) {
+      throw new RecordUnreadable(path, `${buffer.length} bytes, more than any record holds`);
+    }
+    text = buffer.toString("utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw err;
+    if (err instanceof RecordUnreadable) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return null;
+    throw new RecordUnreadable(path, `cannot be read (${code ?? (err as Error).message})`);
   }
-  const parsed = schema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new Error(`${path} is not a valid record: ${parsed.error.message}`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    const shown = JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
+    throw new RecordUnreadable(path, `not JSON (${text.length} bytes: ${shown})`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    const where = first?.path.length ? `${first.path.join(".")}: ` : "";
+    throw new RecordUnreadable(path, `not a valid record (${where}${first?.message})`);
+  }
   return parsed.data.attempt === attempt ? parsed.data : null;
 }
 
@@ -56,4 +114,8 @@ export function readExitRecord(taskDir: string, attempt: number): ExitRecord | n
 
 export function readRunnerRecord(taskDir: string, attempt: number): RunnerRecord | null {
   return readRecord(runnerRecordPath(taskDir), runnerRecordSchema, attempt);
+}
+
+export function readCancelRequest(taskDir: string, attempt: number): CancelRequest | null {
+  return readRecord(cancelRequestPath(taskDir), cancelRequestSchema, attempt);
 }

@@ -1,14 +1,22 @@
 import { join } from "node:path";
 
 /**
- * The two files the runner writes into the task folder. Plain types and names only: the runner
- * stays resident for a whole training run, so it imports no validation library. The studio
- * validates what it reads with the schemas in ./record-schemas.
+ * The files the runner and the studio exchange through the task folder. Plain types and names
+ * only: the runner stays resident for a whole training run, so it imports no validation library.
+ * The studio validates what it reads with the schemas in ./record-schemas.
+ *
+ * Every record carries `version`. A studio reads the records of runners started by an older
+ * studio (a runner outlives upgrades), so a reader accepts every version it knows: version 0 is
+ * the format written before records were versioned (no `version` field).
  */
 
 export const RUNNER_RECORD_FILE = "runner.json";
 export const EXIT_RECORD_FILE = "exit.json";
+export const CANCEL_REQUEST_FILE = "cancel.json";
 export const TRAINING_LOG_FILE = "training.log";
+
+/** The record format this runner writes. 1: adds `version`; the runner carries out cancel.json. */
+export const RECORD_VERSION = 1;
 
 export function runnerRecordPath(taskDir: string): string {
   return join(taskDir, RUNNER_RECORD_FILE);
@@ -16,6 +24,10 @@ export function runnerRecordPath(taskDir: string): string {
 
 export function exitRecordPath(taskDir: string): string {
   return join(taskDir, EXIT_RECORD_FILE);
+}
+
+export function cancelRequestPath(taskDir: string): string {
+  return join(taskDir, CANCEL_REQUEST_FILE);
 }
 
 /** A process as this boot knows it: pid plus field 22 of /proc/<pid>/stat. */
@@ -26,6 +38,7 @@ export interface ProcessRef {
 
 /** `runner.json`: written once the trainer is running; proves which processes belong to the attempt. */
 export interface RunnerRecord {
+  version: number;
   attempt: number;
   bootId: string;
   runner: ProcessRef;
@@ -43,6 +56,7 @@ export interface RunnerRecord {
  * while the trainer runs, and absent for good when the runner itself was killed.
  */
 export interface ExitRecord {
+  version: number;
   attempt: number;
   /** The trainer's exit code, or null when a signal ended it or it never started. */
   exitCode: number | null;
@@ -61,4 +75,17 @@ export interface ExitRecord {
   runnerPid: number | null;
   /** Why the trainer could not be started or followed (e.g. "spawn python3 ENOENT"). */
   error?: string;
+}
+
+/**
+ * `cancel.json`: written by the studio when a person cancels an attempt. The runner (version ≥ 1)
+ * carries it out on its own: SIGTERM to the trainer's group at once, SIGKILL once `graceMs` after
+ * `requestedAt` have passed, so a cancel completes on time whether or not a studio is running.
+ */
+export interface CancelRequest {
+  version: number;
+  attempt: number;
+  /** ISO 8601 */
+  requestedAt: string;
+  graceMs: number;
 }

@@ -1,17 +1,23 @@
 import { spawn } from "node:child_process";
-import { closeSync, fsyncSync, mkdirSync, openSync, rmSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { readBootId, readIdentity } from "../server/supervisor/identity";
 import type { RunnerArgs } from "./args";
 import { writeJsonAtomic } from "./atomic-json";
 import {
+  type CancelRequest,
+  cancelRequestPath,
   type ExitRecord,
   exitRecordPath,
   type ProcessRef,
+  RECORD_VERSION,
   type RunnerRecord,
   runnerRecordPath,
   TRAINING_LOG_FILE,
 } from "./records";
+
+/** How often the runner looks for cancel.json besides the studio's SIGUSR2 (a studio may be down). */
+const CANCEL_LOOK_MS = 1_000;
 
 /**
  * Runs one attempt: the trainer as this process's child in its own process group (or, with
@@ -33,15 +39,18 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
   let trainerPid: number | null = null;
   let error: string | undefined;
   let recorded = false;
+  let stopCancelWatch = () => {};
   const recordExit = (exitCode: number | null, signal: string | null) => {
     if (recorded) return;
     recorded = true;
+    stopCancelWatch();
     // In a shared group the scheduler ends what is left once this runner exits (Slurm ends
     // every process of the batch step); the runner cannot kill its own group and live on.
     if (trainerPid !== null && !shareGroup) killLeftovers(trainerPid);
     fsyncSync(logFd);
     closeSync(logFd);
     const record: ExitRecord = {
+      version: RECORD_VERSION,
       attempt,
       exitCode,
       signal,
@@ -77,6 +86,7 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
   try {
     if (!trainerStat) throw new Error(`trainer ${trainer.pid} has no /proc entry`);
     const record: RunnerRecord = {
+      version: RECORD_VERSION,
       attempt,
       bootId: readBootId(),
       runner,
@@ -84,6 +94,15 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
       startedAt,
     };
     writeJsonAtomic(runnerRecordPath(taskDir), record);
+    const pid = trainer.pid;
+    stopCancelWatch = watchCancel(taskDir, attempt, (sig) => {
+      try {
+        // The trainer is this process's unreaped child, so its pid (and group) is still its own.
+        process.kill(shareGroup ? pid : -pid, sig);
+      } catch {
+        // ESRCH: it is exiting; the exit event follows.
+      }
+    });
   } catch (err) {
     // Without runner.json the studio cannot prove the trainer is ours: it must not run unseen.
     error = `could not record the runner: ${(err as Error).message}`;
@@ -102,5 +121,54 @@ function killLeftovers(pgid: number) {
     process.kill(-pgid, "SIGKILL");
   } catch {
     // ESRCH: the group is already empty.
+  }
+}
+
+/**
+ * Carries out the studio's cancel.json for this attempt: SIGCONT (a paused trainer cannot act on
+ * SIGTERM) and SIGTERM at once, SIGKILL when the grace period is over. The studio's SIGUSR2 makes
+ * it look at once; a look every second covers a request written while no studio was running to
+ * send one, and a request that predates this runner. The grace counts from the request, so a
+ * cancel ends on time whoever was up to see it.
+ */
+function watchCancel(
+  taskDir: string,
+  attempt: number,
+  signalTrainer: (signal: NodeJS.Signals) => void,
+): () => void {
+  let killTimer: NodeJS.Timeout | null = null;
+  let acting = false;
+  const look = () => {
+    if (acting) return;
+    const request = readCancelRequest(taskDir, attempt);
+    if (!request) return;
+    acting = true;
+    signalTrainer("SIGCONT");
+    signalTrainer("SIGTERM");
+    const wait = Math.max(0, Date.parse(request.requestedAt) + request.graceMs - Date.now());
+    killTimer = setTimeout(() => signalTrainer("SIGKILL"), wait);
+  };
+  process.on("SIGUSR2", look);
+  const poll = setInterval(look, CANCEL_LOOK_MS);
+  look();
+  return () => {
+    process.off("SIGUSR2", look);
+    clearInterval(poll);
+    if (killTimer) clearTimeout(killTimer);
+  };
+}
+
+/** This attempt's cancel request, or null (absent, another attempt's, or not a request). */
+function readCancelRequest(taskDir: string, attempt: number): CancelRequest | null {
+  try {
+    const value = JSON.parse(readFileSync(cancelRequestPath(taskDir), "utf8")) as CancelRequest;
+    const valid =
+      value.attempt === attempt &&
+      typeof value.graceMs === "number" &&
+      Number.isFinite(value.graceMs) &&
+      !Number.isNaN(Date.parse(value.requestedAt));
+    return valid ? value : null;
+  } catch {
+    return null;
   }
 }

@@ -65,11 +65,29 @@ export class TestStudio {
     return studio;
   }
 
-  /** Stops the studio (SIGKILL if needed) and removes its home and database. */
+  /**
+   * Stops the studio (SIGKILL if needed) and removes its home and database. Fails when the
+   * studio logged an unhandled rejection at any time: a fault must never pass unseen.
+   */
   async dispose() {
     await this.stop().catch(() => this.kill());
+    const unhandled = this.unhandledRejections();
     await this.database?.drop();
     rmSync(this.home, { recursive: true, force: true });
+    if (unhandled.length) {
+      throw new Error(`the studio logged unhandled rejections:\n${unhandled.join("\n")}`);
+    }
+  }
+
+  /** The studio log's lines that report an unhandled rejection (see src/server.ts). */
+  unhandledRejections(): string[] {
+    try {
+      return this.log()
+        .split("\n")
+        .filter((line) => line.includes("UNHANDLED REJECTION"));
+    } catch {
+      return [];
+    }
   }
 
   /** Runs `studio <args>` and returns its stdout (rejects with its stderr on a non-zero exit). */

@@ -4,9 +4,10 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { readExitRecord, readRunnerRecord } from "../../src/runner/record-schemas";
-import { type LocalAttemptHandle, observeAttempt } from "../../src/server/supervisor/executor";
+import type { LocalAttemptHandle } from "../../src/server/supervisor/executor";
 import { readIdentity, readStat } from "../../src/server/supervisor/identity";
 import { LocalExecutor } from "../../src/server/supervisor/local-executor";
+import { observeAttempt } from "../../src/server/supervisor/observe";
 
 import { waitFor } from "../helpers/wait";
 
@@ -134,7 +135,9 @@ describe("LocalExecutor", () => {
     expect(await executor.recoverHandle(dir, 2)).toBeNull();
     expect(await observeAttempt(executor, dir, { number: 3, handle: null })).toEqual({
       exit: null,
+      exitProblem: null,
       recoveredHandle: handle,
+      recoveredProblem: null,
       processes: { runner: "alive", trainer: "alive" },
     });
     await executor.signal(handle, "SIGKILL");

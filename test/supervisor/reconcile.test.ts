@@ -3,8 +3,10 @@ import type { ExitRecord } from "../../src/runner/records";
 import type { AttemptHandle, ProcessState } from "../../src/server/supervisor/executor";
 import {
   outcomeOfExit,
+  RECORD_UNREADABLE,
   type ReconcileDecision,
   type ReconcileInput,
+  RUNNER_EXIT_WINDOW_MS,
   reconcile,
   TERMINATED_UNEXPECTEDLY,
 } from "../../src/server/supervisor/reconcile";
@@ -14,6 +16,7 @@ const LAUNCH_TIMEOUT = 10_000;
 
 const handle: AttemptHandle = {
   kind: "local",
+  version: 1,
   taskDir: "/home/tasks/t1",
   attempt: 2,
   bootId: "boot-a",
@@ -23,6 +26,7 @@ const handle: AttemptHandle = {
 
 function exit(over: Partial<ExitRecord> = {}): ExitRecord {
   return {
+    version: 1,
     attempt: 2,
     exitCode: 0,
     signal: null,
@@ -42,13 +46,20 @@ interface Case {
   cancel?: boolean;
   intentAgeMs?: number;
   exit?: ExitRecord | null;
+  exitProblem?: string;
+  handleProblem?: string;
+  recoveredProblem?: string;
+  unknown?: boolean;
   runner?: ProcessState;
   trainer?: ProcessState;
   hasCheckpoint?: boolean;
   autoResume?: boolean;
 }
 
-/** A task caught in `training` with a stored handle, its runner and trainer alive, unless told. */
+/**
+ * A task caught in `training` with a stored handle, its runner and trainer alive unless told
+ * (both gone by default when an outcome was recorded).
+ */
 function input(c: Case): ReconcileInput {
   const stored = c.stored ?? true;
   const withHandle = stored || c.recovered;
@@ -58,14 +69,24 @@ function input(c: Case): ReconcileInput {
       c.attempt === undefined
         ? {
             handle: stored ? handle : null,
+            handleProblem: c.handleProblem ?? null,
             cancelRequested: c.cancel ?? false,
             intentAt: NOW - (c.intentAgeMs ?? 60_000),
           }
         : c.attempt,
     observed: {
       exit: c.exit ?? null,
+      exitProblem: c.exitProblem ?? null,
       recoveredHandle: c.recovered ? handle : null,
-      processes: withHandle ? { runner: c.runner ?? "alive", trainer: c.trainer ?? "alive" } : null,
+      recoveredProblem: c.recoveredProblem ?? null,
+      processes: c.unknown
+        ? "unknown"
+        : withHandle
+          ? {
+              runner: c.runner ?? (c.exit || c.exitProblem ? "gone" : "alive"),
+              trainer: c.trainer ?? (c.exit || c.exitProblem ? "gone" : "alive"),
+            }
+          : null,
     },
     hasCheckpoint: c.hasCheckpoint ?? false,
     autoResume: c.autoResume ?? false,
@@ -96,6 +117,17 @@ const lost = (seen: string, killTrainerGroup: boolean): ReconcileDecision => ({
   seen,
   killTrainerGroup,
 });
+
+const unbelievable = (seen: string, killTrainerGroup: boolean): ReconcileDecision => ({
+  action: "failed-unexpectedly",
+  reason: RECORD_UNREADABLE,
+  seen,
+  killTrainerGroup,
+});
+
+const CORRUPT = 'exit.json is unreadable: not JSON (10 bytes: "CORRUPT{{{")';
+/** Long before NOW: a runner still alive this long after its record is not just finishing. */
+const LONG_AGO = new Date(NOW - RUNNER_EXIT_WINDOW_MS - 1).toISOString();
 
 describe("reconcile", () => {
   const cases: [string, Case, ReconcileDecision][] = [
@@ -148,6 +180,115 @@ describe("reconcile", () => {
       "preparing, handle never stored, outcome recorded",
       { status: "preparing", stored: false, exit: exit({ exitCode: 2 }) },
       finalize("failed", "trainer exited with code 2", 2, null),
+    ],
+
+    // an outcome record is believed only when what it speaks of is gone
+    [
+      "exit recorded, runner still finishing (just wrote it) → look again in a moment",
+      { exit: exit(), runner: "alive", trainer: "gone" },
+      { action: "await-runner" },
+    ],
+    [
+      "exit recorded, runner still there long after → the record stands",
+      { exit: exit({ endedAt: LONG_AGO }), runner: "stopped", trainer: "gone" },
+      finalize("completed", "finished", 0, null),
+    ],
+    [
+      "forged exit.json while the proven trainer runs → not believed, followed, warned",
+      { exit: exit(), runner: "alive", trainer: "alive" },
+      reattach(false, {
+        warning:
+          "exit.json says the trainer exited with code 0, but its trainer (pid 101) is still running: not believed",
+      }),
+    ],
+    [
+      "forged exit.json, a cancel asked, trainer running → the cancel is carried on too",
+      { exit: exit(), runner: "alive", trainer: "alive", cancel: true },
+      reattach(false, {
+        continueCancel: true,
+        warning:
+          "exit.json says the trainer exited with code 0, but its trainer (pid 101) is still running: not believed",
+      }),
+    ],
+    [
+      "exit.json, runner gone, proven trainer alive → trainer ended by identity, failed",
+      { exit: exit({ exitCode: null, signal: "SIGKILL" }), runner: "gone", trainer: "alive" },
+      unbelievable(
+        "exit.json says the trainer was killed by SIGKILL, but its trainer (pid 101) was still running with its runner gone; the trainer was ended",
+        true,
+      ),
+    ],
+    [
+      "exit.json naming other processes → not this attempt's outcome",
+      { exit: exit({ runnerPid: 7, trainerPid: 8 }) },
+      unbelievable(
+        "exit.json names runner pid 7 (the attempt's is 100) and trainer pid 8 (the attempt's is 101); runner gone; trainer gone",
+        false,
+      ),
+    ],
+    [
+      "exit.json with no pids (a job that never ran) is not a mismatch",
+      { exit: exit({ runnerPid: null, trainerPid: null, exitCode: null, error: "cancelled" }) },
+      finalize("failed", "could not start the trainer: cancelled", null, null),
+    ],
+
+    // an unreadable record ends its own task, naming the file
+    [
+      "corrupt exit.json, runner and trainer gone → failed, naming the file",
+      { exitProblem: CORRUPT },
+      unbelievable(`${CORRUPT}; runner gone; trainer gone`, false),
+    ],
+    [
+      "corrupt exit.json, runner gone, trainer alive → failed, trainer ended",
+      { exitProblem: CORRUPT, trainer: "alive" },
+      unbelievable(`${CORRUPT}; runner gone; trainer still running`, true),
+    ],
+    [
+      "corrupt exit.json while the runner runs → followed; the runner's own record will come",
+      { exitProblem: CORRUPT, runner: "alive", trainer: "alive" },
+      reattach(false, {
+        warning: `${CORRUPT}; the runner still runs, so its own record is awaited`,
+      }),
+    ],
+    [
+      "corrupt exit.json and no handle to look with",
+      { status: "preparing", stored: false, exitProblem: CORRUPT },
+      unbelievable(`${CORRUPT}; the attempt's processes cannot be identified`, false),
+    ],
+    [
+      "stored handle unreadable, nothing recovered → launch failed, naming it",
+      { stored: false, handleProblem: "trainer.pid: expected number" },
+      {
+        action: "launch-failed",
+        reason:
+          "the attempt's processes cannot be identified (stored handle: trainer.pid: expected number)",
+      },
+    ],
+    [
+      "runner.json unreadable while preparing → launch failed at once, naming it",
+      {
+        status: "preparing",
+        stored: false,
+        intentAgeMs: 1_000,
+        recoveredProblem: "runner.json is unreadable: not JSON",
+      },
+      {
+        action: "launch-failed",
+        reason:
+          "the attempt's processes cannot be identified (runner.json is unreadable: not JSON)",
+      },
+    ],
+
+    // an executor that cannot answer changes nothing
+    [
+      "processes unknown → undecided",
+      { unknown: true },
+      { action: "undecided", why: "the executor could not say whether the attempt runs" },
+    ],
+    [
+      "processes unknown but an outcome recorded → the outcome",
+      { unknown: true, exit: exit({ exitCode: 4 }) },
+      finalize("failed", "trainer exited with code 4", 4, null),
     ],
 
     // the machine restarted

@@ -2,6 +2,7 @@ import type { Env } from "../env";
 import type {
   AttemptHandle,
   AttemptState,
+  CancelSpec,
   ControlSignal,
   Executor,
   ExitRecord,
@@ -77,6 +78,18 @@ export class ExecutorByKind implements Executor {
     return handle.kind === "local"
       ? this.local.signal(handle, signal)
       : this.slurmFor(handle).signal(handle, signal);
+  }
+
+  cancel(handle: AttemptHandle, request: CancelSpec): Promise<boolean> {
+    return handle.kind === "local"
+      ? this.local.cancel(handle, request)
+      : this.slurmFor(handle).cancel(handle, request);
+  }
+
+  graceKeptByRunner(handle: AttemptHandle): boolean {
+    return handle.kind === "local"
+      ? this.local.graceKeptByRunner(handle)
+      : this.slurmFor(handle).graceKeptByRunner(handle);
   }
 
   /** exit.json is the same file for every executor; a cluster executor also knows jobs that ended without one. */

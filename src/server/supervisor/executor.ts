@@ -22,8 +22,16 @@ const processRefSchema = z.object({
   startTime: z.string().regex(/^\d+$/),
 });
 
+/**
+ * The handle format this studio writes. 0: before handles were versioned (no field); 1: the
+ * runner carries out cancel.json itself (a version-0 runner leaves the grace to the studio).
+ */
+export const HANDLE_VERSION = 1;
+const handleVersion = z.number().int().min(0).max(HANDLE_VERSION).default(0);
+
 const localHandleSchema = z.object({
   kind: z.literal("local"),
+  version: handleVersion,
   taskDir: z.string(),
   attempt: z.number().int().min(1),
   bootId: z.string(),
@@ -35,6 +43,7 @@ const localHandleSchema = z.object({
 /** An attempt running as a Slurm batch job: the job id is its identity (see ./slurm-executor). */
 const slurmHandleSchema = z.object({
   kind: z.literal("slurm"),
+  version: handleVersion,
   taskDir: z.string(),
   attempt: z.number().int().min(1),
   jobId: z.string().regex(/^\d+$/),
@@ -49,9 +58,9 @@ export const attemptHandleSchema = z.discriminatedUnion("kind", [
   localHandleSchema,
   slurmHandleSchema,
 ]);
-export type AttemptHandle = z.infer<typeof attemptHandleSchema>;
-export type LocalAttemptHandle = z.infer<typeof localHandleSchema>;
-export type SlurmAttemptHandle = z.infer<typeof slurmHandleSchema>;
+export type AttemptHandle = z.output<typeof attemptHandleSchema>;
+export type LocalAttemptHandle = z.output<typeof localHandleSchema>;
+export type SlurmAttemptHandle = z.output<typeof slurmHandleSchema>;
 export { slurmHandleSchema };
 
 /** What the studio records and shows about a launched attempt, whatever runs it. */
@@ -89,9 +98,18 @@ export function describeHandle(handle: AttemptHandle): HandleSummary {
   };
 }
 
-/** Reads a handle back from storage (jsonb); throws on anything that is not one. */
-export function parseAttemptHandle(value: unknown): AttemptHandle {
-  return attemptHandleSchema.parse(value);
+/**
+ * Reads a handle back from storage (jsonb): the handle, or what is wrong with it. Handles that
+ * an older studio stored (version 0) read as they are.
+ */
+export function parseAttemptHandle(
+  value: unknown,
+): { handle: AttemptHandle; problem: null } | { handle: null; problem: string } {
+  const parsed = attemptHandleSchema.safeParse(value);
+  if (parsed.success) return { handle: parsed.data, problem: null };
+  const first = parsed.error.issues[0];
+  const where = first?.path.length ? `${first.path.join(".")}: ` : "";
+  return { handle: null, problem: `${where}${first?.message ?? "not a handle"}` };
 }
 
 /**
@@ -107,6 +125,11 @@ export type ProcessState = "alive" | "stopped" | "gone" | "zombie" | "reused" | 
 
 export type ControlSignal = "SIGTERM" | "SIGKILL" | "SIGSTOP" | "SIGCONT";
 
+export interface CancelSpec {
+  requestedAt: Date;
+  graceMs: number;
+}
+
 export interface Executor<Handle extends AttemptHandle = AttemptHandle> {
   /**
    * Launches the attempt and resolves once its processes are recorded (runner.json for the
@@ -115,13 +138,22 @@ export interface Executor<Handle extends AttemptHandle = AttemptHandle> {
    */
   start(spec: LaunchSpec): Promise<Handle>;
   probe(handle: Handle): Promise<AttemptState>;
-  /** The runner's and the trainer's states separately, for boot reconciliation. */
+  /** The runner's and the trainer's states separately, for reconciliation. */
   inspect(handle: Handle): Promise<{ runner: ProcessState; trainer: ProcessState }>;
   /**
    * Signals the trainer's whole process group after re-checking its identity. False when
    * nothing was sent (the process is gone or is not proven ours).
    */
   signal(handle: Handle, signal: ControlSignal): Promise<boolean>;
+  /**
+   * Asks the attempt to stop: SIGTERM now (waking it first if paused), SIGKILL once the grace
+   * period after `requestedAt` is over. Where the executor can, the attempt's own runner keeps
+   * the grace (`graceKeptByRunner`), so the cancel completes with no studio running; otherwise
+   * the studio's watcher sends the SIGKILL. False when nothing was there to ask.
+   */
+  cancel(handle: Handle, request: CancelSpec): Promise<boolean>;
+  /** True when the attempt's runner escalates a cancel to SIGKILL by itself (see `cancel`). */
+  graceKeptByRunner(handle: Handle): boolean;
   /** The attempt's outcome record, or null while there is none (or only an older attempt's). */
   readOutcome(taskDir: string, attempt: number): Promise<ExitRecord | null>;
   /** The handle of an attempt caught half-started (launched, but its handle never stored). */
@@ -131,26 +163,4 @@ export interface Executor<Handle extends AttemptHandle = AttemptHandle> {
    * be missed, so the caller also polls. Returns a function that stops watching.
    */
   watch(taskDir: string, onHint: () => void): () => void;
-}
-
-/**
- * Gathers what boot reconciliation needs about one attempt, through any executor: its outcome
- * record, the handle the runner recorded when none was stored, and its processes' states.
- */
-export async function observeAttempt(
-  executor: Executor,
-  taskDir: string,
-  attempt: { number: number; handle: AttemptHandle | null },
-): Promise<{
-  exit: ExitRecord | null;
-  recoveredHandle: AttemptHandle | null;
-  processes: { runner: ProcessState; trainer: ProcessState } | null;
-}> {
-  const exit = await executor.readOutcome(taskDir, attempt.number);
-  const recoveredHandle = attempt.handle
-    ? null
-    : await executor.recoverHandle(taskDir, attempt.number);
-  const handle = attempt.handle ?? recoveredHandle;
-  const processes = handle ? await executor.inspect(handle) : null;
-  return { exit, recoveredHandle, processes };
 }

@@ -3,21 +3,27 @@ import { existsSync, type FSWatcher, mkdirSync, rmSync, watch } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { runnerArgv } from "../../runner/args";
+import { writeJsonAtomic } from "../../runner/atomic-json";
 import { readExitRecord, readRunnerRecord } from "../../runner/record-schemas";
 import {
+  type CancelRequest,
+  cancelRequestPath,
   type ExitRecord,
   exitRecordPath,
+  RECORD_VERSION,
   type RunnerRecord,
   runnerRecordPath,
 } from "../../runner/records";
 import { DIST_DIR } from "../package-root";
-import type {
-  AttemptState,
-  ControlSignal,
-  Executor,
-  LaunchSpec,
-  LocalAttemptHandle,
-  ProcessState,
+import {
+  type AttemptState,
+  type CancelSpec,
+  type ControlSignal,
+  type Executor,
+  HANDLE_VERSION,
+  type LaunchSpec,
+  type LocalAttemptHandle,
+  type ProcessState,
 } from "./executor";
 import { inspect, type ProcessIdentity, readIdentity, signalGroup } from "./identity";
 
@@ -110,6 +116,33 @@ export class LocalExecutor implements Executor<LocalAttemptHandle> {
     return signalGroup({ bootId: handle.bootId, ...handle.trainer }, signal) === "sent";
   }
 
+  async cancel(handle: LocalAttemptHandle, request: CancelSpec): Promise<boolean> {
+    if (this.graceKeptByRunner(handle)) {
+      try {
+        writeJsonAtomic(cancelRequestPath(handle.taskDir), {
+          version: RECORD_VERSION,
+          attempt: handle.attempt,
+          requestedAt: request.requestedAt.toISOString(),
+          graceMs: request.graceMs,
+        } satisfies CancelRequest);
+        // The runner also looks every second; the signal only makes it look now.
+        const runner = { bootId: handle.bootId, ...handle.runner };
+        if (inspect(runner).liveness === "alive") {
+          process.kill(runner.pid, "SIGUSR2");
+          return true;
+        }
+      } catch {
+        // No cancel.json (disk full, folder gone) or no runner: signal the trainer directly.
+      }
+    }
+    await this.signal(handle, "SIGCONT");
+    return this.signal(handle, "SIGTERM");
+  }
+
+  graceKeptByRunner(handle: LocalAttemptHandle): boolean {
+    return handle.version >= 1;
+  }
+
   async readOutcome(taskDir: string, attempt: number): Promise<ExitRecord | null> {
     return readExitRecord(taskDir, attempt);
   }
@@ -140,6 +173,8 @@ function handleFrom(taskDir: string, record: RunnerRecord, runnerPid: number): L
   }
   return {
     kind: "local",
+    // A version-0 runner wrote no version and cannot carry out cancel.json.
+    version: record.version === 0 ? 0 : HANDLE_VERSION,
     taskDir,
     attempt: record.attempt,
     bootId: record.bootId,

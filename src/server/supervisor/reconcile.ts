@@ -1,21 +1,27 @@
 import type { AttemptHandle, ExitRecord, ProcessState } from "./executor";
 
 /**
- * Boot reconciliation as one pure decision: for a task that was not terminal when the last
- * studio stopped, what is true now? The caller gathers the observations (see
- * `observeAttempt` in ./executor) and carries the decision out; every branch is tested in
- * test/supervisor/reconcile.test.ts.
+ * Reconciliation as one pure decision: for a task that is not terminal, what is true now? The
+ * same table decides at boot (every open task, once) and live (each followed attempt, on every
+ * check): the caller gathers the observations (./observe) and carries the decision out
+ * (./reconciler). Every branch is tested in test/supervisor/reconcile.test.ts.
+ *
+ * What the studio can see for itself outranks what a file says: a recorded outcome is believed
+ * only when the processes it speaks of are gone, and an unreadable record ends its own task with
+ * a reason that names the file, never the studio.
  */
 
-/** The non-terminal statuses a task can be found in at boot ("pending" needs no decision). */
+/** The non-terminal statuses a task can be found in ("pending" needs no decision). */
 export type ReconcilableStatus = "queued" | "preparing" | "training" | "paused";
 
 export interface ReconcileInput {
   status: ReconcilableStatus;
   /** The task's latest attempt, or null when none was recorded. */
   attempt: {
-    /** The handle stored once the launch was confirmed; null while it was still in flight. */
+    /** The handle stored once the launch was confirmed; null while in flight, or unreadable. */
     handle: AttemptHandle | null;
+    /** What is wrong with the stored handle when it no longer parses. */
+    handleProblem?: string | null;
     cancelRequested: boolean;
     /** When the attempt was written as intended (ms since epoch), before anything was spawned. */
     intentAt: number;
@@ -23,10 +29,17 @@ export interface ReconcileInput {
   observed: {
     /** The attempt's outcome record (exit.json of this attempt number). */
     exit: ExitRecord | null;
+    /** exit.json is there but unreadable: the file and what is wrong with it. */
+    exitProblem?: string | null;
     /** The handle the runner recorded (runner.json), for an attempt whose handle was not stored. */
     recoveredHandle: AttemptHandle | null;
-    /** The processes of the stored (else recovered) handle; null when there is no handle. */
-    processes: { runner: ProcessState; trainer: ProcessState } | null;
+    /** runner.json is there but unreadable. */
+    recoveredProblem?: string | null;
+    /**
+     * The processes of the stored (else recovered) handle; null when there is no handle;
+     * "unknown" when the executor could not tell (a cluster controller that did not answer).
+     */
+    processes: { runner: ProcessState; trainer: ProcessState } | null | "unknown";
   };
   hasCheckpoint: boolean;
   autoResume: boolean;
@@ -37,6 +50,13 @@ export interface ReconcileInput {
 }
 
 export const TERMINATED_UNEXPECTEDLY = "Training process terminated unexpectedly";
+export const RECORD_UNREADABLE = "The attempt's record cannot be believed";
+
+/**
+ * The runner writes exit.json, then exits: for this long after the record's end time a live
+ * runner is just finishing. A runner still there later (stopped by someone) no longer delays it.
+ */
+export const RUNNER_EXIT_WINDOW_MS = 10_000;
 
 export type ReconcileDecision =
   /** Leave it queued; the scheduler starts it in its turn. */
@@ -52,31 +72,37 @@ export type ReconcileDecision =
   /** The machine restarted: nothing of the attempt runs any more. */
   | { action: "interrupted"; reason: string; resumable: boolean; autoResume: boolean }
   /**
-   * Ours and alive: follow it again. `paused` is the trainer's real state (set the status to
+   * Ours and alive: follow it (again). `paused` is the trainer's real state (set the status to
    * match); `storeHandle` is a recovered handle to store; `continueCancel`: a cancel was asked
-   * and the trainer still runs, so send SIGTERM again (SIGCONT first when paused).
+   * and the trainer still runs, so ask again. `warning`: a record said otherwise and was not
+   * believed; tell the user why.
    */
   | {
       action: "reattach";
       paused: boolean;
       storeHandle: AttemptHandle | null;
       continueCancel: boolean;
+      warning?: string;
     }
+  /** exit.json is written and its runner is exiting right now: look again in a moment. */
+  | { action: "await-runner" }
   /**
-   * The runner is gone without an outcome record: mark the task failed with what was seen, no
-   * exit code invented. A trainer still alive has no one left to record its outcome: kill its
-   * group (`killTrainerGroup`) with the handle's identity check.
+   * The attempt ended without an outcome that can be believed: mark the task failed with what
+   * was seen, no exit code invented. A trainer still alive has no one left to record its
+   * outcome: kill its group (`killTrainerGroup`) with the handle's identity check.
    */
   | {
       action: "failed-unexpectedly";
-      reason: typeof TERMINATED_UNEXPECTEDLY;
+      reason: typeof TERMINATED_UNEXPECTEDLY | typeof RECORD_UNREADABLE;
       seen: string;
       killTrainerGroup: boolean;
     }
   /** A launch may still be in flight: decide again at `recheckAt`, start nothing meanwhile. */
   | { action: "wait"; recheckAt: number }
-  /** The launch never confirmed and its time is up: fail the attempt. */
-  | { action: "launch-failed"; reason: string };
+  /** The launch never confirmed and its time is up (or its handle is lost): fail the attempt. */
+  | { action: "launch-failed"; reason: string }
+  /** The executor could not say what runs: change nothing, look again later. */
+  | { action: "undecided"; why: string };
 
 /** What an exit record means for the task, given whether someone asked it to stop. */
 export function outcomeOfExit(
@@ -95,18 +121,6 @@ const isUp = (state: ProcessState) => state === "alive" || state === "stopped";
 export function reconcile(input: ReconcileInput): ReconcileDecision {
   const { status, attempt, observed } = input;
   if (status === "queued") return { action: "requeue" };
-
-  // A recorded outcome wins over everything else, even one written before a reboot.
-  if (observed.exit) {
-    const outcome = outcomeOfExit(observed.exit, attempt?.cancelRequested ?? false);
-    return {
-      action: "finalize",
-      ...outcome,
-      exitCode: observed.exit.exitCode,
-      signal: observed.exit.signal,
-    };
-  }
-
   if (!attempt) {
     return {
       action: "launch-failed",
@@ -115,7 +129,65 @@ export function reconcile(input: ReconcileInput): ReconcileDecision {
   }
 
   const handle = attempt.handle ?? observed.recoveredHandle;
-  if (!handle || !observed.processes) {
+  const processes = observed.processes;
+  if (processes === "unknown") {
+    // A recorded outcome needs no process to be believed when none can be seen.
+    if (observed.exit) return finalizeFrom(observed.exit, attempt.cancelRequested);
+    return { action: "undecided", why: "the executor could not say whether the attempt runs" };
+  }
+
+  if (observed.exit || observed.exitProblem) {
+    const exitProblem =
+      observed.exitProblem ?? (handle && observed.exit ? mismatch(observed.exit, handle) : null);
+    if (processes && exitProblem === null && observed.exit) {
+      const trainerUp = isUp(processes.trainer);
+      if (isUp(processes.runner)) {
+        if (trainerUp) {
+          return follow(input, handle, processes, {
+            warning: `exit.json says the trainer ${ended(observed.exit)}, but its trainer (${pidOf(handle, "trainer")}) is still running: not believed`,
+          });
+        }
+        if (input.now - Date.parse(observed.exit.endedAt) < RUNNER_EXIT_WINDOW_MS) {
+          return { action: "await-runner" };
+        }
+      } else if (trainerUp) {
+        return {
+          action: "failed-unexpectedly",
+          reason: RECORD_UNREADABLE,
+          seen: `exit.json says the trainer ${ended(observed.exit)}, but its trainer (${pidOf(handle, "trainer")}) was still running with its runner ${phrase(processes.runner)}; the trainer was ended`,
+          killTrainerGroup: true,
+        };
+      }
+    }
+    if (exitProblem === null && observed.exit) {
+      return finalizeFrom(observed.exit, attempt.cancelRequested);
+    }
+    // An outcome that cannot be believed. While the runner lives, its own record is to come.
+    if (processes && isUp(processes.runner)) {
+      return follow(input, handle, processes, {
+        warning: `${exitProblem}; the runner still runs, so its own record is awaited`,
+      });
+    }
+    return {
+      action: "failed-unexpectedly",
+      reason: RECORD_UNREADABLE,
+      seen: processes
+        ? `${exitProblem}; runner ${phrase(processes.runner)}; trainer ${phrase(processes.trainer)}`
+        : `${exitProblem}; the attempt's processes cannot be identified`,
+      killTrainerGroup: processes !== null && isUp(processes.trainer),
+    };
+  }
+
+  if (!handle || !processes) {
+    const problems = [attempt.handleProblem && `stored handle: ${attempt.handleProblem}`]
+      .concat(observed.recoveredProblem ? [observed.recoveredProblem] : [])
+      .filter(Boolean);
+    if (problems.length) {
+      return {
+        action: "launch-failed",
+        reason: `the attempt's processes cannot be identified (${problems.join("; ")})`,
+      };
+    }
     // Nothing proves a process exists, but a launch still within its time might yet confirm:
     // starting another copy now could run the trainer twice.
     const recheckAt = attempt.intentAt + input.launchTimeoutMs;
@@ -126,7 +198,7 @@ export function reconcile(input: ReconcileInput): ReconcileDecision {
     };
   }
 
-  const { runner, trainer } = observed.processes;
+  const { runner, trainer } = processes;
   if (runner === "other-boot") {
     if (attempt.cancelRequested) {
       return {
@@ -145,14 +217,7 @@ export function reconcile(input: ReconcileInput): ReconcileDecision {
     };
   }
 
-  if (isUp(runner)) {
-    return {
-      action: "reattach",
-      paused: trainer === "stopped",
-      storeHandle: attempt.handle ? null : handle,
-      continueCancel: attempt.cancelRequested && isUp(trainer),
-    };
-  }
+  if (isUp(runner)) return follow(input, handle, processes, {});
 
   return {
     action: "failed-unexpectedly",
@@ -160,6 +225,54 @@ export function reconcile(input: ReconcileInput): ReconcileDecision {
     seen: `runner ${phrase(runner)} without recording an exit; trainer ${phrase(trainer)}`,
     killTrainerGroup: isUp(trainer),
   };
+}
+
+function follow(
+  input: ReconcileInput,
+  handle: AttemptHandle | null,
+  processes: { runner: ProcessState; trainer: ProcessState },
+  extra: { warning?: string },
+): ReconcileDecision {
+  const attempt = input.attempt!;
+  return {
+    action: "reattach",
+    paused: processes.trainer === "stopped",
+    storeHandle: attempt.handle ? null : handle,
+    continueCancel: attempt.cancelRequested && isUp(processes.trainer),
+    ...extra,
+  };
+}
+
+function finalizeFrom(exit: ExitRecord, cancelRequested: boolean): ReconcileDecision {
+  return {
+    action: "finalize",
+    ...outcomeOfExit(exit, cancelRequested),
+    exitCode: exit.exitCode,
+    signal: exit.signal,
+  };
+}
+
+/** An exit record that names other processes than the attempt's own is not its outcome. */
+function mismatch(exit: ExitRecord, handle: AttemptHandle): string | null {
+  if (handle.kind !== "local") return null;
+  const wrong: string[] = [];
+  if (exit.runnerPid !== null && exit.runnerPid !== handle.runner.pid) {
+    wrong.push(`runner pid ${exit.runnerPid} (the attempt's is ${handle.runner.pid})`);
+  }
+  if (exit.trainerPid !== null && exit.trainerPid !== handle.trainer.pid) {
+    wrong.push(`trainer pid ${exit.trainerPid} (the attempt's is ${handle.trainer.pid})`);
+  }
+  return wrong.length ? `exit.json names ${wrong.join(" and ")}` : null;
+}
+
+function ended(exit: ExitRecord): string {
+  if (exit.signal) return `was killed by ${exit.signal}`;
+  if (exit.exitCode !== null) return `exited with code ${exit.exitCode}`;
+  return "ended";
+}
+
+function pidOf(handle: AttemptHandle | null, which: "runner" | "trainer"): string {
+  return handle?.kind === "local" ? `pid ${handle[which].pid}` : "its job";
 }
 
 function phrase(state: ProcessState): string {

@@ -3,13 +3,14 @@ import { existsSync, type FSWatcher, mkdirSync, readFileSync, watch, writeFileSy
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { writeJsonAtomic } from "../../runner/atomic-json";
-import { readExitRecord, readRunnerRecord } from "../../runner/record-schemas";
-import type { ExitRecord } from "../../runner/records";
+import { RecordUnreadable, readExitRecord, readRunnerRecord } from "../../runner/record-schemas";
+import { type ExitRecord, RECORD_VERSION } from "../../runner/records";
 import { DIST_DIR } from "../package-root";
 import {
   type AttemptState,
   type ControlSignal,
   type Executor,
+  HANDLE_VERSION,
   type LaunchSpec,
   type ProcessState,
   type SlurmAttemptHandle,
@@ -117,6 +118,7 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
     const { jobId, cluster } = parseSbatchParsable(result.stdout);
     const submitted: SlurmAttemptHandle = {
       kind: "slurm",
+      version: HANDLE_VERSION,
       taskDir,
       attempt,
       jobId,
@@ -222,6 +224,16 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
     return this.runOrGone(command, args);
   }
 
+  /** Slurm delivers the signals; the studio keeps the grace and sends the KILL (see README). */
+  async cancel(handle: SlurmAttemptHandle): Promise<boolean> {
+    await this.signal(handle, "SIGCONT");
+    return this.signal(handle, "SIGTERM");
+  }
+
+  graceKeptByRunner(): boolean {
+    return false;
+  }
+
   /** True when the command worked, false when the job is not there, throws otherwise. */
   private async runOrGone(command: string, args: string[]): Promise<boolean> {
     const result = await this.slurm(command, args);
@@ -258,6 +270,7 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
       if (!never) return null;
       const now = new Date().toISOString();
       return {
+        version: RECORD_VERSION,
         attempt,
         ...never,
         startedAt: now,
@@ -269,6 +282,7 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
     const end = endWithoutRunner(job.record);
     if (!end) return null;
     return {
+      version: RECORD_VERSION,
       attempt,
       ...end,
       startedAt: runner.startedAt,
@@ -297,6 +311,7 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
     if (!jobId) return null;
     const found: SlurmAttemptHandle = {
       kind: "slurm",
+      version: HANDLE_VERSION,
       taskDir,
       attempt,
       jobId,
@@ -416,15 +431,23 @@ function answerKey(handle: SlurmAttemptHandle): string {
 }
 
 function readHandleFile(taskDir: string, attempt: number): SlurmAttemptHandle | null {
+  const path = handleFile(taskDir);
   let text: string;
   try {
-    text = readFileSync(handleFile(taskDir), "utf8");
+    text = readFileSync(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw err;
+    throw new RecordUnreadable(path, `cannot be read (${(err as NodeJS.ErrnoException).code})`);
   }
-  const handle = slurmHandleSchema.parse(JSON.parse(text));
-  return handle.attempt === attempt ? handle : null;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new RecordUnreadable(path, "not JSON");
+  }
+  const parsed = slurmHandleSchema.safeParse(json);
+  if (!parsed.success) throw new RecordUnreadable(path, "not a Slurm job record");
+  return parsed.data.attempt === attempt ? parsed.data : null;
 }
 
 /** How many GPUs the attempt was given, from its config.json (the scheduler's choice). */

@@ -33,6 +33,10 @@ const TRANSITIONS: Record<TaskStatus, readonly TaskStatus[]> = {
 export const TERMINAL_STATUSES: readonly TaskStatus[] = ["completed", "failed", "cancelled"];
 /** Statuses in which a trainer process may exist. */
 export const ACTIVE_STATUSES: readonly TaskStatus[] = ["preparing", "training", "paused"];
+/** Statuses the supervisor still has work for: waiting in the queue, or active. */
+export const OPEN_STATUSES: readonly TaskStatus[] = ["queued", ...ACTIVE_STATUSES];
+/** Statuses from which retry (and resume from a checkpoint) queue a new attempt. */
+export const RETRYABLE_STATUSES: readonly TaskStatus[] = ["failed", "cancelled", "interrupted"];
 
 export function canTransition(from: TaskStatus, to: TaskStatus): boolean {
   return TRANSITIONS[from].includes(to);
@@ -58,9 +62,8 @@ export function allowedActions(status: TaskStatus, hasCheckpoint: boolean) {
     cancel: status === "pending" || status === "queued" || isActive(status),
     pause: status === "training",
     resume: status === "paused",
-    retry: status === "failed" || status === "cancelled" || status === "interrupted",
-    resumeFromCheckpoint:
-      hasCheckpoint && (status === "failed" || status === "cancelled" || status === "interrupted"),
+    retry: RETRYABLE_STATUSES.includes(status),
+    resumeFromCheckpoint: hasCheckpoint && RETRYABLE_STATUSES.includes(status),
     delete: !isActive(status),
   };
 }

@@ -1,0 +1,52 @@
+import type { Db } from "../db/client";
+import type { TaskRow } from "../db/schema";
+import type { Env } from "../env";
+import type { StudioBus } from "../events/bus";
+import { taskDir } from "../home";
+import { addEvent, getTask } from "../tasks/repository";
+import type { Executor } from "./executor";
+
+/** What every part of the supervisor works with: settings, the database, the bus, the executor. */
+export interface SupervisorContext {
+  env: Env;
+  db: Db;
+  bus: StudioBus;
+  executor: Executor;
+  log: (msg: string) => void;
+}
+
+export interface TaskEventInput {
+  type: string;
+  message: string;
+  attempt?: number;
+  data?: Record<string, unknown>;
+}
+
+export function taskFolder(ctx: SupervisorContext, taskId: string): string {
+  return taskDir(ctx.env.STUDIO_HOME, taskId);
+}
+
+/** Records the event (when given) and tells subscribers about the task's new row. */
+export async function publish(
+  ctx: SupervisorContext,
+  row: TaskRow | undefined,
+  event?: TaskEventInput,
+): Promise<void> {
+  if (!row) return;
+  const ev = event
+    ? await addEvent(ctx.db, row.id, event.type, event.message, {
+        attempt: event.attempt,
+        data: event.data,
+      })
+    : undefined;
+  ctx.bus.publishTask({ ...row, event: ev });
+}
+
+/** Records an event about a task whose row did not change (a warning, a note). */
+export async function note(
+  ctx: SupervisorContext,
+  taskId: string,
+  event: TaskEventInput,
+): Promise<void> {
+  await publish(ctx, await getTask(ctx.db, taskId), event);
+}

@@ -1,0 +1,227 @@
+import { hostname } from "node:os";
+import { isAbsolute, join } from "node:path";
+import { and, asc, eq, inArray, isNull } from "drizzle-orm";
+import { trainerCommand } from "../../trainers/launch";
+import type { TaskConfig } from "../../trainers/protocol";
+import { type AttemptRow, attempts, tasks } from "../db/schema";
+import { DIST_DIR } from "../package-root";
+import { OPEN_STATUSES } from "../tasks/lifecycle";
+import { getTask, transition } from "../tasks/repository";
+import type { AttemptWatchers } from "./attempt-watcher";
+import { publish, type SupervisorContext, taskFolder } from "./context";
+import { type AttemptHandle, describeHandle, HANDLE_VERSION } from "./executor";
+import { failAttempt } from "./outcomes";
+import { initialProgress } from "./progress-state";
+import { planStarts } from "./scheduler";
+import { writeTaskConfig } from "./task-folder";
+
+/**
+ * Starts queued tasks in their turn: picks them (./scheduler, pure), writes the intent (attempt
+ * row, status preparing), launches through the executor, stores the handle, and hands the
+ * attempt to a watcher. Intent is written before anything is spawned, so a studio killed
+ * mid-launch leaves a record the reconciler can judge.
+ */
+export class Launcher {
+  private scheduling: Promise<void> | null = null;
+  private scheduleAgain = false;
+  private stopped = false;
+
+  constructor(
+    private readonly ctx: SupervisorContext,
+    private readonly watchers: AttemptWatchers,
+  ) {}
+
+  /** Runs the scheduler; calls while it runs collapse into one more pass. */
+  schedule() {
+    if (this.stopped) return;
+    if (this.scheduling) {
+      this.scheduleAgain = true;
+      return;
+    }
+    this.scheduling = (async () => {
+      try {
+        do {
+          this.scheduleAgain = false;
+          await this.scheduleOnce();
+        } while (this.scheduleAgain && !this.stopped);
+      } catch (err) {
+        this.ctx.log(`scheduler: ${err}`);
+      } finally {
+        this.scheduling = null;
+      }
+    })();
+  }
+
+  async stop() {
+    this.stopped = true;
+    await this.scheduling;
+  }
+
+  private async scheduleOnce() {
+    const { db, env } = this.ctx;
+    const active = await db
+      .select({
+        id: tasks.id,
+        status: tasks.status,
+        queuedAt: tasks.queuedAt,
+        gpusRequested: tasks.gpusRequested,
+      })
+      .from(tasks)
+      .where(inArray(tasks.status, [...OPEN_STATUSES]))
+      .orderBy(asc(tasks.queuedAt), asc(tasks.id));
+    const queued = active.filter((t) => t.status === "queued");
+    if (queued.length === 0) return;
+    const runningIds = active.filter((t) => t.status !== "queued").map((t) => t.id);
+    const open = runningIds.length
+      ? await db
+          .select({ taskId: attempts.taskId, gpus: attempts.gpus })
+          .from(attempts)
+          .where(and(inArray(attempts.taskId, runningIds), isNull(attempts.endedAt)))
+      : [];
+    const plan = planStarts({
+      queued: queued.map((t, position) => ({
+        taskId: t.id,
+        gpusRequested: t.gpusRequested,
+        position,
+      })),
+      running: runningIds.map((id) => ({
+        taskId: id,
+        gpus: open.find((a) => a.taskId === id)?.gpus ?? [],
+      })),
+      concurrency: env.STUDIO_CONCURRENCY,
+      gpuIds: env.STUDIO_GPUS,
+    });
+    for (const u of plan.unschedulable) {
+      const row = await transition(
+        db,
+        u.taskId,
+        "cancelled",
+        { statusReason: u.reason, finishedAt: new Date() },
+        ["queued"],
+      );
+      await publish(this.ctx, row, { type: "unschedulable", message: u.reason });
+    }
+    for (const s of plan.starts) await this.launch(s.taskId, s.gpus);
+  }
+
+  /** Intent first (attempt row, status preparing), then the process, then its handle. */
+  private async launch(taskId: string, gpus: string[]) {
+    const { db, env } = this.ctx;
+    const dir = taskFolder(this.ctx, taskId);
+    const prepared = await db.transaction(async (tx) => {
+      const task = await transition(tx, taskId, "preparing", { statusReason: null }, ["queued"]);
+      if (!task) return null;
+      const number = task.currentAttempt + 1;
+      const resumeFrom =
+        task.resumeFromCheckpoint && task.lastCheckpoint
+          ? isAbsolute(task.lastCheckpoint)
+            ? task.lastCheckpoint
+            : join(dir, task.lastCheckpoint)
+          : null;
+      const [attempt] = await tx
+        .insert(attempts)
+        .values({
+          taskId,
+          number,
+          host: hostname(),
+          gpus,
+          resumeFrom,
+          executor: env.STUDIO_EXECUTOR,
+        })
+        .returning();
+      const [updated] = await tx
+        .update(tasks)
+        .set({
+          currentAttempt: number,
+          progress: initialProgress() as unknown as Record<string, unknown>,
+        })
+        .where(eq(tasks.id, taskId))
+        .returning();
+      return { task: updated!, attempt: attempt! };
+    });
+    if (!prepared) return;
+    const { task, attempt } = prepared;
+    await publish(this.ctx, task, {
+      type: "preparing",
+      message: `attempt ${attempt.number}: launching`,
+      attempt: attempt.number,
+    });
+
+    let handle: AttemptHandle;
+    try {
+      const config: TaskConfig = {
+        taskId,
+        attempt: attempt.number,
+        trainer: task.trainer,
+        model: task.model,
+        mode: task.mode,
+        dataset: { path: task.datasetPath, format: task.datasetFormat },
+        taskDir: dir,
+        hyperparameters: task.hyperparameters,
+        resumeFrom: attempt.resumeFrom,
+        gpus,
+        command: task.command ?? null,
+      };
+      writeTaskConfig(dir, config);
+      const command = trainerCommand(config, {
+        nodePath: process.execPath,
+        distDir: DIST_DIR,
+        pythonPath: env.STUDIO_PYTHON,
+        allowCommandTrainer: env.STUDIO_ALLOW_COMMAND_TRAINER,
+        baseEnv: process.env,
+      });
+      handle = await this.ctx.executor.start({ taskDir: dir, attempt: attempt.number, command });
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      await failAttempt(
+        this.ctx,
+        { taskId, rowId: attempt.id, number: attempt.number },
+        "could not launch",
+        message,
+        "failed",
+      );
+      this.schedule();
+      return;
+    }
+    const started = await this.recordHandle(attempt, handle);
+    const row = await transition(db, taskId, "training", {}, ["preparing"]);
+    const summary = describeHandle(handle);
+    await publish(this.ctx, row, {
+      type: "started",
+      message: `attempt ${attempt.number} started (${summary.label})`,
+      attempt: attempt.number,
+      data: { ...summary.facts, gpus },
+    });
+    this.watchers.follow(row ?? task, started, handle);
+    // A cancel that arrived while the launch was in flight is carried out now.
+    const fresh = await getTask(db, taskId);
+    if (fresh?.cancelRequestedAt) {
+      await this.ctx.executor.cancel(handle, {
+        requestedAt: fresh.cancelRequestedAt,
+        graceMs: env.STUDIO_CANCEL_GRACE_MS,
+      });
+    }
+  }
+
+  /** Stores a confirmed launch's handle (versioned) with its identity columns. */
+  async recordHandle(attempt: AttemptRow, handle: AttemptHandle): Promise<AttemptRow> {
+    const summary = describeHandle(handle);
+    const [row] = await this.ctx.db
+      .update(attempts)
+      .set({
+        handle: { ...handle, version: handle.version ?? HANDLE_VERSION } as unknown as Record<
+          string,
+          unknown
+        >,
+        executor: handle.kind,
+        pid: summary.pid,
+        processStartTime: summary.processStartTime,
+        bootId: summary.bootId,
+        ...(summary.host ? { host: summary.host } : {}),
+        startedAt: new Date(),
+      })
+      .where(eq(attempts.id, attempt.id))
+      .returning();
+    return row!;
+  }
+}
