@@ -115,6 +115,12 @@ export class Reconciler {
           data: summary.facts,
         });
         const watcher = this.deps.watchers.follow(row, live, liveHandle);
+        if (stored?.problem) {
+          await this.warn(
+            watcher,
+            `the stored handle of attempt ${a.number} was unreadable (${stored.problem}); the runner's runner.json proved the processes and replaced it`,
+          );
+        }
         if (decision.warning) await this.warn(watcher, decision.warning);
         if (decision.continueCancel) await this.carryOnCancel(row, liveHandle);
         break;
