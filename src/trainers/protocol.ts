@@ -84,57 +84,81 @@ export const taskConfigSchema = z.object({
 });
 export type TaskConfig = z.infer<typeof taskConfigSchema>;
 
-const time = z.number().optional(); // unix seconds, float
+/** The largest value of PostgreSQL's `integer`, where steps are stored. */
+export const MAX_INT4 = 2 ** 31 - 1;
+/** The longest string a progress event may carry (a checkpoint path, a stop reason). */
+export const MAX_EVENT_STRING = 1024;
 
-/** One line of `progress.jsonl`. `epoch` is fractional epochs completed, as Hugging Face counts. */
+// Every number is finite (zod refuses Infinity; JSON has no NaN), within what the studio stores.
+/** Unix seconds, float; 0 to 10^10 (year 2286), so `time * 1000` is a valid Date. */
+const time = z.number().min(0).max(1e10).optional();
+/** A count of steps: stored as PostgreSQL `integer`. */
+const steps = z.number().int().min(0).max(MAX_INT4);
+/** Epochs (fractional, as Hugging Face counts them). */
+const epochs = z.number().min(0).max(MAX_INT4);
+/** A measured value (loss, rate, norm): any finite number. */
+const measure = z.number();
+/** A checkpoint folder relative to the task folder: no absolute path, no "..", no NUL. */
+const relativePath = z
+  .string()
+  .min(1)
+  .max(MAX_EVENT_STRING)
+  .refine((p) => !p.startsWith("/") && !p.startsWith("\\"), "must be relative to the task folder")
+  .refine((p) => !p.split(/[\\/]/).includes(".."), 'must not contain ".."')
+  .refine((p) => !p.includes("\0"), "must not contain NUL");
+
+/**
+ * One line of `progress.jsonl`. `epoch` is fractional epochs completed, as Hugging Face counts.
+ * A line that does not match is skipped by the studio (and counted, and reported as a warning).
+ */
 export const progressEventSchema = z.discriminatedUnion("event", [
   z.object({
     event: z.literal("started"),
     time,
-    total_epochs: z.number(),
-    total_steps: z.number(),
-    resumed_from_step: z.number().optional(),
+    total_epochs: epochs,
+    total_steps: steps,
+    resumed_from_step: steps.optional(),
   }),
   z.object({
     event: z.literal("progress"),
     time,
-    epoch: z.number(),
-    total_epochs: z.number(),
-    step: z.number(),
-    total_steps: z.number(),
-    loss: z.number().optional(),
-    learning_rate: z.number().optional(),
-    grad_norm: z.number().optional(),
-    tokens_per_second: z.number().optional(),
+    epoch: epochs,
+    total_epochs: epochs,
+    step: steps,
+    total_steps: steps,
+    loss: measure.optional(),
+    learning_rate: measure.optional(),
+    grad_norm: measure.optional(),
+    tokens_per_second: measure.optional(),
   }),
   z.object({
     event: z.literal("eval"),
     time,
-    epoch: z.number().optional(),
-    step: z.number(),
-    eval_loss: z.number(),
+    epoch: epochs.optional(),
+    step: steps,
+    eval_loss: measure,
   }),
   z.object({
     event: z.literal("checkpoint"),
     time,
-    step: z.number(),
+    step: steps,
     /** relative to the task folder, e.g. "checkpoints/step-100" */
-    path: z.string(),
+    path: relativePath,
   }),
   z.object({
     event: z.literal("completed"),
     time,
-    step: z.number(),
-    train_loss: z.number().optional(),
-    eval_loss_base: z.number().optional(),
-    eval_loss_adapter: z.number().optional(),
-    runtime_s: z.number().optional(),
+    step: steps,
+    train_loss: measure.optional(),
+    eval_loss_base: measure.optional(),
+    eval_loss_adapter: measure.optional(),
+    runtime_s: measure.optional(),
   }),
   z.object({
     event: z.literal("stopped"),
     time,
-    step: z.number(),
-    reason: z.string(),
+    step: steps,
+    reason: z.string().max(MAX_EVENT_STRING),
   }),
 ]);
 export type ProgressEvent = z.infer<typeof progressEventSchema>;

@@ -260,3 +260,30 @@ describe("parseHfOutput", () => {
     expect(steps.slice(0, 2)).toEqual([5, 10]);
   });
 });
+
+describe("parseHfLine: never a value the database cannot store", () => {
+  const bar = (step: string, total: string, clock = "00:01<00:02", rate = "2.00it/s") =>
+    ` 50%|█████     | ${step}/${total} [${clock}, ${rate}]`;
+
+  it("takes steps up to int4 and refuses a bar counting past it", () => {
+    expect(parseHfLine(bar("2147483647", "2147483647"))).toMatchObject({
+      step: 2147483647,
+      total: 2147483647,
+    });
+    for (const [step, total] of [
+      ["2147483648", "10"],
+      ["1", "2147483648"],
+      ["9".repeat(400), "10"],
+    ]) {
+      expect(parseHfLine(bar(step!, total!))).toBeNull();
+    }
+  });
+
+  it("refuses clocks and rates that are not finite", () => {
+    expect(parseHfLine(bar("1", "10", `${"9".repeat(400)}:00<00:02`))).toBeNull();
+    expect(parseHfLine(bar("1", "10", `00:01<${"9".repeat(400)}:00`))).toBeNull();
+    expect(parseHfLine(bar("1", "10", "00:01<00:02", `${"9".repeat(400)}it/s`))).toMatchObject({
+      rate: null,
+    });
+  });
+});

@@ -3,11 +3,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  boundLine,
+  DEFAULT_MAX_BYTES,
+  LONG_LINE_PIECE_BYTES,
   type LogCursor,
   type LogLine,
   lastSegment,
+  MAX_LINE_BYTES,
   readLinesBefore,
   readNewLines,
+  readOpenFile,
 } from "../../src/server/supervisor/log-cursor";
 
 let dir: string;
@@ -116,16 +121,58 @@ describe("readNewLines", () => {
     ]);
   });
 
-  it("hands out a line longer than the window in pieces, cut after a carriage return", async () => {
+  it("reads a line longer than the window whole, and one longer than a piece in pieces", async () => {
     const bars = Array.from({ length: 40 }, (_, i) => `\r${i}/40 bar`).join("");
-    await writeFile(log, `${bars}\n`);
-    const { lines } = await readAll(null, 64);
-    expect(lines.length).toBeGreaterThan(1);
-    expect(lines.map((l) => l.text).join("")).toBe(bars);
-    for (const piece of lines.slice(0, -1)) expect(piece.text.endsWith("\r")).toBe(true);
-    for (let i = 1; i < lines.length; i++) {
-      expect(lines[i]!.offset).toBe(lines[i - 1]!.offset + Buffer.byteLength(lines[i - 1]!.text));
+    await writeFile(log, `${bars}\nnext\n`);
+    const small = await readAll(null, 64);
+    expect(small.lines).toEqual([
+      { offset: 0, text: bars },
+      { offset: Buffer.byteLength(bars) + 1, text: "next" },
+    ]);
+
+    // 2.5 pieces of bar frames, then "done": pieces end after a "\r", at the same offsets
+    // whatever window the reader uses, so an event id means the same to every reader.
+    const frame = (i: number) =>
+      `\r${String(i).padStart(7, "0")}/9999999 [bar ${"#".repeat(i % 50)}]`;
+    const frames: string[] = [];
+    let bytes = 0;
+    for (let i = 0; bytes < 2.5 * LONG_LINE_PIECE_BYTES; i++) {
+      frames.push(frame(i));
+      bytes += Buffer.byteLength(frames.at(-1)!);
     }
+    await writeFile(log, `${frames.join("")}\ndone\n`);
+    const offsetsBy = async (window: number) => (await readAll(null, window)).lines;
+    const byDefault = await offsetsBy(DEFAULT_MAX_BYTES);
+    expect(byDefault.map((l) => l.offset)).toEqual((await offsetsBy(4096)).map((l) => l.offset));
+    expect(byDefault.map((l) => l.offset)).toEqual(
+      (await offsetsBy(3 * LONG_LINE_PIECE_BYTES)).map((l) => l.offset),
+    );
+    expect(byDefault).toHaveLength(4);
+    expect(byDefault.at(-1)).toEqual({ offset: bytes + 1, text: "done" });
+    for (const piece of byDefault.slice(0, -1)) {
+      expect(Buffer.byteLength(piece.text)).toBeLessThanOrEqual(MAX_LINE_BYTES);
+      expect(piece.text).toMatch(/^… \d+ bytes cut\r/);
+    }
+    // The last piece ends with the bar's last frame, as a terminal would show it.
+    expect(lastSegment(byDefault[2]!.text)).toBe(frame(frames.length - 1).slice(1));
+    for (let i = 1; i < 3; i++) {
+      const offset = byDefault[i]!.offset;
+      expect(offset - byDefault[i - 1]!.offset).toBeLessThanOrEqual(LONG_LINE_PIECE_BYTES);
+      // Cut right after a "\r": the piece starts with a whole frame.
+      const head = Buffer.alloc(1);
+      const file = await open(log, "r");
+      await file.read(head, 0, 1, offset - 1);
+      await file.close();
+      expect(head.toString()).toBe("\r");
+    }
+  });
+
+  it("bounds the incomplete last line it reports as partial", async () => {
+    await writeFile(log, `first\n${"\r12%|bar| 12/100 [00:01<00:09, 9.0it/s]".repeat(10_000)}`);
+    const read = await readNewLines(log, null);
+    expect(read.lines).toEqual([{ offset: 0, text: "first" }]);
+    expect(Buffer.byteLength(read.partial!)).toBeLessThanOrEqual(MAX_LINE_BYTES);
+    expect(lastSegment(read.partial!)).toBe("12%|bar| 12/100 [00:01<00:09, 9.0it/s]");
   });
 
   it("restarts at 0 when the file was truncated", async () => {
@@ -221,5 +268,100 @@ describe("readLinesBefore", () => {
       lines: [{ offset: 0, text: "x" }],
       reachedStart: true,
     });
+  });
+});
+
+describe("boundLine", () => {
+  const bytesOf = (text: string) => Buffer.byteLength(text);
+  const cutOf = (text: string) => Number(/… (\d+) bytes cut/.exec(text)?.[1]);
+
+  it("leaves a line of up to MAX_LINE_BYTES as it is", () => {
+    for (const length of [0, 1, MAX_LINE_BYTES - 1, MAX_LINE_BYTES]) {
+      const text = "a".repeat(length);
+      expect(boundLine(Buffer.from(text))).toBe(text);
+    }
+  });
+
+  it("keeps the last frames of a long \\r bar after a marker counting the cut bytes", () => {
+    const frames = Array.from({ length: 4000 }, (_, i) => `\r${i}/4000 ${"█".repeat(20)}`);
+    for (const ending of ["", "\r", "\r\r", "\rdone"]) {
+      const raw = Buffer.from(frames.join("") + ending);
+      const text = boundLine(raw);
+      expect(bytesOf(text)).toBeLessThanOrEqual(MAX_LINE_BYTES);
+      expect(text.startsWith("… ")).toBe(true);
+      const kept = text.slice(text.indexOf("\r") + 1);
+      expect(cutOf(text) + bytesOf(kept)).toBe(raw.length);
+      expect(raw.toString().replace(/\r+$/, "").endsWith(kept)).toBe(true);
+      expect(kept).toContain(`3999/4000 ${"█".repeat(20)}`);
+      expect(lastSegment(text)).toBe(ending === "\rdone" ? "done" : frames[3999]!.slice(1));
+      expect(text).not.toContain("\uFFFD");
+    }
+  });
+
+  it("keeps the start and the end of any other long line, on character boundaries", () => {
+    // 1-, 2-, 3- and 4-byte characters, each shifted so every cut point falls inside one.
+    for (const char of ["x", "é", "€", "😀"]) {
+      for (let shift = 0; shift < 4; shift++) {
+        for (const length of [MAX_LINE_BYTES + 1, MAX_LINE_BYTES * 3, 10 * 1024 * 1024]) {
+          const raw = Buffer.from(
+            "s".repeat(shift) + char.repeat(Math.ceil(length / bytesOf(char))),
+          );
+          const text = boundLine(raw);
+          expect(bytesOf(text)).toBeLessThanOrEqual(MAX_LINE_BYTES);
+          expect(text).not.toContain("\uFFFD");
+          const [head, tail] = text.split(/ … \d+ bytes cut … /);
+          expect(bytesOf(head!) + cutOf(text) + bytesOf(tail!)).toBe(raw.length);
+          expect(raw.toString().startsWith(head!)).toBe(true);
+          expect(raw.toString().endsWith(tail!)).toBe(true);
+        }
+      }
+    }
+  });
+
+  it("treats a \\r line whose last frame alone is too long like any long line", () => {
+    const raw = Buffer.from(`\rshort\r${"y".repeat(MAX_LINE_BYTES * 2)}`);
+    const text = boundLine(raw);
+    expect(bytesOf(text)).toBeLessThanOrEqual(MAX_LINE_BYTES);
+    expect(text).toMatch(/^\rshort\ry+ … \d+ bytes cut … y+$/);
+  });
+});
+
+describe("readOpenFile", () => {
+  it("follows the open file after its path is deleted or replaced", async () => {
+    await writeFile(log, "one\n");
+    const file = await open(log, "r");
+    const writer = await open(log, "a");
+    try {
+      const first = await readOpenFile(file, null);
+      expect(first.lines).toEqual([{ offset: 0, text: "one" }]);
+      await rm(log);
+      await writer.write("two\n");
+      const second = await readOpenFile(file, first.cursor);
+      expect(second).toMatchObject({ lines: [{ offset: 4, text: "two" }], cursor: { offset: 8 } });
+      expect(second.reset).toBeUndefined();
+      await writeFile(log, "impostor\n");
+      await writer.write("three\n");
+      const third = await readOpenFile(file, second.cursor);
+      expect(third.lines).toEqual([{ offset: 8, text: "three" }]);
+    } finally {
+      await file.close();
+      await writer.close();
+    }
+  });
+
+  it("starts over with a reset on truncation, and on a handle to another file than the cursor's", async () => {
+    await writeFile(log, "old one\nold two\n");
+    const file = await open(log, "r");
+    try {
+      const first = await readOpenFile(file, null);
+      await truncate(log, 0);
+      await appendFile(log, "new\n");
+      const second = await readOpenFile(file, first.cursor);
+      expect(second).toMatchObject({ reset: "truncated", lines: [{ offset: 0, text: "new" }] });
+      const other = await readOpenFile(file, { inode: "1", offset: 4 });
+      expect(other).toMatchObject({ reset: "rotated", lines: [{ offset: 0, text: "new" }] });
+    } finally {
+      await file.close();
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { MAX_INT4 } from "../../trainers/protocol";
 import { lastSegment } from "./log-cursor";
 
 /**
@@ -159,14 +160,21 @@ function parseTqdm(segment: string): TqdmBar | null {
   const [, label = "", percent, step, total, elapsed, remaining, rateText] = match;
   const rate = parseRate(rateText!.trim());
   if (!rate) return null;
+  // Steps are stored as PostgreSQL integers: a bar counting past that is not Trainer's.
+  const n = Number(step);
+  const of = Number(total);
+  if (n > MAX_INT4 || of > MAX_INT4) return null;
+  const elapsedSeconds = parseClock(elapsed!);
+  const remainingSeconds = remaining === "?" ? null : parseClock(remaining!);
+  if (!Number.isFinite(elapsedSeconds) || !Number.isFinite(remainingSeconds ?? 0)) return null;
   return {
     kind: "tqdm",
     label: label.trim(),
     percent: Number(percent),
-    step: Number(step),
-    total: Number(total),
-    elapsedSeconds: parseClock(elapsed!),
-    remainingSeconds: remaining === "?" ? null : parseClock(remaining!),
+    step: n,
+    total: of,
+    elapsedSeconds,
+    remainingSeconds,
     rate: rate.rate,
     unit: rate.unit,
   };
@@ -175,13 +183,15 @@ function parseTqdm(segment: string): TqdmBar | null {
 function parseRate(text: string): { rate: number | null; unit: string } | null {
   const perSecond = RATE_PER_SECOND.exec(text);
   if (perSecond) {
-    const rate = perSecond[1] === "?" ? null : Number(perSecond[1]);
+    const value = perSecond[1] === "?" ? null : Number(perSecond[1]);
+    const rate = value !== null && Number.isFinite(value) ? value : null;
     return { rate, unit: perSecond[2]!.trim() };
   }
   const perItem = SECONDS_PER_ITEM.exec(text);
   if (perItem) {
     const seconds = Number(perItem[1]);
-    return { rate: seconds > 0 ? 1 / seconds : null, unit: perItem[2]!.trim() };
+    const rate = seconds > 0 && Number.isFinite(1 / seconds) ? 1 / seconds : null;
+    return { rate, unit: perItem[2]!.trim() };
   }
   return null;
 }

@@ -9,7 +9,11 @@ import { type FileHandle, open } from "node:fs/promises";
  */
 export type LogCursor = { inode: string; offset: number };
 
-/** One complete line (without its "\n"); `offset` is where it starts in the file, the log event id. */
+/**
+ * One complete line (without its "\n"); `offset` is where it starts in the file, the log event id.
+ * `text` is at most `MAX_LINE_BYTES` of UTF-8 (see `boundLine`): the file keeps every byte, a
+ * reader never gets more than that of one line.
+ */
 export type LogLine = { offset: number; text: string };
 
 export type ReadResult = {
@@ -28,14 +32,31 @@ export type ReadResult = {
 
 export const DEFAULT_MAX_BYTES = 1024 * 1024;
 
+/**
+ * The most bytes of one line a reader gets (16 KiB: a screenful of text, far more than any
+ * sensible log line, and small enough that a page or a subscription never carries megabytes for
+ * one line). A longer line is shortened by `boundLine` with a visible "… N bytes cut" marker.
+ */
+export const MAX_LINE_BYTES = 16 * 1024;
+
+/**
+ * A line with no "\n" within this many bytes of where it starts is handed out in pieces of at
+ * most this size, whatever window the reader uses: piece boundaries depend only on the file's
+ * bytes, so every reader (the monitor, a subscription catching up, `studio task logs -f`) cuts a
+ * long line at the same offsets, and an event id stays exact. A 320 KB tqdm bar is one line.
+ */
+export const LONG_LINE_PIECE_BYTES = 1024 * 1024;
+
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
 
 /**
  * Reads the complete lines after `cursor` (at most `maxBytes` of file per call, so a fast trainer
- * is read in chunks). A partial last line stays for the next call. A line longer than `maxBytes`
- * is handed out in pieces, cut after its last "\r" when it has one, else on a UTF-8 character
- * boundary, so the reader always advances.
+ * is read in chunks; a window that holds no complete line grows to `LONG_LINE_PIECE_BYTES`). A
+ * partial last line stays for the next call. A line longer than `LONG_LINE_PIECE_BYTES` is handed
+ * out in pieces of at most that size, each cut after its last "\r" when it has one, else on a
+ * UTF-8 character boundary, so the reader always advances. Every line's text is bounded by
+ * `boundLine`.
  *
  * Rotation (the path now names another inode): pass `previousFile`, a handle opened on the file
  * the cursor points into, to finish reading it first; the reset "rotated" comes with the call that
@@ -76,6 +97,31 @@ export async function readNewLines(
   }
 }
 
+/**
+ * `readNewLines` for a file the caller keeps open, followed by descriptor rather than by name
+ * (`tail -f`): a trainer's output keeps going to the inode it opened even after training.log is
+ * deleted or replaced, and this keeps reading it. A handle on another inode than the cursor's is
+ * read from 0 with the reset "rotated"; a file shorter than the cursor, from 0 with "truncated".
+ */
+export async function readOpenFile(
+  file: FileHandle,
+  cursor: LogCursor | null,
+  maxBytes: number = DEFAULT_MAX_BYTES,
+): Promise<ReadResult> {
+  const stats = await file.stat({ bigint: true });
+  const inode = String(stats.ino);
+  const size = Number(stats.size);
+  const start = cursor ?? { inode: "", offset: 0 };
+  if (start.inode === "") return readChunk(file, inode, 0, size, maxBytes);
+  if (start.inode !== inode) {
+    return { ...(await readChunk(file, inode, 0, size, maxBytes)), reset: "rotated" };
+  }
+  if (size < start.offset) {
+    return { ...(await readChunk(file, inode, 0, size, maxBytes)), reset: "truncated" };
+  }
+  return readChunk(file, inode, start.offset, size, maxBytes);
+}
+
 /** What a terminal shows of a line a program redrew with "\r" (tqdm): the text after the last "\r". */
 export function lastSegment(text: string): string {
   let end = text.length;
@@ -112,7 +158,7 @@ export async function readLinesBefore(
       if (previousEnd < 0 && from > 0) break;
       lines.push({
         offset: from + previousEnd + 1,
-        text: buffer.toString("utf8", previousEnd + 1, lineEnd),
+        text: boundLine(buffer.subarray(previousEnd + 1, lineEnd)),
       });
       lineEnd = previousEnd;
     }
@@ -124,7 +170,7 @@ export async function readLinesBefore(
   }
 }
 
-async function openIfExists(path: string): Promise<FileHandle | null> {
+export async function openIfExists(path: string): Promise<FileHandle | null> {
   try {
     return await open(path, "r");
   } catch (error) {
@@ -161,28 +207,85 @@ async function readChunk(
 ): Promise<ReadResult> {
   const length = Math.min(maxBytes, size - offset);
   if (length <= 0) return { lines: [], cursor: { inode, offset }, partial: "" };
-  const buffer = await readAt(file, offset, length);
+  let buffer = await readAt(file, offset, length);
+  let firstNewline = buffer.indexOf(NEWLINE);
+  if (firstNewline < 0 && offset + buffer.length < size && buffer.length < LONG_LINE_PIECE_BYTES) {
+    // No complete line in the window, and more file after it: look as far as a piece reaches.
+    buffer = await readAt(file, offset, Math.min(LONG_LINE_PIECE_BYTES, size - offset));
+    firstNewline = buffer.indexOf(NEWLINE);
+  }
   const reachedEnd = offset + buffer.length >= size;
   const lines: LogLine[] = [];
   let lineStart = 0;
-  for (let i = buffer.indexOf(NEWLINE); i >= 0; i = buffer.indexOf(NEWLINE, lineStart)) {
-    lines.push({ offset: offset + lineStart, text: buffer.toString("utf8", lineStart, i) });
+  for (let i = firstNewline; i >= 0; i = buffer.indexOf(NEWLINE, lineStart)) {
+    lineStart = pushPieces(lines, buffer, offset, lineStart, i);
+    lines.push({ offset: offset + lineStart, text: boundLine(buffer.subarray(lineStart, i)) });
     lineStart = i + 1;
   }
+  // The rest has no "\n": pieces of it if it is that long, so reading never stalls on one line.
+  lineStart = pushPieces(lines, buffer, offset, lineStart, buffer.length);
   if (reachedEnd) {
     return {
       lines,
       cursor: { inode, offset: offset + lineStart },
-      partial: buffer.toString("utf8", lineStart),
+      partial: boundLine(buffer.subarray(lineStart)),
     };
   }
-  if (lines.length === 0) {
-    // One line longer than the whole window: hand out a piece so reading never stalls.
-    const cut = pieceEnd(buffer);
-    lines.push({ offset, text: buffer.toString("utf8", 0, cut) });
-    lineStart = cut;
-  }
   return { lines, cursor: { inode, offset: offset + lineStart } };
+}
+
+/**
+ * Pushes the pieces of a line that runs from `start` to at least `end` in `buffer` (which starts
+ * at file offset `offset`), for as long as `LONG_LINE_PIECE_BYTES` or more of it is left, and
+ * returns where the rest starts. Each cut depends only on the piece's own bytes.
+ */
+function pushPieces(
+  lines: LogLine[],
+  buffer: Buffer,
+  offset: number,
+  start: number,
+  end: number,
+): number {
+  let from = start;
+  while (end - from >= LONG_LINE_PIECE_BYTES) {
+    const piece = buffer.subarray(from, from + LONG_LINE_PIECE_BYTES);
+    const cut = pieceEnd(piece);
+    lines.push({ offset: offset + from, text: boundLine(piece.subarray(0, cut)) });
+    from += cut;
+  }
+  return from;
+}
+
+/**
+ * A line's bytes as text of at most `MAX_LINE_BYTES` bytes of UTF-8. A shorter line is decoded as
+ * it is. A longer line that a program redrew with "\r" (a tqdm bar) keeps its last frames, as many
+ * whole "\r" segments as fit, after a "… N bytes cut\r" marker (a terminal would have overwritten
+ * what is cut; `lastSegment` still finds the last frame). Any other long line keeps its start and
+ * its end around a " … N bytes cut … " marker. Cuts fall on UTF-8 character boundaries.
+ */
+export function boundLine(bytes: Buffer): string {
+  if (bytes.length <= MAX_LINE_BYTES) return bytes.toString("utf8");
+  const budget = MAX_LINE_BYTES - 64; // room for the marker
+  let end = bytes.length;
+  while (end > 0 && bytes[end - 1] === CARRIAGE_RETURN) end--;
+  const lastReturn = end > 0 ? bytes.lastIndexOf(CARRIAGE_RETURN, end - 1) : -1;
+  if (lastReturn >= 0 && end - lastReturn - 1 <= budget) {
+    // The first "\r" that leaves at most `budget` bytes after it starts the kept frames.
+    const keepFrom = bytes.indexOf(CARRIAGE_RETURN, Math.max(0, end - budget - 1)) + 1;
+    const kept = bytes.subarray(keepFrom, end);
+    return `… ${bytes.length - kept.length} bytes cut\r${kept.toString("utf8")}`;
+  }
+  const headEnd = charStart(bytes, Math.floor((budget * 3) / 4));
+  const tailStart = charStart(bytes, bytes.length - (budget - headEnd));
+  const cut = tailStart - headEnd;
+  return `${bytes.toString("utf8", 0, headEnd)} … ${cut} bytes cut … ${bytes.toString("utf8", tailStart)}`;
+}
+
+/** `at`, moved back to the start of the UTF-8 character it falls in (at most 3 bytes back). */
+function charStart(bytes: Buffer, at: number): number {
+  let i = at;
+  while (i > 0 && i > at - 3 && i < bytes.length && (bytes[i]! & 0xc0) === 0x80) i--;
+  return i;
 }
 
 /** Where to cut an over-long line: after its last "\r", else before an incomplete UTF-8 character. */

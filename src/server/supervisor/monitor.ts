@@ -1,16 +1,25 @@
+import { type FileHandle, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { attempts, taskMetrics, tasks } from "../db/schema";
+import { attempts, type TaskEventRow, taskMetrics, tasks } from "../db/schema";
 import type { StudioBus } from "../events/bus";
+import { addEvent } from "../tasks/repository";
 import { parseHfOutput } from "./hf-output-parser";
-import { type LogCursor, type LogLine, readNewLines } from "./log-cursor";
+import {
+  type LogCursor,
+  type LogLine,
+  openIfExists,
+  type ReadResult,
+  readNewLines,
+  readOpenFile,
+} from "./log-cursor";
 import {
   type MetricRow,
   mergeMetricRows,
   metricKind,
   type ProgressState,
-  parseProgressLine,
+  readProgressLine,
   reduceProgress,
 } from "./progress-state";
 
@@ -26,13 +35,15 @@ export interface MonitorTarget {
 
 const READ_CHUNK = 1024 * 1024;
 
-/** On a repeated (task, attempt, step, kind): the new row's values, keeping old ones it lacks. */
+/**
+ * On a repeated (task, attempt, step, kind): the new row's values, keeping old ones it lacks, and
+ * the first row's time, so reading the same lines again changes nothing.
+ */
 const METRIC_UPSERT = {
   epoch: sql.raw(`coalesce(excluded.epoch, "task_metrics"."epoch")`),
   loss: sql.raw(`coalesce(excluded.loss, "task_metrics"."loss")`),
   evalLoss: sql.raw(`coalesce(excluded.eval_loss, "task_metrics"."eval_loss")`),
   learningRate: sql.raw(`coalesce(excluded.learning_rate, "task_metrics"."learning_rate")`),
-  at: sql.raw("excluded.at"),
 };
 /**
  * Coalesces bursts of file events: a trainer printing 5,000 lines/s costs ~10 reads (and
@@ -42,10 +53,31 @@ const METRIC_UPSERT = {
 const MIN_TICK_GAP_MS = 100;
 
 /**
+ * Plain log lines move only the cursors, and those are stored at most this often: lines are
+ * published at once, and re-reading the lines since the stored cursor after a restart is harmless
+ * (subscribers drop line ids they already have; metric rows are upserts). Anything else the
+ * monitor stores (progress, metrics, events, a reset) stores the cursors with it.
+ */
+const CURSOR_STORE_MS = 1000;
+
+/** Warnings about skipped progress.jsonl lines: the first few, then at 10, 100, 1,000, ... */
+function reportSkipped(count: number): boolean {
+  return count <= 3 || (count >= 10 && /^10*$/.test(String(count)));
+}
+
+type MonitorEvent = { type: "warning"; message: string; data: Record<string, unknown> };
+
+/**
  * Follows one running attempt's files: turns new lines of progress.jsonl and training.log into
  * progress and metrics, stores them in the same transaction as the cursors they came from,
  * and pushes log lines and the new progress to subscribers. File events are only hints;
  * `tick` is also called on a timer by the supervisor, which guarantees progress.
+ *
+ * Faults stay in the files: a progress.jsonl line that is not a valid event is skipped, counted
+ * in `progress.skippedEvents` and reported as a "warning" task event, never applied in part. The
+ * monitor keeps training.log open and follows the trainer's output by descriptor, so a log
+ * deleted or replaced while the attempt runs is still read to the end; that, a truncation, or a
+ * log missing after a restart is reported as a "warning" event naming the byte offset.
  */
 export class AttemptMonitor {
   private running: Promise<void> | null = null;
@@ -53,6 +85,13 @@ export class AttemptMonitor {
   private lastTickAt = 0;
   private delayed: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** training.log as opened by this monitor: the trainer's output, whatever its path names now. */
+  private logFile: FileHandle | null = null;
+  /** What the path training.log was last seen to be, so each change is reported once. */
+  private logPath: "same" | "deleted" | "replaced" | "missing" = "same";
+  private cursorsStoredAt = 0;
+  private cursorsDirty = false;
+  private flush = false;
 
   constructor(
     readonly target: MonitorTarget,
@@ -94,8 +133,9 @@ export class AttemptMonitor {
     }, wait);
   }
 
-  /** Reads to the end of both files (used once the trainer has exited), then stops. */
+  /** Reads to the end of both files (used once the trainer has exited), stores the cursors, then stops. */
   async drain(): Promise<void> {
+    this.flush = true;
     await this.tick();
     this.stop();
   }
@@ -103,6 +143,12 @@ export class AttemptMonitor {
   stop() {
     this.stopped = true;
     if (this.delayed) clearTimeout(this.delayed);
+    const file = this.logFile;
+    this.logFile = null;
+    if (file) {
+      // After a read in flight, if any, has finished with it.
+      void (this.running ?? Promise.resolve()).finally(() => file.close().catch(() => {}));
+    }
   }
 
   private async readOnce(): Promise<void> {
@@ -110,7 +156,7 @@ export class AttemptMonitor {
     const now = Date.now();
     let progress = t.progress;
     const metrics: MetricRow[] = [];
-    let changed = false;
+    const events: MonitorEvent[] = [];
 
     const structured = await readNewLines(
       join(t.taskDir, "progress.jsonl"),
@@ -118,16 +164,26 @@ export class AttemptMonitor {
       READ_CHUNK,
     );
     for (const line of structured.lines) {
-      const event = parseProgressLine(line.text);
-      if (!event) continue;
-      const next = reduceProgress(progress, { source: "progress", event, at: now });
+      const read = readProgressLine(line.text);
+      if (read === null) continue;
+      if ("problem" in read) {
+        const skipped = (progress.skippedEvents ?? 0) + 1;
+        progress = { ...progress, skippedEvents: skipped };
+        if (reportSkipped(skipped)) {
+          events.push({
+            type: "warning",
+            message: `progress.jsonl: skipped the line at byte ${line.offset} (${read.problem}); ${skipped} skipped so far`,
+            data: { file: "progress.jsonl", offset: line.offset, problem: read.problem, skipped },
+          });
+        }
+        continue;
+      }
+      const next = reduceProgress(progress, { source: "progress", event: read.event, at: now });
       progress = next.state;
       metrics.push(...next.metrics);
     }
-    changed ||=
-      structured.cursor.offset !== t.progressCursor?.offset || structured.lines.length > 0;
 
-    const log = await readNewLines(join(t.taskDir, "training.log"), t.logCursor, READ_CHUNK);
+    const log = await this.readLog(events);
     const logLines: LogLine[] = log.lines;
     for (const line of logLines) {
       // A dict line carries no step; the tqdm bar drawn just before it in the same line does.
@@ -145,46 +201,31 @@ export class AttemptMonitor {
         progress = reduceProgress(progress, { source: "log", event: parsed, at: now }).state;
       }
     }
-    changed ||= log.cursor.offset !== t.logCursor?.offset || logLines.length > 0;
-    changed ||= progress.step !== t.progress.step;
-    if (!changed) return;
+    this.cursorsDirty ||=
+      !sameCursor(log.cursor, t.logCursor) || !sameCursor(structured.cursor, t.progressCursor);
 
     const checkpoint = progress.lastCheckpoint?.path ?? null;
-    // Plain log lines move only the cursor; the task row is rewritten only when progress moved.
+    // The task row is rewritten only when progress moved (or to carry an event to subscribers).
     const progressMoved = progress !== t.progress;
-    const [row] = await this.db.transaction(async (tx) => {
-      await tx
-        .update(attempts)
-        .set({ logCursor: log.cursor, progressCursor: structured.cursor })
-        .where(eq(attempts.id, t.attemptRowId));
-      if (metrics.length) {
-        // Idempotent: lines read again after a restart rewrite their rows, never add rows.
-        await tx
-          .insert(taskMetrics)
-          .values(
-            mergeMetricRows(metrics).map((m) => ({
-              ...m,
-              kind: metricKind(m),
-              taskId: t.taskId,
-              attempt: t.attempt,
-              at: new Date(m.at),
-            })),
-          )
-          .onConflictDoUpdate({
-            target: [taskMetrics.taskId, taskMetrics.attempt, taskMetrics.step, taskMetrics.kind],
-            set: METRIC_UPSERT,
-          });
-      }
-      if (!progressMoved) return [];
-      return tx
-        .update(tasks)
-        .set({
-          progress: progress as unknown as Record<string, unknown>,
-          ...(checkpoint ? { lastCheckpoint: checkpoint } : {}),
-        })
-        .where(eq(tasks.id, t.taskId))
-        .returning();
-    });
+    const mustStore = progressMoved || metrics.length > 0 || events.length > 0 || !!log.reset;
+    const store =
+      mustStore ||
+      (this.cursorsDirty && (this.flush || now - this.cursorsStoredAt >= CURSOR_STORE_MS));
+
+    let row: Awaited<ReturnType<typeof this.store>>["row"];
+    let eventRows: TaskEventRow[] = [];
+    if (store) {
+      ({ row, eventRows } = await this.store({
+        log: log.cursor,
+        structured: structured.cursor,
+        metrics,
+        events,
+        progress: progressMoved || events.length > 0 ? progress : null,
+        checkpoint,
+      }));
+      this.cursorsStoredAt = now;
+      this.cursorsDirty = false;
+    }
     t.progress = progress;
     t.logCursor = log.cursor;
     t.progressCursor = structured.cursor;
@@ -197,8 +238,142 @@ export class AttemptMonitor {
         reset: log.reset,
       });
     }
-    if (row) this.bus.publishTask(row);
+    if (row) {
+      if (eventRows.length === 0) this.bus.publishTask(row);
+      for (const event of eventRows) this.bus.publishTask({ ...row, event });
+    }
     // More may be waiting beyond this chunk; the loop in tick() stops at the first empty read.
     if (structured.lines.length > 0 || logLines.length > 0) this.again = true;
   }
+
+  /** The cursors, with whatever was derived from the lines since, in one transaction. */
+  private async store(batch: {
+    log: LogCursor;
+    structured: LogCursor;
+    metrics: MetricRow[];
+    events: MonitorEvent[];
+    progress: ProgressState | null;
+    checkpoint: string | null;
+  }) {
+    const t = this.target;
+    return this.db.transaction(async (tx) => {
+      await tx
+        .update(attempts)
+        .set({ logCursor: batch.log, progressCursor: batch.structured })
+        .where(eq(attempts.id, t.attemptRowId));
+      if (batch.metrics.length) {
+        // Idempotent: lines read again after a restart rewrite their rows, never add rows.
+        await tx
+          .insert(taskMetrics)
+          .values(
+            mergeMetricRows(batch.metrics).map((m) => ({
+              ...m,
+              kind: metricKind(m),
+              taskId: t.taskId,
+              attempt: t.attempt,
+              at: new Date(m.at),
+            })),
+          )
+          .onConflictDoUpdate({
+            target: [taskMetrics.taskId, taskMetrics.attempt, taskMetrics.step, taskMetrics.kind],
+            set: METRIC_UPSERT,
+          });
+      }
+      const eventRows: TaskEventRow[] = [];
+      for (const event of batch.events) {
+        eventRows.push(
+          await addEvent(tx as unknown as Db, t.taskId, event.type, event.message, {
+            attempt: t.attempt,
+            data: event.data,
+          }),
+        );
+      }
+      if (!batch.progress) return { row: undefined, eventRows };
+      const [row] = await tx
+        .update(tasks)
+        .set({
+          progress: batch.progress as unknown as Record<string, unknown>,
+          ...(batch.checkpoint ? { lastCheckpoint: batch.checkpoint } : {}),
+        })
+        .where(eq(tasks.id, t.taskId))
+        .returning();
+      return { row, eventRows };
+    });
+  }
+
+  /**
+   * New lines of training.log, read through the handle this monitor keeps open, and a warning in
+   * `events` when the path no longer names that file (deleted, replaced) or the file shrank.
+   */
+  private async readLog(events: MonitorEvent[]): Promise<ReadResult> {
+    const t = this.target;
+    const path = join(t.taskDir, "training.log");
+    const at = t.logCursor?.offset ?? 0;
+    if (!this.logFile) {
+      this.logFile = await openIfExists(path);
+      if (!this.logFile) {
+        if (at > 0 && this.logPath !== "missing") {
+          this.logPath = "missing";
+          events.push(
+            logWarning(
+              "missing",
+              at,
+              `training.log is missing (it had been read up to byte ${at}); the lines after that cannot be shown`,
+            ),
+          );
+        }
+        return { lines: [], cursor: t.logCursor ?? { inode: "", offset: 0 } };
+      }
+      if (this.stopped) {
+        await this.logFile.close();
+        this.logFile = null;
+        return { lines: [], cursor: t.logCursor ?? { inode: "", offset: 0 } };
+      }
+    }
+    const read = await readOpenFile(this.logFile, t.logCursor, READ_CHUNK);
+    if (read.reset === "rotated") {
+      events.push(
+        logWarning(
+          "replaced",
+          at,
+          `training.log was replaced by another file (the old one had been read up to byte ${at}); showing the new file from its start`,
+        ),
+      );
+    } else if (read.reset === "truncated") {
+      events.push(
+        logWarning(
+          "truncated",
+          at,
+          `training.log was truncated (it had been read up to byte ${at}); lines before that are gone from the file, showing it again from its start`,
+        ),
+      );
+    }
+    const seen = await stat(path, { bigint: true }).then(
+      (st) => (String(st.ino) === read.cursor.inode ? "same" : "replaced"),
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === "ENOENT") return "deleted" as const;
+        throw err;
+      },
+    );
+    if (seen !== this.logPath && seen !== "same") {
+      const what = seen === "deleted" ? "deleted" : "replaced by another file";
+      events.push(
+        logWarning(
+          seen,
+          at,
+          `training.log was ${what} after byte ${at} had been read; the trainer's output is still followed and shown live, but lines from there on are not in training.log`,
+        ),
+      );
+    }
+    this.logPath = seen;
+    return read;
+  }
+}
+
+function logWarning(kind: string, offset: number, message: string): MonitorEvent {
+  return { type: "warning", message, data: { file: "training.log", kind, offset } };
+}
+
+function sameCursor(a: LogCursor, b: LogCursor | null): boolean {
+  return b !== null && a.inode === b.inode && a.offset === b.offset;
 }

@@ -23,6 +23,11 @@ export type ProgressState = {
   startedAt: number | null;
   updatedAt: number | null;
   etaSeconds: number | null;
+  /**
+   * progress.jsonl lines skipped because they are not a valid event (garbled JSON, an unknown
+   * event, a value out of the protocol's ranges). Absent in rows stored by older studios.
+   */
+  skippedEvents?: number;
   /** Bookkeeping, not for display: a progress.jsonl event was seen, so log lines are ignored. */
   structured: boolean;
   /** Bookkeeping: the (step, time) the step rate is measured from; see `measureFrom`. */
@@ -85,6 +90,7 @@ export function initialProgress(): ProgressState {
     startedAt: null,
     updatedAt: null,
     etaSeconds: null,
+    skippedEvents: 0,
     structured: false,
     rateBase: null,
   };
@@ -92,14 +98,37 @@ export function initialProgress(): ProgressState {
 
 /** One progress.jsonl line as an event, or null for anything else (blank, garbled, unknown event). */
 export function parseProgressLine(text: string): ProgressEvent | null {
+  const read = readProgressLine(text);
+  return read && "event" in read ? read.event : null;
+}
+
+/** The longest `problem` text: enough to name the field and the rule, never the whole line. */
+const MAX_PROBLEM_CHARS = 300;
+
+/**
+ * One progress.jsonl line: the event, or what is wrong with it (a short text naming the field and
+ * the rule broken), or null for a blank line. A line that is not an event is skipped, never
+ * applied in part: a value the database cannot store would otherwise stop the attempt's monitor.
+ */
+export function readProgressLine(
+  text: string,
+): { event: ProgressEvent } | { problem: string } | null {
+  if (text.trim() === "") return null;
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    return null;
+    return { problem: "not JSON" };
   }
   const parsed = progressEventSchema.safeParse(value);
-  return parsed.success ? parsed.data : null;
+  if (parsed.success) return { event: parsed.data };
+  const issue = parsed.error.issues[0];
+  const where = issue?.path.length ? `${issue.path.join(".")}: ` : "";
+  const problem = `${where}${issue?.message ?? "not a progress event"}`;
+  return {
+    problem:
+      problem.length > MAX_PROBLEM_CHARS ? `${problem.slice(0, MAX_PROBLEM_CHARS)}…` : problem,
+  };
 }
 
 /**

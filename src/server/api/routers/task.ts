@@ -194,7 +194,9 @@ export const taskRouter = router({
       }) as AsyncIterableIterator<[LogChunk]>;
       let last = input.lastEventId != null ? Number(input.lastEventId) : null;
       try {
-        for (;;) {
+        // Each read returns lines or ends the catch-up (see readLinesAfter): no busy loop, and
+        // a subscriber that went away stops it at the next page.
+        while (!stop.aborted) {
           const read = await readLinesAfter(path, last, LOG_PAGE_BYTES);
           if (read.lines.length) {
             last = read.lines.at(-1)!.offset;
