@@ -8,6 +8,7 @@ import { AttemptList } from "./AttemptList";
 import { ErrorNote } from "./ErrorNote";
 import { EventTimeline } from "./EventTimeline";
 import { LogViewer } from "./LogViewer";
+import { LogWarnings } from "./LogWarnings";
 import { LossChart } from "./LossChart";
 import { ProgressPanel } from "./ProgressPanel";
 import { StatusBadge } from "./StatusBadge";
@@ -91,6 +92,7 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
       <TaskActions details={details.data} onDeleted={onClose} />
       <ProgressPanel progress={task.progress} status={task.status} />
       <LossChart id={task.id} version={new Date(task.updatedAt).toISOString()} />
+      <LogWarnings events={events} attempt={task.currentAttempt || null} />
       <LogViewer id={task.id} />
       <AdapterDownloads task={task} />
       <EventTimeline events={events} />

@@ -104,6 +104,7 @@ export const en = {
     loading: "Loading task…",
     notFound: "This task no longer exists.",
     id: "Task id",
+    logWarning: "The log below is incomplete:",
     reason: "Reason",
     settings: "Settings",
     attempts: "Attempts",
@@ -177,6 +178,7 @@ export const en = {
     cancelled: "Cancelled",
     interrupted: "Interrupted",
   },
+    warning: "Warning",
   actions: {
     start: "Start",
     pause: "Pause",

@@ -106,6 +106,7 @@ export const zhCN: Messages = {
     loading: "正在加载任务…",
     notFound: "此任务已不存在。",
     id: "任务 ID",
+    logWarning: "下方日志不完整：",
     reason: "原因",
     settings: "设置",
     attempts: "运行记录",
@@ -179,6 +180,7 @@ export const zhCN: Messages = {
     cancelled: "已取消",
     interrupted: "已中断",
   },
+    warning: "警告",
   actions: {
     start: "启动",
     pause: "暂停",

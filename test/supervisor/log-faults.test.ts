@@ -1,5 +1,6 @@
 import { type FileHandle, open, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { logWarnings } from "../../src/components/log-warnings";
 import { lastSegment, MAX_LINE_BYTES } from "../../src/server/supervisor/log-cursor";
 import { readLinesAfter } from "../../src/server/tasks/task-log";
 import { testDatabaseKinds } from "../helpers/databases";
@@ -40,6 +41,8 @@ describe.each(testDatabaseKinds())("training.log faults while an attempt runs (%
       `training.log was deleted after byte ${offset} had been read; the trainer's output is still followed and shown live, but lines from there on are not in training.log`,
     );
     expect(h.updates.some((u) => u.event?.id === warning!.id)).toBe(true);
+    // The page shows it above the log.
+    expect(logWarnings(await h.events(), null)).toEqual([warning]);
   });
 
   it("replaced: the trainer's own output is followed, the impostor is not shown", async () => {
@@ -142,5 +145,32 @@ describe.each(testDatabaseKinds())("training.log faults while an attempt runs (%
       if (!read.more) break;
     }
     expect(paged).toEqual(lines);
+  });
+});
+
+describe("logWarnings: what the page shows above the log", () => {
+  const event = (id: number, attempt: number | null, type: string, data: unknown) => ({
+    id,
+    attempt,
+    type,
+    message: `m${id}`,
+    data,
+  });
+  const log = { file: "training.log", kind: "deleted", offset: 5 };
+  const events = [
+    event(1, 1, "warning", log),
+    event(2, 1, "warning", { file: "progress.jsonl", offset: 3 }),
+    event(3, 2, "started", null),
+    event(4, 2, "warning", { ...log, kind: "truncated" }),
+    event(5, 2, "warning", null),
+    event(6, null, "warning", log),
+  ];
+
+  it("keeps training.log warnings of the attempt shown, the newest by default", () => {
+    expect(logWarnings(events, null).map((e) => e.id)).toEqual([4]);
+    expect(logWarnings(events, 2).map((e) => e.id)).toEqual([4]);
+    expect(logWarnings(events, 1).map((e) => e.id)).toEqual([1]);
+    expect(logWarnings(events, 3)).toEqual([]);
+    expect(logWarnings([], null)).toEqual([]);
   });
 });
