@@ -1,32 +1,22 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import next from "next";
-import { appRouter } from "./server/api/root";
-import { checkToken, isAuthorized, SESSION_COOKIE, sessionValue } from "./server/auth";
+import { SessionStore } from "./server/auth";
 import { DatasetStore } from "./server/datasets/store";
 import { openDatabase } from "./server/db/client";
-import { isDownload, serveDownload } from "./server/downloads";
 import { loadEnv } from "./server/env";
 import { StudioBus } from "./server/events/bus";
 import { studioPaths } from "./server/home";
 import { acquireHomeLock } from "./server/home-lock";
+import { createStudioHttp } from "./server/http/handler";
 import { PACKAGE_ROOT } from "./server/package-root";
 import type { StudioServices } from "./server/services";
 import { executorFromEnv } from "./server/supervisor/executor-from-env";
 import { Supervisor } from "./server/supervisor/supervisor";
 
 const log = (msg: string) => console.log(`${new Date().toISOString()} ${msg}`);
-
-async function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  let body = "";
-  for await (const chunk of req) {
-    body += chunk;
-    if (body.length > limit) throw new Error("request body too large");
-  }
-  return body;
-}
 
 async function main() {
   const env = loadEnv();
@@ -35,7 +25,15 @@ async function main() {
   const url = `http://${env.HOST.includes(":") ? `[${env.HOST}]` : env.HOST}:${env.PORT}`;
   const releaseLock = await acquireHomeLock(paths.lock, url);
 
-  const database = await openDatabase({ databaseUrl: env.DATABASE_URL, pgliteDir: paths.pglite });
+  const database = await openDatabase({
+    databaseUrl: env.DATABASE_URL,
+    pgliteDir: paths.pglite,
+  }).catch((err) => {
+    const where = env.DATABASE_URL
+      ? "the PostgreSQL database"
+      : `the embedded database in ${paths.pglite}`;
+    throw new Error(`cannot open ${where}: ${err instanceof Error ? err.message : err}`);
+  });
   const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
   const bus = new StudioBus();
   const releaseSupervisorLock = await database.trySupervisorLock();
@@ -66,62 +64,37 @@ async function main() {
 
   // Aborted at shutdown so that open SSE streams end and server.close() can return.
   const shutdown = new AbortController();
-  const handleTrpc = createHTTPHandler({
-    router: appRouter,
-    basePath: "/api/trpc/",
-    // A dataset upload travels as base64 inside one call.
-    maxBodySize: 80 * 1024 * 1024,
-    createContext: ({ req }) => ({
-      ...services,
-      authorized: isAuthorized(req, env.STUDIO_TOKEN),
-      shutdownSignal: shutdown.signal,
-    }),
-  });
-
-  async function handleLogin(req: IncomingMessage, res: ServerResponse) {
-    const form = new URLSearchParams(await readBody(req, 4096));
-    const token = form.get("token") ?? "";
-    if (!env.STUDIO_TOKEN || !checkToken(token, env.STUDIO_TOKEN)) {
-      res.writeHead(303, { location: "/login?error=1" }).end();
-      return;
-    }
-    res
-      .writeHead(303, {
-        location: "/finetune",
-        "set-cookie": `${SESSION_COOKIE}=${sessionValue(env.STUDIO_TOKEN)}; HttpOnly; SameSite=Strict; Path=/`,
-      })
-      .end();
+  // Page sessions, when a token is set. A session opened with another token never opens
+  // anything; the supervising studio deletes those (and expired ones) at start.
+  const sessions = env.STUDIO_TOKEN
+    ? new SessionStore(database.db, env.STUDIO_TOKEN, env.STUDIO_SESSION_TTL_HOURS)
+    : null;
+  if (sessions && supervisor) {
+    const ended = await sessions.prune();
+    if (ended > 0) log(`sessions: ${ended} ended (expired, or opened with another token)`);
   }
-
-  const server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0]!;
-    if (path.startsWith("/api/trpc/")) return handleTrpc(req, res);
-    if (path === "/api/login" && req.method === "POST") {
-      handleLogin(req, res).catch(() => res.writeHead(400).end());
-      return;
-    }
-    if (isDownload(path)) {
-      if (!isAuthorized(req, env.STUDIO_TOKEN)) return res.writeHead(401).end("unauthorized");
-      serveDownload(env.STUDIO_HOME, path, res, req).catch(() => {
+  // Every request: Host/Origin/path gate, one authentication decision, then its route.
+  const http = createStudioHttp({
+    services,
+    sessions,
+    shutdownSignal: shutdown.signal,
+    log,
+    handleNext: async (req, res) => {
+      try {
+        await handleNext(req, res);
+      } catch (err) {
+        log(`page error: ${err}`);
         if (!res.headersSent) res.writeHead(500).end();
-      });
-      return;
-    }
-    const open = path === "/login" || path.startsWith("/_next/") || path === "/favicon.ico";
-    if (!open && !isAuthorized(req, env.STUDIO_TOKEN)) {
-      res.writeHead(303, { location: "/login" }).end();
-      return;
-    }
-    handleNext(req, res).catch((err) => {
-      log(`page error: ${err}`);
-      if (!res.headersSent) res.writeHead(500).end();
-    });
+      }
+    },
   });
+  const server = createServer(http.handle);
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(env.PORT, env.HOST, resolve);
   });
+  http.listening((server.address() as AddressInfo).port);
   writeFileSync(paths.pidFile, `${process.pid}\n`);
   log(`studio ${version} serving ${url} (database: ${database.kind}, home: ${env.STUDIO_HOME})`);
 

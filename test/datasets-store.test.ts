@@ -132,10 +132,13 @@ describe("DatasetStore", () => {
       join(allowed, "dir-link", "secret.jsonl"),
       "/etc/passwd",
     ]) {
+      // The same answer as for a missing file: a refusal tells nothing about files outside.
       const err = await refusal(store.registerPath(path));
-      expect(err.code).toBe("FORBIDDEN");
-      expect(err.message).toMatch(/outside the allowed dataset folders/);
-      expect((await refusal(store.resolveForTask(path))).code).toBe("FORBIDDEN");
+      expect(err.code).toBe("NOT_FOUND");
+      expect(err.message).toBe(
+        `dataset file ${path} not found, or outside the allowed dataset folders (${allowed})`,
+      );
+      expect((await refusal(store.resolveForTask(path))).code).toBe("NOT_FOUND");
     }
     expect((await store.list()).map((d) => d.id)).toEqual(["sample"]);
   });
@@ -156,12 +159,17 @@ describe("DatasetStore", () => {
     const registered = await store.registerPath(link);
     rmSync(file);
     symlinkSync(join(outside, "secret.jsonl"), file);
-    expect((await refusal(store.resolveForTask(registered.id))).code).toBe("FORBIDDEN");
+    expect((await refusal(store.resolveForTask(registered.id))).code).toBe("NOT_FOUND");
   });
 
   it("refuses missing files, folders, relative paths and invalid contents", async () => {
-    expect((await refusal(store.registerPath(join(allowed, "none.jsonl")))).code).toBe("NOT_FOUND");
-    expect((await refusal(store.registerPath(allowed))).code).toBe("FORBIDDEN");
+    const missing = join(allowed, "none.jsonl");
+    const err404 = await refusal(store.registerPath(missing));
+    expect(err404.code).toBe("NOT_FOUND");
+    expect(err404.message).toBe(
+      `dataset file ${missing} not found, or outside the allowed dataset folders (${allowed})`,
+    );
+    expect((await refusal(store.registerPath(allowed))).code).toBe("NOT_FOUND");
     mkdirSync(join(allowed, "sub.jsonl"));
     expect((await refusal(store.registerPath(join(allowed, "sub.jsonl")))).message).toMatch(
       /not a file/,

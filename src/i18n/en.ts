@@ -4,6 +4,7 @@ export const en = {
     title: "Finetune Studio",
     finetune: "Finetune",
     language: "Language",
+    logout: "Log out",
   },
   login: {
     title: "Sign in",

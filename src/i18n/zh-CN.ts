@@ -6,6 +6,7 @@ export const zhCN: Messages = {
     title: "微调工作室",
     finetune: "微调",
     language: "语言",
+    logout: "退出登录",
   },
   login: {
     title: "登录",

@@ -1,8 +1,6 @@
-import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { join } from "node:path";
-import { taskDir } from "./home";
+import { openInside, PathRefusal } from "./datasets/safe-paths";
+import { studioPaths } from "./home";
 
 /** The only files of a task folder that can be downloaded: the trained adapter and its records. */
 const DOWNLOADABLE = new Set([
@@ -20,7 +18,11 @@ export function isDownload(path: string): boolean {
   return PATTERN.test(path);
 }
 
-/** Streams one task file; names outside the fixed list are refused, so no path can escape. */
+/**
+ * Streams one task file. Names outside the fixed list are refused, and the file must be a
+ * regular file exactly at tasks/<id>/<name>: a symbolic link (config.json -> /etc/shadow), a
+ * linked task folder or a FIFO is refused with its reason, never followed.
+ */
 export async function serveDownload(
   home: string,
   path: string,
@@ -28,20 +30,37 @@ export async function serveDownload(
   req: IncomingMessage,
 ) {
   const [, taskId, name] = PATTERN.exec(path) ?? [];
-  if (!taskId || !name || !DOWNLOADABLE.has(name) || req.method !== "GET") {
-    res.writeHead(404).end("not found");
+  if (
+    !taskId ||
+    !name ||
+    !DOWNLOADABLE.has(name) ||
+    (req.method !== "GET" && req.method !== "HEAD")
+  ) {
+    res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found\n");
     return;
   }
-  const file = join(taskDir(home, taskId), name);
-  const info = await stat(file).catch(() => null);
-  if (!info?.isFile()) {
-    res.writeHead(404).end("not found");
+  let opened: Awaited<ReturnType<typeof openInside>>;
+  try {
+    opened = await openInside(studioPaths(home).tasks, `${taskId}/${name}`);
+  } catch (err) {
+    if (!(err instanceof PathRefusal)) throw err;
+    const status = err.kind === "missing" ? 404 : 403;
+    const message = err.kind === "missing" ? "not found" : `refused: ${err.message}`;
+    res.writeHead(status, { "content-type": "text/plain; charset=utf-8" }).end(`${message}\n`);
     return;
   }
+  const { handle, size } = opened;
   res.writeHead(200, {
     "content-type": name.endsWith(".json") ? "application/json" : "application/octet-stream",
-    "content-length": info.size,
+    "content-length": size,
     "content-disposition": `attachment; filename="${taskId}-${name}"`,
+    "x-content-type-options": "nosniff",
   });
-  createReadStream(file).pipe(res);
+  if (req.method === "HEAD" || size === 0) {
+    await handle.close();
+    res.end();
+    return;
+  }
+  // Exactly the bytes of the file as opened (it may still be growing: training.log).
+  handle.createReadStream({ start: 0, end: size - 1 }).pipe(res);
 }

@@ -1,6 +1,7 @@
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
+import { refusedSbatchArg } from "./sbatch-options";
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
@@ -8,20 +9,6 @@ const flag = z
   .enum(["0", "1", "true", "false", ""])
   .default("")
   .transform((v) => v === "1" || v === "true");
-
-/** sbatch options the studio sets itself: an operator's extra arguments must not override them. */
-const SBATCH_OPTIONS_OF_THE_STUDIO = [
-  "wrap",
-  "output",
-  "error",
-  "chdir",
-  "job-name",
-  "export",
-  "parsable",
-  "requeue",
-  "no-requeue",
-  "array",
-];
 
 const envSchema = z
   .object({
@@ -39,6 +26,35 @@ const envSchema = z
       .max(512)
       .optional()
       .or(z.literal("").transform(() => undefined)),
+    /**
+     * Further names (or name:port) the studio answers to besides its bind address, comma-separated,
+     * e.g. the name a reverse proxy forwards; any other Host header is refused (DNS rebinding).
+     */
+    STUDIO_ALLOWED_HOSTS: z
+      .string()
+      .default("")
+      .transform((s) =>
+        s
+          .split(",")
+          .map((h) => h.trim().toLowerCase())
+          .filter(Boolean),
+      )
+      .pipe(
+        z.array(
+          z
+            .string()
+            .regex(
+              /^([a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(:\d{1,5})?$/,
+              "each allowed host is a name or an address, optionally with :port (e.g. studio.example.org or 10.0.0.5:3000)",
+            ),
+        ),
+      ),
+    /** A page session ends after this many hours without a request (sliding expiry). */
+    STUDIO_SESSION_TTL_HOURS: z.coerce
+      .number()
+      .positive("must be more than 0")
+      .max(24 * 366, "at most a year")
+      .default(168),
     STUDIO_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(1),
     /** Comma-separated GPU ids to hand out, e.g. "0,1,2,3"; empty on a CPU-only machine. */
     STUDIO_GPUS: z
@@ -90,12 +106,10 @@ const envSchema = z
       .transform((s) => s.split(/\s+/).filter(Boolean))
       .pipe(
         z.array(
-          z
-            .string()
-            .regex(/^--[a-z][a-z-]*(=.*)?$/, "each extra sbatch argument is --name or --name=value")
-            .refine((arg) => !SBATCH_OPTIONS_OF_THE_STUDIO.includes(arg.slice(2).split("=")[0]!), {
-              error: (issue) => `${String(issue.input).split("=")[0]} is set by the studio itself`,
-            }),
+          z.string().superRefine((arg, ctx) => {
+            const reason = refusedSbatchArg(arg);
+            if (reason) ctx.addIssue({ code: "custom", message: reason });
+          }),
         ),
       ),
   })

@@ -1,15 +1,22 @@
+import { randomBytes } from "node:crypto";
 import { initTRPC, TRPCError } from "@trpc/server";
 import superjson from "superjson";
 import { ZodError } from "zod";
+import type { SessionInfo, SessionStore } from "../auth";
 import { DatasetError } from "../datasets/dataset-error";
 import type { StudioServices } from "../services";
 import { TaskActionError } from "../supervisor/task-action-error";
+import { unstorableText } from "./storable";
 
 export interface Context extends StudioServices {
   /** True when the request proved the access token (or none is configured). */
   authorized: boolean;
   /** Aborted when the studio shuts down: subscriptions end so the server can close. */
   shutdownSignal: AbortSignal;
+  /** The page session the request came with (null for the CLI's bearer token or no token). */
+  session?: SessionInfo | null;
+  /** The studio's sessions; null when no access token is set. */
+  sessions?: SessionStore | null;
 }
 
 /**
@@ -31,7 +38,22 @@ const t = initTRPC.context<Context>().create({
   // Dates and other non-JSON values arrive as what the router's types say they are.
   transformer: superjson,
   isDev: false,
-  errorFormatter({ shape, error }) {
+  errorFormatter({ shape, error, path }) {
+    if (error.code === "INTERNAL_SERVER_ERROR") {
+      // What went wrong inside (a database error carries its SQL and parameters) stays in the
+      // studio's log; the caller gets a reference to it.
+      const ref = randomBytes(4).toString("hex");
+      const detail =
+        error.cause instanceof Error ? (error.cause.stack ?? error.cause.message) : error.message;
+      console.error(
+        `${new Date().toISOString()} internal error ${ref} in ${path ?? "?"}: ${detail}`,
+      );
+      return {
+        ...shape,
+        message: `internal error (reference ${ref} in the studio's log)`,
+        data: { ...shape.data, issues: null },
+      };
+    }
     const issues = issuesOf(error.cause);
     // An input that failed its schema gets a message naming each field; other refusals keep theirs.
     const message =
@@ -62,12 +84,37 @@ const refusals = t.middleware(async ({ next }) => {
   return result;
 });
 
-export const publicProcedure = t.procedure.use(refusals).use(({ ctx, next }) => {
+/**
+ * Text PostgreSQL cannot store (NUL, lone UTF-16 surrogates) is refused in any string of any
+ * input, keys included, before the input's own schema runs: one rule for every procedure.
+ */
+const storableInput = t.middleware(async ({ getRawInput, next }) => {
+  const problem = unstorableText(await getRawInput());
+  if (problem) {
+    throw new TRPCError({
+      code: "BAD_REQUEST",
+      message: `${problem.path ? `${problem.path}: ` : ""}${problem.message}`,
+      cause: new ZodError([
+        {
+          code: "custom",
+          path: problem.path ? problem.path.split(".") : [],
+          message: problem.message,
+          input: undefined,
+        },
+      ]),
+    });
+  }
+  return next();
+});
+
+const authorized = t.middleware(({ ctx, next }) => {
   if (!ctx.authorized) {
     throw new TRPCError({ code: "UNAUTHORIZED", message: "this studio needs its access token" });
   }
   return next();
 });
+
+export const publicProcedure = t.procedure.use(refusals).use(authorized).use(storableInput);
 
 /** For calls that change state: refused while another studio supervises this database. */
 export const mutatingProcedure = publicProcedure.use(({ ctx, next }) => {

@@ -1,7 +1,12 @@
 import type { DatasetIssue } from "../../trainers/dataset";
 
 /** Named like tRPC's error codes so that a router can pass them on unchanged. */
-export type DatasetErrorCode = "BAD_REQUEST" | "NOT_FOUND" | "FORBIDDEN" | "PAYLOAD_TOO_LARGE";
+export type DatasetErrorCode =
+  | "BAD_REQUEST"
+  | "NOT_FOUND"
+  | "FORBIDDEN"
+  | "PAYLOAD_TOO_LARGE"
+  | "PRECONDITION_FAILED";
 
 /** A refusal of the dataset store, with a message meant for the person who asked. */
 export class DatasetError extends Error {

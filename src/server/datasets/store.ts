@@ -1,6 +1,6 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, realpath, rename, stat, writeFile } from "node:fs/promises";
-import { extname, isAbsolute, join } from "node:path";
+import { basename, extname, isAbsolute, join, relative } from "node:path";
 import { z } from "zod";
 import {
   type DatasetReport,
@@ -11,7 +11,14 @@ import {
 import { datasetFormatSchema } from "../../trainers/protocol";
 import { PACKAGE_ROOT } from "../package-root";
 import { DatasetError } from "./dataset-error";
-import { displayName, isInside, isStoredDatasetId } from "./safe-paths";
+import {
+  displayName,
+  isInside,
+  isStoredDatasetId,
+  openExact,
+  openInside,
+  PathRefusal,
+} from "./safe-paths";
 
 export const DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024;
 export const SAMPLE_DATASET_ID = "sample";
@@ -154,6 +161,83 @@ export class DatasetStore {
     return resolvedOf(await this.inspectPath(sidecar?.path ?? idOrPath, roots));
   }
 
+  /** Where pinned copies live: `pinned/<sha256 of the content>/<file name>`. */
+  get pinnedRoot(): string {
+    return join(this.root, "pinned");
+  }
+
+  /**
+   * What a new task trains on: the dataset (an id, or a path as `resolveForTask` takes it) read
+   * once, validated, and copied into the store under its content hash. The task keeps that
+   * copy, so changing or swapping the original later (for a link out of the allowed folders)
+   * changes nothing the task reads; `verifyPinned` checks the copy again before a start.
+   */
+  async pinForTask(idOrPath: string): Promise<ResolvedDataset> {
+    const { bytes, path: source } = await this.bytesForTask(idOrPath);
+    const report = validateDataset(bytes, source);
+    const format = usableFormat(displayName(source), report);
+    const sha = createHash("sha256").update(bytes).digest("hex");
+    const name = pinnedFileName(source);
+    const path = join(this.pinnedRoot, sha, name);
+    if ((await this.verifyPinned(path)) !== null) {
+      await mkdir(join(this.pinnedRoot, sha), { recursive: true });
+      await writeAtomic(path, bytes);
+    }
+    return { path, format, name: displayName(source), rowCount: report.rowCount };
+  }
+
+  /**
+   * Null when a task's dataset file may be used now; otherwise why not. A pinned copy must be
+   * a plain file exactly where it was written (no link anywhere) whose content still has the
+   * hash it is filed under. A task created before pinning existed must still point inside the
+   * allowed folders, as at its creation.
+   */
+  async verifyPinned(path: string): Promise<string | null> {
+    const rel = relative(this.pinnedRoot, path);
+    const pinned = /^([0-9a-f]{64})\/([A-Za-z0-9._-]{1,120})$/.exec(rel);
+    if (!pinned) {
+      try {
+        await this.readInside(path, this.taskRoots());
+        return null;
+      } catch (err) {
+        if (err instanceof DatasetError)
+          return `dataset ${path} can no longer be used: ${err.message}`;
+        throw err;
+      }
+    }
+    let bytes: Buffer;
+    try {
+      const { handle } = await openInside(this.pinnedRoot, rel);
+      try {
+        bytes = await handle.readFile();
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      if (!(err instanceof PathRefusal)) throw err;
+      return err.kind === "missing"
+        ? `the dataset copy pinned for this task is gone (${path})`
+        : `the dataset copy pinned for this task is no longer a plain file: ${err.message}`;
+    }
+    const sha = createHash("sha256").update(bytes).digest("hex");
+    if (sha !== pinned[1]) {
+      return `the dataset copy pinned for this task changed since the task was created (sha256 ${pinned[1]!.slice(0, 12)}… expected, ${sha.slice(0, 12)}… found)`;
+    }
+    return null;
+  }
+
+  /** The bytes a new task would train on, read once through a descriptor that was checked. */
+  private async bytesForTask(idOrPath: string): Promise<{ bytes: Buffer; path: string }> {
+    const looksLikePath = idOrPath.includes("/") || idOrPath.includes("\\");
+    const sidecar = looksLikePath ? null : await this.sidecarFor(idOrPath);
+    if (sidecar?.source === "builtin") {
+      return this.readInside(sidecar.path, [join(this.sampleFile, "..")]);
+    }
+    if (sidecar?.source === "upload") return this.readInside(sidecar.path, [this.root]);
+    const roots = sidecar ? this.allowedRoots : this.taskRoots();
+    return this.readInside(sidecar?.path ?? idOrPath, roots);
+  }
+
   private taskRoots(): string[] {
     return [this.root, join(this.sampleFile, ".."), ...this.allowedRoots];
   }
@@ -162,43 +246,80 @@ export class DatasetStore {
     absPath: string,
     roots: string[],
   ): Promise<Omit<Sidecar, "id" | "source">> {
-    if (!isAbsolute(absPath)) {
-      throw new DatasetError("BAD_REQUEST", `dataset path must be absolute: ${absPath}`);
-    }
-    let real: string;
-    try {
-      real = await realpath(absPath);
-    } catch {
-      throw new DatasetError("NOT_FOUND", `dataset file not found: ${absPath}`);
-    }
-    const realRoots = await realRootsOf(roots);
-    if (!realRoots.some((root) => isInside(root, real))) {
-      throw new DatasetError(
-        "FORBIDDEN",
-        realRoots.length === 0
-          ? `dataset path ${absPath} refused: no dataset folders are allowed (the operator sets STUDIO_DATASET_ROOTS)`
-          : `dataset path ${absPath} is outside the allowed dataset folders (${roots.join(", ")})`,
-      );
-    }
-    const info = await stat(real);
-    if (!info.isFile())
-      throw new DatasetError("BAD_REQUEST", `dataset path is not a file: ${absPath}`);
-    if (info.size > this.maxUploadBytes) {
-      throw new DatasetError(
-        "PAYLOAD_TOO_LARGE",
-        `dataset ${absPath} is ${formatSize(info.size)}; datasets may be at most ${formatSize(this.maxUploadBytes)}`,
-      );
-    }
-    const report = validateDataset(await readFile(real), real);
+    const { bytes, path: real } = await this.readInside(absPath, roots);
+    const report = validateDataset(bytes, real);
     return {
       name: displayName(real),
       path: real,
       format: usableFormat(absPath, report),
       rowCount: report.rowCount,
-      sizeBytes: info.size,
+      sizeBytes: bytes.byteLength,
       createdAt: new Date().toISOString(),
       preview: report.preview,
     };
+  }
+
+  /**
+   * Reads a file given by path when it lies inside one of `roots` (after resolving links and
+   * `..`). A path that does not exist and one outside the roots get the same answer, so the
+   * answer tells nothing about files elsewhere on the machine. The bytes come from a
+   * descriptor whose real path was checked, so a swap after the check reads nothing else.
+   */
+  private async readInside(
+    absPath: string,
+    roots: string[],
+  ): Promise<{ bytes: Buffer; path: string }> {
+    if (!isAbsolute(absPath)) {
+      throw new DatasetError("BAD_REQUEST", `dataset path must be absolute: ${absPath}`);
+    }
+    const realRoots = await realRootsOf(roots);
+    if (realRoots.length === 0) {
+      throw new DatasetError(
+        "FORBIDDEN",
+        `dataset path ${absPath} refused: no dataset folders are allowed (the operator sets STUDIO_DATASET_ROOTS)`,
+      );
+    }
+    const refused = new DatasetError(
+      "NOT_FOUND",
+      `dataset file ${absPath} not found, or outside the allowed dataset folders (${roots.join(", ")})`,
+    );
+    let real: string;
+    try {
+      real = await realpath(absPath);
+    } catch {
+      throw refused;
+    }
+    if (!realRoots.some((root) => isInside(root, real))) throw refused;
+    let opened: Awaited<ReturnType<typeof openExact>>;
+    try {
+      opened = await openExact(real);
+    } catch (err) {
+      if (!(err instanceof PathRefusal)) throw err;
+      if (err.kind === "not-file") {
+        throw new DatasetError("BAD_REQUEST", `dataset path is not a file: ${absPath}`);
+      }
+      // It changed between resolving and opening.
+      throw refused;
+    }
+    const { handle, size } = opened;
+    try {
+      if (size > this.maxUploadBytes) {
+        throw new DatasetError(
+          "PAYLOAD_TOO_LARGE",
+          `dataset ${absPath} is ${formatSize(size)}; datasets may be at most ${formatSize(this.maxUploadBytes)}`,
+        );
+      }
+      const bytes = await handle.readFile();
+      if (bytes.byteLength > this.maxUploadBytes) {
+        throw new DatasetError(
+          "PAYLOAD_TOO_LARGE",
+          `dataset ${absPath} grew past ${formatSize(this.maxUploadBytes)} while it was read`,
+        );
+      }
+      return { bytes, path: real };
+    } finally {
+      await handle.close();
+    }
   }
 
   private async sidecarFor(id: string): Promise<Sidecar> {
@@ -235,7 +356,8 @@ export class DatasetStore {
   private async readSidecar(id: string): Promise<Sidecar | null> {
     if (!isStoredDatasetId(id)) return null;
     try {
-      const text = await readFile(join(this.root, `${id}${SIDECAR_SUFFIX}`), "utf8");
+      const { handle } = await openInside(this.root, `${id}${SIDECAR_SUFFIX}`);
+      const text = await handle.readFile("utf8").finally(() => handle.close());
       const parsed = sidecarSchema.safeParse(JSON.parse(text));
       return parsed.success && parsed.data.id === id ? parsed.data : null;
     } catch {
@@ -279,6 +401,16 @@ async function realRootsOf(roots: string[]): Promise<string[]> {
     }
   }
   return real;
+}
+
+/** The pinned copy's file name: the source's, in characters safe anywhere, its extension kept. */
+function pinnedFileName(source: string): string {
+  const ext = extname(source).toLowerCase() === ".json" ? ".json" : ".jsonl";
+  const stem = basename(source, extname(source))
+    .replace(/[^A-Za-z0-9._-]/g, "_")
+    .replace(/^\.+/, "_")
+    .slice(0, 100);
+  return `${stem || "dataset"}${ext}`;
 }
 
 function newId(): string {

@@ -4,8 +4,10 @@ import { TRPCError, tracked } from "@trpc/server";
 import { z } from "zod";
 import { createTaskInput, taskIdInput } from "../../../shared/task-input";
 import { hyperparametersSchema } from "../../../trainers/protocol";
+import { assertPinnedDataset } from "../../datasets/pinned";
+import { assertNoLinkInside, PathRefusal } from "../../datasets/safe-paths";
 import type { LogChunk, TaskUpdate } from "../../events/bus";
-import { taskDir } from "../../home";
+import { studioPaths, taskDir } from "../../home";
 import { readLinesBefore } from "../../supervisor/log-cursor";
 import { allowedActions, isActive, TASK_STATUSES, type TaskStatus } from "../../tasks/lifecycle";
 import {
@@ -34,11 +36,33 @@ function supervisorOf(ctx: Context) {
   return ctx.supervisor;
 }
 
+/**
+ * Before a start or retry: the task's dataset is still the file pinned at create. An unknown
+ * task is left to the supervisor, which answers it as before.
+ */
+async function datasetStillPinned(ctx: Context, id: string) {
+  const task = await getTask(ctx.database.db, id);
+  if (task) await assertPinnedDataset(ctx.datasets, task.id, task.datasetPath);
+}
+
+/** A task's training.log as readers open it by path: never a link out of the task folder. */
+async function logPathOf(ctx: Context, id: string): Promise<string> {
+  try {
+    await assertNoLinkInside(studioPaths(ctx.env.STUDIO_HOME).tasks, `${id}/training.log`);
+  } catch (err) {
+    if (!(err instanceof PathRefusal)) throw err;
+    throw new TRPCError({
+      code: "FORBIDDEN",
+      message: `task ${id}'s log is refused: ${err.message}`,
+    });
+  }
+  return trainingLogPath(ctx.env.STUDIO_HOME, id);
+}
+
 const LOG_PAGE_BYTES = 256 * 1024;
 
 export const taskRouter = router({
   create: mutatingProcedure.input(createTaskInput).mutation(async ({ ctx, input }) => {
-    const dataset = await ctx.datasets.resolveForTask(input.dataset);
     if (input.trainer === "command" && !ctx.env.STUDIO_ALLOW_COMMAND_TRAINER) {
       throw new TRPCError({
         code: "FORBIDDEN",
@@ -55,6 +79,8 @@ export const taskRouter = router({
             : `asked for ${input.gpus} GPUs but this studio hands out ${ctx.env.STUDIO_GPUS.length}`,
       });
     }
+    // Checked, read once and copied under its content hash: what the task will train on.
+    const dataset = await ctx.datasets.pinForTask(input.dataset);
     return insertTask(ctx.database.db, {
       name: input.name,
       model: input.model,
@@ -104,9 +130,11 @@ export const taskRouter = router({
       return listMetrics(ctx.database.db, input.id, input.limit);
     }),
 
-  start: mutatingProcedure
-    .input(taskIdInput)
-    .mutation(({ ctx, input }) => supervisorOf(ctx).start(input.id)),
+  start: mutatingProcedure.input(taskIdInput).mutation(async ({ ctx, input }) => {
+    const supervisor = supervisorOf(ctx);
+    await datasetStillPinned(ctx, input.id);
+    return supervisor.start(input.id);
+  }),
   cancel: mutatingProcedure
     .input(taskIdInput)
     .mutation(({ ctx, input }) => supervisorOf(ctx).cancel(input.id)),
@@ -118,7 +146,11 @@ export const taskRouter = router({
     .mutation(({ ctx, input }) => supervisorOf(ctx).resume(input.id)),
   retry: mutatingProcedure
     .input(taskIdInput.extend({ fromCheckpoint: z.boolean().default(false) }))
-    .mutation(({ ctx, input }) => supervisorOf(ctx).retry(input.id, input.fromCheckpoint)),
+    .mutation(async ({ ctx, input }) => {
+      const supervisor = supervisorOf(ctx);
+      await datasetStillPinned(ctx, input.id);
+      return supervisor.retry(input.id, input.fromCheckpoint);
+    }),
 
   /** Log lines before `before` (a byte offset; omitted = the end): the recent tail, then older pages. */
   logs: publicProcedure
@@ -130,7 +162,7 @@ export const taskRouter = router({
     )
     .query(async ({ ctx, input }) => {
       await mustGetTask(ctx, input.id);
-      const path = trainingLogPath(ctx.env.STUDIO_HOME, input.id);
+      const path = await logPathOf(ctx, input.id);
       return readLinesBefore(path, input.before ?? Number.MAX_SAFE_INTEGER, input.limit);
     }),
 
@@ -163,7 +195,7 @@ export const taskRouter = router({
     .query(async ({ ctx, input }) => {
       await mustGetTask(ctx, input.id);
       const read = await readLinesAfter(
-        trainingLogPath(ctx.env.STUDIO_HOME, input.id),
+        await logPathOf(ctx, input.id),
         input.after,
         LOG_PAGE_BYTES,
       );
@@ -187,7 +219,7 @@ export const taskRouter = router({
     .subscription(async function* ({ ctx, input, signal }) {
       await mustGetTask(ctx, input.id);
       const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
-      const path = trainingLogPath(ctx.env.STUDIO_HOME, input.id);
+      const path = await logPathOf(ctx, input.id);
       // Listen first, then catch up from the file, then drop what the catch-up already covered.
       const live = on(ctx.bus.emitterForSubscriptions, `log:${input.id}`, {
         signal: stop,
