@@ -167,6 +167,29 @@ describe("readNewLines", () => {
     }
   });
 
+  it("cuts a line at the piece size the same way whether its newline is in view or not", async () => {
+    for (const length of [
+      LONG_LINE_PIECE_BYTES - 1,
+      LONG_LINE_PIECE_BYTES,
+      LONG_LINE_PIECE_BYTES + 1,
+      2 * LONG_LINE_PIECE_BYTES,
+    ]) {
+      await writeFile(log, `${"z".repeat(length)}\nnext\n`);
+      const units = (await readAll(null)).lines.map((l) => l.offset);
+      expect((await readAll(null, 100)).lines.map((l) => l.offset)).toEqual(units);
+      expect((await readAll(null, 4 * LONG_LINE_PIECE_BYTES)).lines.map((l) => l.offset)).toEqual(
+        units,
+      );
+      // Pieces only for a line longer than a piece, and never an empty remainder.
+      expect(units).toHaveLength(Math.ceil(length / LONG_LINE_PIECE_BYTES) + 1);
+      expect(units.at(-1)).toBe(length + 1);
+      // Growing in place (no newline yet) hands out the same pieces as the finished line.
+      await writeFile(log, "z".repeat(length));
+      const growing = await readAll(null);
+      expect(growing.lines.map((l) => l.offset)).toEqual(units.slice(0, -2));
+    }
+  });
+
   it("bounds the incomplete last line it reports as partial", async () => {
     await writeFile(log, `first\n${"\r12%|bar| 12/100 [00:01<00:09, 9.0it/s]".repeat(10_000)}`);
     const read = await readNewLines(log, null);

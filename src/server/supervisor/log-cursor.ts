@@ -40,8 +40,8 @@ export const DEFAULT_MAX_BYTES = 1024 * 1024;
 export const MAX_LINE_BYTES = 16 * 1024;
 
 /**
- * A line with no "\n" within this many bytes of where it starts is handed out in pieces of at
- * most this size, whatever window the reader uses: piece boundaries depend only on the file's
+ * A line longer than this is handed out in pieces of at most this size (the last one ends the
+ * line), whatever window the reader uses: piece boundaries depend only on the file's
  * bytes, so every reader (the monitor, a subscription catching up, `studio task logs -f`) cuts a
  * long line at the same offsets, and an event id stays exact. A 320 KB tqdm bar is one line.
  */
@@ -209,9 +209,9 @@ async function readChunk(
   if (length <= 0) return { lines: [], cursor: { inode, offset }, partial: "" };
   let buffer = await readAt(file, offset, length);
   let firstNewline = buffer.indexOf(NEWLINE);
-  if (firstNewline < 0 && offset + buffer.length < size && buffer.length < LONG_LINE_PIECE_BYTES) {
-    // No complete line in the window, and more file after it: look as far as a piece reaches.
-    buffer = await readAt(file, offset, Math.min(LONG_LINE_PIECE_BYTES, size - offset));
+  if (firstNewline < 0 && offset + buffer.length < size && buffer.length <= LONG_LINE_PIECE_BYTES) {
+    // No complete line in the window, and more file after it: look far enough to cut a piece.
+    buffer = await readAt(file, offset, Math.min(LONG_LINE_PIECE_BYTES + 1, size - offset));
     firstNewline = buffer.indexOf(NEWLINE);
   }
   const reachedEnd = offset + buffer.length >= size;
@@ -236,8 +236,9 @@ async function readChunk(
 
 /**
  * Pushes the pieces of a line that runs from `start` to at least `end` in `buffer` (which starts
- * at file offset `offset`), for as long as `LONG_LINE_PIECE_BYTES` or more of it is left, and
- * returns where the rest starts. Each cut depends only on the piece's own bytes.
+ * at file offset `offset`), for as long as more than `LONG_LINE_PIECE_BYTES` of it is left, and
+ * returns where the rest (never empty when pieces were cut) starts. Each cut depends only on the
+ * piece's own bytes.
  */
 function pushPieces(
   lines: LogLine[],
@@ -247,7 +248,7 @@ function pushPieces(
   end: number,
 ): number {
   let from = start;
-  while (end - from >= LONG_LINE_PIECE_BYTES) {
+  while (end - from > LONG_LINE_PIECE_BYTES) {
     const piece = buffer.subarray(from, from + LONG_LINE_PIECE_BYTES);
     const cut = pieceEnd(piece);
     lines.push({ offset: offset + from, text: boundLine(piece.subarray(0, cut)) });
