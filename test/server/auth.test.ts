@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "../../src/cli/client";
+import { checkToken, LoginLimiter, safeEqual } from "../../src/server/auth";
 import { TestStudio } from "../helpers/studio";
 
 const TOKEN = "a-test-token-of-some-length";
@@ -71,5 +72,49 @@ describe("binding to the network", () => {
     } finally {
       await studio.dispose();
     }
+  });
+});
+
+describe("token comparison", () => {
+  it("is equal only for the same token, for inputs of any length, without throwing", () => {
+    const token = "a-test-token-of-some-length";
+    expect(checkToken(token, token)).toBe(true);
+    for (const candidate of [
+      "",
+      "a",
+      token.slice(0, -1),
+      `${token}x`,
+      token.toUpperCase(),
+      "x".repeat(10_000),
+    ]) {
+      expect(checkToken(candidate, token), candidate.slice(0, 30)).toBe(false);
+    }
+    expect(safeEqual("é", "é")).toBe(true);
+    expect(safeEqual("\u0000", "")).toBe(false);
+  });
+});
+
+describe("login limiter", () => {
+  it("lets five failures through, then doubles the wait per failure; a success clears the record", () => {
+    let now = 0;
+    const limiter = new LoginLimiter({ now: () => now });
+    for (let i = 0; i < 4; i++) {
+      limiter.fail("a");
+      expect(limiter.retryAfter("a")).toBe(0);
+    }
+    limiter.fail("a");
+    expect(limiter.retryAfter("a")).toBe(1);
+    expect(limiter.retryAfter("b")).toBe(0);
+    now += 1_000;
+    expect(limiter.retryAfter("a")).toBe(0);
+    limiter.fail("a");
+    expect(limiter.retryAfter("a")).toBe(2);
+    now += 2_000;
+    limiter.fail("a");
+    expect(limiter.retryAfter("a")).toBe(4);
+    for (let i = 0; i < 30; i++) limiter.fail("a");
+    expect(limiter.retryAfter("a")).toBe(15 * 60);
+    limiter.succeed("a");
+    expect(limiter.retryAfter("a")).toBe(0);
   });
 });
