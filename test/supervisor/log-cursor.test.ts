@@ -281,6 +281,43 @@ describe("readLinesBefore", () => {
     expect(collected).toEqual(all);
   });
 
+  it("pages back over lines longer than the window, as the pieces readNewLines hands out", async () => {
+    const long = (n: number, char: string) => char.repeat(n);
+    await writeFile(
+      log,
+      `first\n${long(3.5 * LONG_LINE_PIECE_BYTES, "a")}\nmiddle\n${long(2 * LONG_LINE_PIECE_BYTES + 7, "b")}\nlast\n${long(LONG_LINE_PIECE_BYTES + 3, "c")}`,
+    );
+    const { lines: all } = await readAll(null);
+    expect(all.map((l) => l.text.slice(0, 6))).toEqual([
+      "first",
+      "aaaaaa",
+      "aaaaaa",
+      "aaaaaa",
+      "aaaaaa",
+      "middle",
+      "bbbbbb",
+      "bbbbbb",
+      "bbbbbb",
+      "last",
+      "cccccc",
+    ]);
+    for (const [maxLines, maxBytes] of [
+      [3, undefined],
+      [1, 50],
+      [100, 4096],
+    ] as const) {
+      const collected: LogLine[] = [];
+      let before = Number.MAX_SAFE_INTEGER;
+      for (let pages = 0; pages < 50; pages++) {
+        const older = await readLinesBefore(log, before, maxLines, maxBytes);
+        collected.unshift(...older.lines);
+        if (older.reachedStart) break;
+        before = older.lines[0]!.offset;
+      }
+      expect(collected).toEqual(all);
+    }
+  });
+
   it("handles empty and missing files and an offset at the start", async () => {
     expect(await readLinesBefore(log, 100, 10)).toEqual({ lines: [], reachedStart: true });
     await writeFile(log, "");

@@ -104,6 +104,16 @@ describe.each(testDatabaseKinds())("issue #10's log reproductions on a studio (%
     for (const line of live)
       expect(Buffer.byteLength(line.text)).toBeLessThanOrEqual(MAX_LINE_BYTES);
     expect(live.slice(1, -1).every((l) => / … \d+ bytes cut … /.test(l.text))).toBe(true);
+    // The page's tail and its pages back (as it scrolls up) are the same lines.
+    const shown: LogLine[] = [];
+    let before: number | undefined;
+    for (let pages = 0; pages < 20; pages++) {
+      const page = await studio.client.task.logs.query({ id: task.id, before, limit: 3 });
+      shown.unshift(...page.lines);
+      if (page.reachedStart) break;
+      before = page.lines[0]!.offset;
+    }
+    expect(shown).toEqual(live);
   });
 
   it("training.log deleted while running: all 31 lines reach subscribers and an event says so", async () => {

@@ -130,11 +130,13 @@ export function lastSegment(text: string): string {
 }
 
 /**
- * Up to `maxLines` complete lines that end before `beforeOffset` (a line's offset or a cursor
- * offset), in file order, for paging backwards through older output. `reachedStart` is true when
- * the first returned line is the file's first line (or the file is empty or missing). Reads at
- * most `maxBytes`, so a page can hold fewer lines; a single line longer than `maxBytes` cannot be
- * paged back to (it comes back as no lines with `reachedStart` false).
+ * Up to `maxLines` lines that start before `beforeOffset` (a line's offset or a cursor offset),
+ * in file order, for paging backwards through older output: the same lines, with the same
+ * offsets, that `readNewLines` hands out (pieces of a long line included; an unfinished last line
+ * is not one). `reachedStart` is true when the first returned line is the file's first line (or
+ * the file is empty or missing). Looks back at most `maxBytes` for line starts, so a page can hold
+ * fewer lines; a window with no line start in it (inside a line longer than the window) is
+ * searched further back, up to `MAX_LOOK_BACK_BYTES`, beyond which a line cannot be paged to.
  */
 export async function readLinesBefore(
   path: string,
@@ -145,29 +147,67 @@ export async function readLinesBefore(
   const file = await openIfExists(path);
   if (!file) return { lines: [], reachedStart: true };
   try {
-    const size = Number((await file.stat({ bigint: true })).size);
+    const stats = await file.stat({ bigint: true });
+    const size = Number(stats.size);
     const end = Math.min(beforeOffset, size);
     const from = Math.max(0, end - maxBytes);
     const buffer = await readAt(file, from, end - from);
-    const lines: LogLine[] = [];
-    // Only bytes up to the last "\n" before `end` belong to complete lines; walk back from there.
-    let lineEnd = buffer.lastIndexOf(NEWLINE);
-    while (lineEnd >= 0 && lines.length < maxLines) {
-      const previousEnd = lineEnd === 0 ? -1 : buffer.lastIndexOf(NEWLINE, lineEnd - 1);
-      // A window that starts inside the file may start mid-line: that line is left for the next page.
-      if (previousEnd < 0 && from > 0) break;
-      lines.push({
-        offset: from + previousEnd + 1,
-        text: boundLine(buffer.subarray(previousEnd + 1, lineEnd)),
-      });
-      lineEnd = previousEnd;
+    // Where to read forward from: after the (maxLines + 1)-th "\n" back from `end`, or the
+    // earliest one in the window (a window that starts inside the file may start mid-line).
+    let start = from === 0 ? 0 : -1;
+    let newline = buffer.length;
+    for (let seen = 0; seen <= maxLines; seen++) {
+      newline = newline === 0 ? -1 : buffer.lastIndexOf(NEWLINE, newline - 1);
+      if (newline < 0) {
+        if (from === 0) start = 0;
+        break;
+      }
+      start = from + newline + 1;
     }
-    lines.reverse();
-    const reachedStart = lines.length > 0 ? lines[0]!.offset === 0 : from === 0;
+    // No line starts in the window: the line that ends there (or goes on past it) is longer.
+    if ((start < 0 || start >= end) && end > 0) start = await lineStartBefore(file, end - 1);
+    if (start < 0) return { lines: [], reachedStart: false };
+    const lines = await linesBetween(file, String(stats.ino), start, end, size, maxLines);
+    const reachedStart = lines.length > 0 ? lines[0]!.offset === 0 : end === 0;
     return { lines, reachedStart };
   } finally {
     await file.close();
   }
+}
+
+/** How far back `readLinesBefore` looks for the start of one long line. */
+export const MAX_LOOK_BACK_BYTES = 64 * 1024 * 1024;
+
+/** Where the line holding byte `at - 1` starts (after the last "\n" before `at`), looking back at most MAX_LOOK_BACK_BYTES; -1 past that. */
+async function lineStartBefore(file: FileHandle, at: number): Promise<number> {
+  const limit = Math.max(0, at - MAX_LOOK_BACK_BYTES);
+  for (let end = at; end > limit; ) {
+    const from = Math.max(limit, end - DEFAULT_MAX_BYTES);
+    const newline = (await readAt(file, from, end - from)).lastIndexOf(NEWLINE);
+    if (newline >= 0) return from + newline + 1;
+    end = from;
+  }
+  return limit === 0 ? 0 : -1;
+}
+
+/** The last `maxLines` of the lines `readNewLines` hands out from line start `start` that start before `end`. */
+async function linesBetween(
+  file: FileHandle,
+  inode: string,
+  start: number,
+  end: number,
+  size: number,
+  maxLines: number,
+): Promise<LogLine[]> {
+  const lines: LogLine[] = [];
+  for (let offset = start; offset < end; ) {
+    const read = await readChunk(file, inode, offset, size, DEFAULT_MAX_BYTES);
+    for (const line of read.lines) if (line.offset < end) lines.push(line);
+    if (lines.length > maxLines) lines.splice(0, lines.length - maxLines);
+    if (read.cursor.offset <= offset) break; // only an unfinished line is left
+    offset = read.cursor.offset;
+  }
+  return lines;
 }
 
 export async function openIfExists(path: string): Promise<FileHandle | null> {
