@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, scryptSync, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import { and, eq, gt, lt, ne, sql } from "drizzle-orm";
+import { and, eq, gt, lt, sql } from "drizzle-orm";
 import type { Db } from "./db/client";
 import { type SessionRow, sessions } from "./db/schema";
 
@@ -195,15 +195,6 @@ export class SessionStore {
 
   private emit(ids: string[] | "all") {
     for (const listener of this.revokedListeners) listener(ids);
-  }
-
-  /** For tests and the read-only check: sessions of other tokens still stored. */
-  async countOtherTokens(): Promise<number> {
-    const rows = await this.db
-      .select({ id: sessions.id })
-      .from(sessions)
-      .where(ne(sessions.tokenFingerprint, this.fingerprint));
-    return rows.length;
   }
 }
 

@@ -14,10 +14,6 @@ const DOWNLOADABLE = new Set([
 
 const PATTERN = /^\/api\/tasks\/([a-z0-9]{1,64})\/files\/([A-Za-z0-9_.-]{1,64})$/;
 
-export function isDownload(path: string): boolean {
-  return PATTERN.test(path);
-}
-
 /**
  * Streams one task file. Names outside the fixed list are refused, and the file must be a
  * regular file exactly at tasks/<id>/<name>: a symbolic link (config.json -> /etc/shadow), a

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadEnv } from "../../src/server/env";
 import { TestStudio } from "../helpers/studio";
 import { raw, trpcBody, trpcPath } from "./http";
 
@@ -87,5 +88,26 @@ describe("DNS rebinding: a studio answers only to the hosts it serves", () => {
     );
     expect(created.id).toMatch(/^[a-z0-9]+$/);
     expect(await studio.cli("task", "list")).toMatch(/cli/);
+  });
+});
+
+describe("STUDIO_ALLOWED_HOSTS", () => {
+  it("takes names and addresses with optional ports, and names a bad entry", () => {
+    expect(
+      loadEnv({ STUDIO_ALLOWED_HOSTS: " Studio.Example.org, gpu-box:8443,[fd00::5]:3000 ,," })
+        .STUDIO_ALLOWED_HOSTS,
+    ).toEqual(["studio.example.org", "gpu-box:8443", "[fd00::5]:3000"]);
+    expect(loadEnv({}).STUDIO_ALLOWED_HOSTS).toEqual([]);
+    for (const bad of [
+      "http://studio.example.org",
+      "*.example.org",
+      "studio.example.org/",
+      "a b",
+      "evil.example:port",
+    ]) {
+      expect(() => loadEnv({ STUDIO_ALLOWED_HOSTS: bad }), bad).toThrow(
+        /STUDIO_ALLOWED_HOSTS.*each allowed host is a name or an address/s,
+      );
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sessions } from "../../src/server/db/schema";
+import { loadEnv } from "../../src/server/env";
 import { testDatabaseKinds } from "../helpers/databases";
 import { subscriptionUrl } from "../helpers/sse";
 import { TestStudio } from "../helpers/studio";
@@ -218,5 +219,17 @@ describe.each(testDatabaseKinds())("sessions on %s: random, expiring, revocable"
     expect(await cli("sessions", "list")).toEqual([]);
     const fresh = await login(NEW_TOKEN);
     expect(await pageStatus(fresh.cookie)).toBe(200);
+  });
+});
+
+describe("STUDIO_SESSION_TTL_HOURS", () => {
+  it("defaults to a week, takes fractions, refuses zero, negatives and words", () => {
+    expect(loadEnv({}).STUDIO_SESSION_TTL_HOURS).toBe(168);
+    expect(loadEnv({ STUDIO_SESSION_TTL_HOURS: "0.5" }).STUDIO_SESSION_TTL_HOURS).toBe(0.5);
+    for (const bad of ["0", "-1", "week", "100000"]) {
+      expect(() => loadEnv({ STUDIO_SESSION_TTL_HOURS: bad }), bad).toThrow(
+        /STUDIO_SESSION_TTL_HOURS/,
+      );
+    }
   });
 });

@@ -102,6 +102,13 @@ export function createStudioHttp(options: StudioHttpOptions) {
   /** Open responses per session, so that revoking a session also ends its open streams. */
   const openBySession = new Map<string, Set<ServerResponse>>();
 
+  // Expired sessions open nothing; their rows go now and then (by the supervising studio).
+  if (sessions && !services.readOnly) {
+    setInterval(() => {
+      sessions.deleteExpired().catch((err) => log(`deleting expired sessions failed: ${err}`));
+    }, 3_600_000).unref();
+  }
+
   sessions?.onRevoked((ids) => {
     const victims = ids === "all" ? [...openBySession.keys()] : ids;
     for (const id of victims) {
