@@ -1,3 +1,6 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestStudio } from "./helpers/studio";
 
@@ -14,6 +17,21 @@ describe("the studio CLI against a running studio", () => {
     await expect(studio.cli("task", "list")).rejects.toThrow(
       /^studio: no studio is running on .*; start one with "studio start"$/,
     );
+  });
+
+  it("names the cause, whole, when the studio cannot start (after multi-byte output in studio.log)", async () => {
+    mkdirSync(studio.home, { recursive: true });
+    writeFileSync(join(studio.home, "studio.log"), "训练 ünïcödé ✓\n".repeat(50));
+    // Another program holds the port: it accepts connections and hangs up at once.
+    const blocker = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => blocker.listen(studio.port, "127.0.0.1", resolve));
+    try {
+      await expect(studio.cli("start")).rejects.toThrow(
+        `studio: listen EADDRINUSE: address already in use 127.0.0.1:${studio.port} (see ${join(studio.home, "studio.log")})`,
+      );
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
   });
 
   it("starts in the background and reports its status", async () => {

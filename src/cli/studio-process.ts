@@ -51,20 +51,40 @@ export async function startBackground(home: string, timeoutMs = 120_000): Promis
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (exited !== null) {
-      const output = readFileSync(paths.log, "utf8").slice(logOffset).trim();
-      throw new Error(output.split("\n").at(-1) || `the studio exited with code ${exited}`);
+      // logOffset counts bytes: slice the bytes, then decode (a string index would cut elsewhere).
+      const output = readFileSync(paths.log).subarray(logOffset).toString("utf8").trim();
+      const last = output.split("\n").at(-1);
+      throw new Error(
+        last
+          ? `${last.replace(/^studio: /, "")} (see ${paths.log})`
+          : `the studio exited with code ${exited} and printed nothing (see ${paths.log})`,
+      );
     }
     const holder = runningStudio(home);
     if (holder && holder.pid === child.pid) {
       try {
         // Another program may answer on that port: only our server's own answer counts.
-        const info = await createClient(holder.url).studio.info.query();
-        if (info.pid === child.pid) return holder;
+        if ((await askPid(holder.url)) === child.pid) return holder;
       } catch {}
     }
     await sleep(100);
   }
   throw new Error(`the studio did not answer within ${timeoutMs / 1000} s; see ${paths.log}`);
+}
+
+/**
+ * The pid of the studio answering at `url`, or a rejection. Bounded: a program holding the port
+ * may accept and never answer. The timer is a referenced one: with only an unreferenced timer
+ * (AbortSignal.timeout) and a dead socket pending, Node would end this process mid-wait.
+ */
+async function askPid(url: string): Promise<number> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), 2_000);
+  try {
+    return (await createClient(url).studio.info.query(undefined, { signal: abort.signal })).pid;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The studio may run in a terminal's process group, so it is signalled alone, after proving it is the lock's holder. */
