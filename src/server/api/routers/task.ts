@@ -9,7 +9,13 @@ import { assertNoLinkInside, PathRefusal } from "../../datasets/safe-paths";
 import type { LogChunk, TaskUpdate } from "../../events/bus";
 import { studioPaths, taskDir } from "../../home";
 import { readLinesBefore } from "../../supervisor/log-cursor";
-import { allowedActions, isActive, TASK_STATUSES, type TaskStatus } from "../../tasks/lifecycle";
+import {
+  allowedActions,
+  isActive,
+  RETRYABLE_STATUSES,
+  TASK_STATUSES,
+  type TaskStatus,
+} from "../../tasks/lifecycle";
 import {
   deleteTask,
   getTask,
@@ -37,12 +43,15 @@ function supervisorOf(ctx: Context) {
 }
 
 /**
- * Before a start or retry: the task's dataset is still the file pinned at create. An unknown
- * task is left to the supervisor, which answers it as before.
+ * Before a start or retry that would launch a trainer: the task's dataset is still the copy
+ * pinned at create. Any other case (unknown task, already started, not retryable) is left to
+ * the supervisor, which answers it as before.
  */
-async function datasetStillPinned(ctx: Context, id: string) {
+async function datasetStillPinned(ctx: Context, id: string, launchableFrom: readonly TaskStatus[]) {
   const task = await getTask(ctx.database.db, id);
-  if (task) await assertPinnedDataset(ctx.datasets, task.id, task.datasetPath);
+  if (task && launchableFrom.includes(task.status)) {
+    await assertPinnedDataset(ctx.datasets, task.id, task.datasetPath);
+  }
 }
 
 /** A task's training.log as readers open it by path: never a link out of the task folder. */
@@ -132,7 +141,7 @@ export const taskRouter = router({
 
   start: mutatingProcedure.input(taskIdInput).mutation(async ({ ctx, input }) => {
     const supervisor = supervisorOf(ctx);
-    await datasetStillPinned(ctx, input.id);
+    await datasetStillPinned(ctx, input.id, ["pending"]);
     return supervisor.start(input.id);
   }),
   cancel: mutatingProcedure
@@ -148,7 +157,7 @@ export const taskRouter = router({
     .input(taskIdInput.extend({ fromCheckpoint: z.boolean().default(false) }))
     .mutation(async ({ ctx, input }) => {
       const supervisor = supervisorOf(ctx);
-      await datasetStillPinned(ctx, input.id);
+      await datasetStillPinned(ctx, input.id, RETRYABLE_STATUSES);
       return supervisor.retry(input.id, input.fromCheckpoint);
     }),
 
