@@ -168,6 +168,10 @@ export function createStudioHttp(options: StudioHttpOptions) {
 
   async function handleLogin(req: IncomingMessage, res: ServerResponse) {
     const client = clientOf(req);
+    const form = new URLSearchParams(await readBody(req, 4096));
+    const token = form.get("token") ?? "";
+    // Checked after the body is in and right before the token: from here to the record of a
+    // failure nothing waits, so parallel guesses cannot slip past the limit together.
     const wait = limiter.retryAfter(client);
     if (wait > 0) {
       refuse(req, res, 429, `too many failed sign-ins from ${client}; try again in ${wait} s`, {
@@ -175,8 +179,6 @@ export function createStudioHttp(options: StudioHttpOptions) {
       });
       return;
     }
-    const form = new URLSearchParams(await readBody(req, 4096));
-    const token = form.get("token") ?? "";
     if (!env.STUDIO_TOKEN || !sessions || !checkToken(token, env.STUDIO_TOKEN)) {
       if (env.STUDIO_TOKEN) limiter.fail(client);
       res.writeHead(303, { location: "/login?error=1" }).end();
