@@ -87,6 +87,24 @@ describe.each(testDatabaseKinds())("training.log faults while an attempt runs (%
     ]);
   });
 
+  it("replaced while the studio was down: reported, and the new file read from its start", async () => {
+    await runner.write(numbered(1, 4));
+    await h.monitor.tick();
+    await h.restart();
+    await writeFile(`${h.log}.new`, "new 1\n");
+    await rename(`${h.log}.new`, h.log);
+    await h.monitor.tick();
+    expect(h.published.at(-1)).toEqual({
+      taskId: h.taskId,
+      attempt: 1,
+      lines: [{ offset: 0, text: "new 1" }],
+      reset: "rotated",
+    });
+    expect((await warnings()).map((w) => w.data)).toEqual([
+      { file: "training.log", kind: "replaced", offset: Buffer.byteLength(numbered(1, 4)) },
+    ]);
+  });
+
   it("a 320 KB \\r bar: the bar's last frame, bounded, then done; readers page past it", async () => {
     await runner.write("before\n");
     await h.monitor.tick();

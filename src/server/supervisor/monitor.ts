@@ -1,4 +1,4 @@
-import { type FileHandle, stat } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
@@ -302,18 +302,38 @@ export class AttemptMonitor {
   }
 
   /**
-   * New lines of training.log, read through the handle this monitor keeps open, and a warning in
-   * `events` when the path no longer names that file (deleted, replaced) or the file shrank.
+   * New lines of training.log, and a warning in `events` when the path no longer names the file
+   * the trainer writes (deleted, replaced), the file shrank, or it is missing after a restart.
+   * The path is opened afresh for each read (on NFS, as with Slurm, an open revalidates what the
+   * client caches); the handle kept on the trainer's file is read only once the path has lost it.
    */
   private async readLog(events: MonitorEvent[]): Promise<ReadResult> {
     const t = this.target;
-    const path = join(t.taskDir, "training.log");
     const at = t.logCursor?.offset ?? 0;
-    if (!this.logFile) {
-      this.logFile = await openIfExists(path);
-      if (!this.logFile) {
+    const cursorInode = t.logCursor?.inode ?? "";
+    const fresh = await openIfExists(join(t.taskDir, "training.log"));
+    try {
+      const freshInode = fresh ? String((await fresh.stat({ bigint: true })).ino) : null;
+      if (fresh && !this.logFile && !this.stopped) this.logFile = fresh;
+      const keptInode = this.logFile
+        ? fresh && this.logFile === fresh
+          ? freshInode
+          : String((await this.logFile.stat({ bigint: true })).ino)
+        : null;
+      // What the path is now, next to the file this monitor follows.
+      const seen: typeof this.logPath =
+        keptInode === null
+          ? fresh
+            ? "same"
+            : "missing"
+          : !fresh
+            ? "deleted"
+            : freshInode === keptInode
+              ? "same"
+              : "replaced";
+
+      if (seen === "missing") {
         if (at > 0 && this.logPath !== "missing") {
-          this.logPath = "missing";
           events.push(
             logWarning(
               "missing",
@@ -322,51 +342,44 @@ export class AttemptMonitor {
             ),
           );
         }
+        this.logPath = seen;
         return { lines: [], cursor: t.logCursor ?? { inode: "", offset: 0 } };
       }
-      if (this.stopped) {
-        await this.logFile.close();
-        this.logFile = null;
-        return { lines: [], cursor: t.logCursor ?? { inode: "", offset: 0 } };
+      const followed = seen === "same" ? fresh! : this.logFile!;
+      const read = await readOpenFile(followed, t.logCursor, READ_CHUNK);
+      if (read.reset === "rotated" && cursorInode !== "") {
+        // A file other than the cursor's, found on opening: replaced while no one watched.
+        events.push(
+          logWarning(
+            "replaced",
+            at,
+            `training.log was replaced by another file (the old one had been read up to byte ${at}); showing the new file from its start`,
+          ),
+        );
+      } else if (read.reset === "truncated") {
+        events.push(
+          logWarning(
+            "truncated",
+            at,
+            `training.log was truncated (it had been read up to byte ${at}); lines before that are gone from the file, showing it again from its start`,
+          ),
+        );
       }
+      if (seen !== "same" && seen !== this.logPath) {
+        const what = seen === "deleted" ? "deleted" : "replaced by another file";
+        events.push(
+          logWarning(
+            seen,
+            at,
+            `training.log was ${what} after byte ${at} had been read; the trainer's output is still followed and shown live, but lines from there on are not in training.log`,
+          ),
+        );
+      }
+      this.logPath = seen;
+      return read;
+    } finally {
+      if (fresh && fresh !== this.logFile) await fresh.close().catch(() => {});
     }
-    const read = await readOpenFile(this.logFile, t.logCursor, READ_CHUNK);
-    if (read.reset === "rotated") {
-      events.push(
-        logWarning(
-          "replaced",
-          at,
-          `training.log was replaced by another file (the old one had been read up to byte ${at}); showing the new file from its start`,
-        ),
-      );
-    } else if (read.reset === "truncated") {
-      events.push(
-        logWarning(
-          "truncated",
-          at,
-          `training.log was truncated (it had been read up to byte ${at}); lines before that are gone from the file, showing it again from its start`,
-        ),
-      );
-    }
-    const seen = await stat(path, { bigint: true }).then(
-      (st) => (String(st.ino) === read.cursor.inode ? "same" : "replaced"),
-      (err: NodeJS.ErrnoException) => {
-        if (err.code === "ENOENT") return "deleted" as const;
-        throw err;
-      },
-    );
-    if (seen !== this.logPath && seen !== "same") {
-      const what = seen === "deleted" ? "deleted" : "replaced by another file";
-      events.push(
-        logWarning(
-          seen,
-          at,
-          `training.log was ${what} after byte ${at} had been read; the trainer's output is still followed and shown live, but lines from there on are not in training.log`,
-        ),
-      );
-    }
-    this.logPath = seen;
-    return read;
   }
 }
 
