@@ -83,6 +83,12 @@ export function ProgressPanel({ progress, status }: { progress: unknown; status:
             {view.etaSeconds === null ? "–" : formatDuration(view.etaSeconds)}
           </dd>
         </div>
+        {view.skippedEvents > 0 && (
+          <div className="progress-skipped" title={t("progress.skippedHint")}>
+            <dt>{t("progress.skipped")}</dt>
+            <dd data-testid="progress-skipped">{view.skippedEvents}</dd>
+          </div>
+        )}
       </dl>
     </section>
   );

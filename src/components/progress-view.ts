@@ -14,6 +14,7 @@ const progressStateFields = z.looseObject({
   startedAt: num,
   updatedAt: num,
   etaSeconds: num,
+  skippedEvents: num,
 });
 
 export interface ProgressView {
@@ -27,6 +28,8 @@ export interface ProgressView {
   /** Seconds since training started: to `now` while running, to the last update otherwise. */
   elapsedSeconds: number | null;
   etaSeconds: number | null;
+  /** progress.jsonl lines the studio skipped as invalid (each reported as a warning event). */
+  skippedEvents: number;
 }
 
 /** Reads a task's stored progress; `running` says whether time is still passing for it. */
@@ -46,6 +49,7 @@ export function progressView(progress: unknown, running: boolean, now: number): 
     elapsedSeconds:
       startedAt !== null && end !== null ? Math.max(0, Math.round((end - startedAt) / 1000)) : null,
     etaSeconds: running && p.etaSeconds != null ? Math.round(p.etaSeconds) : null,
+    skippedEvents: p.skippedEvents ?? 0,
   };
 }
 

@@ -212,6 +212,8 @@ export const en = {
     learningRate: "Learning rate",
     elapsed: "Elapsed",
     eta: "Time left",
+    skipped: "Skipped events",
+    skippedHint: "Lines of progress.jsonl that were not valid events; see the warnings in Events",
   },
   chart: {
     title: "Loss",

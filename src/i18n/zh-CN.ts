@@ -214,6 +214,8 @@ export const zhCN: Messages = {
     learningRate: "学习率",
     elapsed: "已用时间",
     eta: "剩余时间",
+    skipped: "已跳过的事件",
+    skippedHint: "progress.jsonl 中不是有效事件的行；详见事件中的警告",
   },
   chart: {
     title: "损失",

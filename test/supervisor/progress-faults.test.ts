@@ -1,5 +1,6 @@
 import { appendFile, writeFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { progressView } from "../../src/components/progress-view";
 import { readProgressLine } from "../../src/server/supervisor/progress-state";
 import { MAX_INT4 } from "../../src/trainers/protocol";
 import { testDatabaseKinds } from "../helpers/databases";
@@ -42,6 +43,14 @@ describe("progress.jsonl events against the protocol's ranges", () => {
     expect(
       readProgressLine(ok({ event: "checkpoint", step: 0, path: "checkpoints/step-0" })),
     ).toHaveProperty("event");
+  });
+});
+
+describe("the page's count of skipped events", () => {
+  it("reads progress.skippedEvents, 0 for rows stored before it existed", () => {
+    expect(progressView({ step: 3, skippedEvents: 14 }, true, 0).skippedEvents).toBe(14);
+    expect(progressView({ step: 3 }, true, 0).skippedEvents).toBe(0);
+    expect(progressView({}, false, 0).skippedEvents).toBe(0);
   });
 });
 
