@@ -75,12 +75,14 @@ describe.each(testDatabaseKinds())("training.log faults while an attempt runs (%
     );
   });
 
-  it("missing after a restart: reported once", async () => {
+  it("missing after a restart: reported once, also over further restarts", async () => {
     await runner.write(numbered(1, 3));
     await h.monitor.tick();
     await h.restart();
     await rm(h.log);
     await h.monitor.tick();
+    await h.monitor.tick();
+    await h.restart();
     await h.monitor.tick();
     expect((await warnings()).map((w) => w.data)).toEqual([
       { file: "training.log", kind: "missing", offset: Buffer.byteLength(numbered(1, 3)) },

@@ -1,8 +1,8 @@
 import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { eq, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
-import { attempts, type TaskEventRow, taskMetrics, tasks } from "../db/schema";
+import { attempts, type TaskEventRow, taskEvents, taskMetrics, tasks } from "../db/schema";
 import type { StudioBus } from "../events/bus";
 import { addEvent } from "../tasks/repository";
 import { parseHfOutput } from "./hf-output-parser";
@@ -301,6 +301,25 @@ export class AttemptMonitor {
     });
   }
 
+  /** Whether an earlier monitor of this attempt (before a restart) already said the log is missing. */
+  private async reportedMissing(): Promise<boolean> {
+    const t = this.target;
+    const rows = await this.db
+      .select({ data: taskEvents.data })
+      .from(taskEvents)
+      .where(
+        and(
+          eq(taskEvents.taskId, t.taskId),
+          eq(taskEvents.attempt, t.attempt),
+          eq(taskEvents.type, "warning"),
+        ),
+      );
+    return rows.some((row) => {
+      const data = row.data as { file?: unknown; kind?: unknown } | null;
+      return data?.file === "training.log" && data.kind === "missing";
+    });
+  }
+
   /**
    * New lines of training.log, and a warning in `events` when the path no longer names the file
    * the trainer writes (deleted, replaced), the file shrank, or it is missing after a restart.
@@ -333,7 +352,7 @@ export class AttemptMonitor {
               : "replaced";
 
       if (seen === "missing") {
-        if (at > 0 && this.logPath !== "missing") {
+        if (at > 0 && this.logPath !== "missing" && !(await this.reportedMissing())) {
           events.push(
             logWarning(
               "missing",
