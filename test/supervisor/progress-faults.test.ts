@@ -126,4 +126,22 @@ describe.each(testDatabaseKinds())("a bad progress event never stops the monitor
     expect(h.lines()).toHaveLength(count);
     expect(await h.events()).toHaveLength(events);
   });
+
+  it("stores nothing for a tick that only sees the unfinished bar redrawn at the same step", async () => {
+    await h.fresh(); // a task with no progress.jsonl: the log's bar is its progress
+    const bar = (step: number) => `\r 50%|█████     | ${step}/10 [00:01<00:01,  2.00it/s]`;
+    await appendFile(h.log, bar(5));
+    await h.monitor.tick();
+    expect((await h.progress()).step).toBe(5);
+    const updates = h.updates.length;
+    await appendFile(h.log, bar(5));
+    await h.monitor.tick();
+    await h.monitor.tick();
+    expect(h.updates).toHaveLength(updates);
+    await appendFile(h.log, `${bar(6)}\n`);
+    await h.monitor.tick();
+    expect(h.updates.length).toBeGreaterThan(updates);
+    expect((await h.progress()).step).toBe(6);
+    expect(h.errors).toEqual([]);
+  });
 });

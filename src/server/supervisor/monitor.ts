@@ -204,9 +204,14 @@ export class AttemptMonitor {
     this.cursorsDirty ||=
       !sameCursor(log.cursor, t.logCursor) || !sameCursor(structured.cursor, t.progressCursor);
 
+    // The task row is rewritten only when progress moved (or to carry an event to subscribers):
+    // new lines, or a new step of the unfinished bar. A bar redrawn at the same step moves
+    // nothing, so an idle tick writes nothing.
+    const linesRead = structured.lines.length > 0 || logLines.length > 0;
+    const progressMoved =
+      progress !== t.progress && (linesRead || progress.step !== t.progress.step);
+    if (!progressMoved) progress = t.progress;
     const checkpoint = progress.lastCheckpoint?.path ?? null;
-    // The task row is rewritten only when progress moved (or to carry an event to subscribers).
-    const progressMoved = progress !== t.progress;
     const mustStore = progressMoved || metrics.length > 0 || events.length > 0 || !!log.reset;
     const store =
       mustStore ||
@@ -243,7 +248,7 @@ export class AttemptMonitor {
       for (const event of eventRows) this.bus.publishTask({ ...row, event });
     }
     // More may be waiting beyond this chunk; the loop in tick() stops at the first empty read.
-    if (structured.lines.length > 0 || logLines.length > 0) this.again = true;
+    if (linesRead) this.again = true;
   }
 
   /** The cursors, with whatever was derived from the lines since, in one transaction. */
