@@ -1,4 +1,4 @@
-import type { FileHandle } from "node:fs/promises";
+import { type FileHandle, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client";
@@ -92,6 +92,8 @@ export class AttemptMonitor {
   private cursorsStoredAt = 0;
   private cursorsDirty = false;
   private flush = false;
+  /** While draining: how many more reads the tick loop may make (null: not draining). */
+  private passesLeft: number | null = null;
 
   constructor(
     readonly target: MonitorTarget,
@@ -113,7 +115,8 @@ export class AttemptMonitor {
           this.again = false;
           this.lastTickAt = Date.now();
           await this.readOnce();
-        } while (this.again && !this.stopped);
+          if (this.passesLeft !== null) this.passesLeft--;
+        } while (this.again && !this.stopped && this.passesLeft !== 0);
       } catch (err) {
         this.onError(err);
       } finally {
@@ -133,9 +136,19 @@ export class AttemptMonitor {
     }, wait);
   }
 
-  /** Reads to the end of both files (used once the trainer has exited), stores the cursors, then stops. */
+  /**
+   * Reads to the end of both files as they are now (used once the attempt has ended), stores the
+   * cursors, then stops. Bounded by what the files hold when it begins: a trainer that still
+   * writes (one that could not be identified, so nothing could end it) cannot keep it going.
+   */
   async drain(): Promise<void> {
     this.flush = true;
+    const t = this.target;
+    const bytes =
+      (await sizeOf(join(t.taskDir, "training.log"))) +
+      (await sizeOf(join(t.taskDir, "progress.jsonl")));
+    // Each pass reads up to READ_CHUNK of each file; two more cover a reset and the last look.
+    this.passesLeft = Math.ceil(bytes / READ_CHUNK) + 2;
     await this.tick();
     this.stop();
   }
@@ -413,4 +426,11 @@ function logWarning(kind: string, offset: number, message: string): MonitorEvent
 
 function sameCursor(a: LogCursor, b: LogCursor | null): boolean {
   return b !== null && a.inode === b.inode && a.offset === b.offset;
+}
+
+async function sizeOf(path: string): Promise<number> {
+  return stat(path).then(
+    (st) => st.size,
+    () => 0,
+  );
 }
