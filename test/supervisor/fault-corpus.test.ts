@@ -165,7 +165,7 @@ const LIVE_EXIT_FAULTS: [string, (file: string, t: Task) => void][] = [
 /** Both the stored handle and runner.json broken: the processes cannot be identified. */
 const UNIDENTIFIABLE = 1;
 
-export const FAULT_KINDS =
+const FAULT_KINDS =
   EXIT_FAULTS.length +
   HANDLE_FAULTS.length +
   PROGRESS_FAULTS.length +
@@ -242,9 +242,9 @@ describe.each(testDatabaseKinds())("the fault corpus (%s)", (kind) => {
     for (const t of exitTasks) {
       await waitFor("exit.json", () => existsSync(join(dirOf(t.id), "exit.json")), 30_000);
     }
-    EXIT_FAULTS.forEach(([, inject], i) =>
-      inject(join(dirOf(exitTasks[i]!.id), "exit.json"), exitTasks[i]!),
-    );
+    for (const [i, [, inject]] of EXIT_FAULTS.entries()) {
+      inject(join(dirOf(exitTasks[i]!.id), "exit.json"), exitTasks[i]!);
+    }
     await studio.withDatabase(async (db) => {
       for (const [i, [, handle]] of HANDLE_FAULTS.entries()) {
         await db
@@ -272,16 +272,17 @@ describe.each(testDatabaseKinds())("the fault corpus (%s)", (kind) => {
     );
 
     // Live faults land in the running tasks' files.
-    PROGRESS_FAULTS.forEach(([, line], i) =>
-      appendFileSync(join(dirOf(liveTasks[i]!.id), "progress.jsonl"), `${line}\n`),
-    );
-    LOG_FAULTS.forEach(([, bytes], i) =>
-      appendFileSync(join(dirOf(liveTasks[PROGRESS_FAULTS.length + i]!.id), "training.log"), bytes),
-    );
+    for (const [i, [, line]] of PROGRESS_FAULTS.entries()) {
+      appendFileSync(join(dirOf(liveTasks[i]!.id), "progress.jsonl"), `${line}\n`);
+    }
+    for (const [i, [, bytes]] of LOG_FAULTS.entries()) {
+      const t = liveTasks[PROGRESS_FAULTS.length + i]!;
+      appendFileSync(join(dirOf(t.id), "training.log"), bytes);
+    }
     const liveExit = liveTasks.slice(PROGRESS_FAULTS.length + LOG_FAULTS.length);
-    LIVE_EXIT_FAULTS.forEach(([, inject], i) =>
-      inject(join(dirOf(liveExit[i]!.id), "exit.json"), liveExit[i]!),
-    );
+    for (const [i, [, inject]] of LIVE_EXIT_FAULTS.entries()) {
+      inject(join(dirOf(liveExit[i]!.id), "exit.json"), liveExit[i]!);
+    }
     for (const t of liveExit) {
       await waitFor(
         "the warning",
