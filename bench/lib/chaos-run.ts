@@ -1,5 +1,6 @@
-import { existsSync, readFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { boundLine } from "../../src/server/supervisor/log-cursor";
 import type { TestStudio } from "../../test/helpers/studio";
 import { waitFor } from "../../test/helpers/wait";
 import { baseUrl, benchStudio, killGroups, LINES_TRAINER } from "./bench-studio";
@@ -21,6 +22,8 @@ export interface ChaosReport {
   kills: Record<string, number>;
   /** What was in flight when the studio was killed. */
   during: Record<string, number>;
+  /** Faults injected besides the studio kills: runner SIGKILLs, corrupt exit.json, long lines. */
+  faults: Record<string, number>;
   tasks: number;
   linesChecked: number;
   reconnects: number;
@@ -28,6 +31,10 @@ export interface ChaosReport {
 }
 
 type Action = "start" | "cancel" | "pause" | "resume" | "nothing";
+/** A fault of the world, injected into one training task while the studio runs or is down. */
+type Fault = "kill-runner" | "corrupt-exit" | "long-line" | "none";
+/** A tqdm-style bar redrawn 4,000 times on one line (about 100 KB): stored and streamed bounded. */
+const LONG_LINE = `${Array.from({ length: 4000 }, (_, i) => `\r${i + 1}/4000 [===>]`).join("")}\n`;
 const ACTIVE = ["queued", "preparing", "training", "paused"];
 /** A half-started launch may legitimately wait this long (the supervisor's launch timeout + slack). */
 const LAUNCH_GRACE_MS = 12_000;
@@ -36,6 +43,10 @@ interface Tracked {
   id: string;
   lines: number;
   subscriber: ResumingSubscriber;
+  /** Lines written into training.log besides the trainer's own. */
+  injected: number;
+  runnerKilled: boolean;
+  exitCorrupted: boolean;
 }
 
 /**
@@ -56,6 +67,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     cycles: 0,
     kills: {},
     during: {},
+    faults: {},
     tasks: 0,
     linesChecked: 0,
     reconnects: 0,
@@ -87,7 +99,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         String(exitCode),
       ],
     });
-    tracked.set(task.id, { id: task.id, lines, subscriber: new ResumingSubscriber(url, task.id) });
+    tracked.set(task.id, {
+      id: task.id,
+      lines,
+      subscriber: new ResumingSubscriber(url, task.id),
+      injected: 0,
+      runnerKilled: false,
+      exitCorrupted: false,
+    });
     return task.id;
   }
 
@@ -110,9 +129,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const inFlight = act(studio, action, now, rng, createTask).catch(() => {});
       await sleep(rng.int(0, 120));
       const signal = rng.pick(["SIGKILL", "SIGTERM"] as const);
-      log(`cycle ${cycle}: ${signal} during ${action}`);
+      const fault = rng.pick<Fault>(["kill-runner", "corrupt-exit", "long-line", "none"]);
+      const whileDown = rng.int(0, 1) === 1;
+      log(`cycle ${cycle}: ${signal} during ${action}; ${fault}${whileDown ? " while down" : ""}`);
+      const victim = fault === "none" ? null : await faultTarget(studio, tracked, rng);
+      if (victim && !whileDown) injectFault(studio, fault, victim);
       await studio.kill(signal);
       await inFlight;
+      if (victim && whileDown) injectFault(studio, fault, victim);
+      if (victim) report.faults[fault] = (report.faults[fault] ?? 0) + 1;
       report.kills[signal] = (report.kills[signal] ?? 0) + 1;
       report.during[action] = (report.during[action] ?? 0) + 1;
       await studio.start();
@@ -169,6 +194,42 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   }
 }
 
+/** A task whose trainer is running now, with its runner's pid. */
+async function faultTarget(studio: TestStudio, tracked: Map<string, Tracked>, rng: Rng) {
+  const training = (await studio.client.task.list.query({ limit: 500 })).items.filter(
+    (t) => tracked.has(t.id) && t.status === "training",
+  );
+  if (training.length === 0) return null;
+  const id = rng.pick(training).id;
+  const handle = (await studio.client.task.get.query({ id })).attempts[0]?.handle as
+    | { runner?: { pid: number } }
+    | undefined;
+  return handle?.runner ? { task: tracked.get(id)!, runner: handle.runner.pid } : null;
+}
+
+function injectFault(studio: TestStudio, fault: Fault, victim: { task: Tracked; runner: number }) {
+  const dir = join(studio.home, "tasks", victim.task.id);
+  switch (fault) {
+    case "kill-runner":
+      try {
+        process.kill(victim.runner, "SIGKILL");
+        victim.task.runnerKilled = true;
+      } catch {}
+      return;
+    case "corrupt-exit":
+      // The runner replaces it with the real record when the trainer ends, unless it already has.
+      writeFileSync(join(dir, "exit.json"), "CORRUPT{{{");
+      victim.task.exitCorrupted = true;
+      return;
+    case "long-line":
+      appendFileSync(join(dir, "training.log"), LONG_LINE);
+      victim.task.injected++;
+      return;
+    case "none":
+      return;
+  }
+}
+
 function isOurs(studio: TestStudio, pid: number): boolean {
   return processesRunning(LINES_TRAINER).some(
     (p) => p.pid === pid && p.cwd.startsWith(studio.home),
@@ -215,11 +276,11 @@ function logLinesOf(studio: TestStudio, id: string): LogEntry[] {
   const path = join(studio.home, "tasks", id, "training.log");
   if (!existsSync(path)) return [];
   const entries: LogEntry[] = [];
-  let offset = 0;
-  const text = readFileSync(path, "utf8");
-  for (const line of text.split("\n").slice(0, -1)) {
-    entries.push({ offset, text: line });
-    offset += Buffer.byteLength(line) + 1;
+  const bytes = readFileSync(path);
+  // As subscribers get them: every line bounded the way the studio bounds it.
+  for (let start = 0, end = bytes.indexOf(0x0a); end >= 0; end = bytes.indexOf(0x0a, start)) {
+    entries.push({ offset: start, text: boundLine(bytes.subarray(start, end)) });
+    start = end + 1;
   }
   return entries;
 }
@@ -227,11 +288,15 @@ function logLinesOf(studio: TestStudio, id: string): LogEntry[] {
 function exitRecordOf(studio: TestStudio, id: string) {
   const path = join(studio.home, "tasks", id, "exit.json");
   if (!existsSync(path)) return null;
-  return JSON.parse(readFileSync(path, "utf8")) as {
-    attempt: number;
-    exitCode: number | null;
-    signal: string | null;
-  };
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as {
+      attempt: number;
+      exitCode: number | null;
+      signal: string | null;
+    };
+  } catch {
+    return "unreadable" as const;
+  }
 }
 
 /** While the studio is up: one trainer per task at most, and no task in a state its process contradicts. */
@@ -293,6 +358,29 @@ async function checkOutcomes(
   for (const t of tracked.values()) {
     const { task } = await studio.client.task.get.query({ id: t.id });
     const exit = exitRecordOf(studio, t.id);
+    if (exit === "unreadable") {
+      // Corrupted after the runner's last word: the task fails, naming the file.
+      if (
+        !t.exitCorrupted ||
+        task.status !== "failed" ||
+        !/exit\.json is unreadable/.test(task.statusReason ?? "")
+      ) {
+        violation(
+          `task ${t.id}: exit.json unreadable, task is ${task.status} (${task.statusReason})`,
+        );
+      }
+      continue;
+    }
+    if (!exit && t.runnerKilled) {
+      // No runner left to record an outcome: failed, and (checked while running) no trainer left.
+      if (
+        task.status !== "failed" ||
+        !/^Training process terminated unexpectedly/.test(task.statusReason ?? "")
+      ) {
+        violation(`task ${t.id}: runner killed, task is ${task.status} (${task.statusReason})`);
+      }
+      continue;
+    }
     if (!exit) {
       // A studio killed between writing the attempt and spawning its runner leaves nothing
       // running: boot reconciliation fails that launch once its time is up (never starting a
@@ -320,9 +408,9 @@ async function checkOutcomes(
       );
     }
     const lines = logLinesOf(studio, t.id).length;
-    if (exit.exitCode !== null && lines !== t.lines) {
+    if (exit.exitCode !== null && lines !== t.lines + t.injected) {
       violation(
-        `task ${t.id}: trainer exited normally but its log has ${lines} of ${t.lines} lines`,
+        `task ${t.id}: trainer exited normally but its log has ${lines} of ${t.lines + t.injected} lines`,
       );
     }
   }
