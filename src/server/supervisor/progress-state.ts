@@ -6,7 +6,15 @@ import { isTrainingBar, type ParsedHfLine } from "./hf-output-parser";
  * training.log. Plain JSON (the lead stores it as jsonb): no undefined, no NaN, numbers or null.
  * A new attempt starts again from `initialProgress()`.
  */
+/**
+ * The format of the progress stored in a task row. 0: rows stored before it was versioned (no
+ * field, no `skippedEvents`); they read as they are.
+ */
+export const PROGRESS_VERSION = 1;
+
 export type ProgressState = {
+  /** PROGRESS_VERSION when written by this studio; absent in older rows. */
+  version?: number;
   epoch: number | null;
   totalEpochs: number | null;
   step: number | null;
@@ -77,6 +85,7 @@ export type ProgressInput =
 
 export function initialProgress(): ProgressState {
   return {
+    version: PROGRESS_VERSION,
     epoch: null,
     totalEpochs: null,
     step: null,

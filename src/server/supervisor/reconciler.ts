@@ -198,13 +198,20 @@ export class Reconciler {
         return;
       default:
         await this.deps.watchers.release(watcher, true);
-        await this.end(
-          task,
-          { id: watcher.ref.rowId, number: watcher.ref.number },
-          decision,
-          watcher.handle,
-          observed,
-        );
+        try {
+          await this.end(
+            task,
+            { id: watcher.ref.rowId, number: watcher.ref.number },
+            decision,
+            watcher.handle,
+            observed,
+          );
+        } catch (err) {
+          // The database did not take the outcome: decide again (as at boot) until it does, so
+          // the task never stays "training" with nothing following it.
+          this.ctx.log(`task ${task.id}: recording the end failed (${err}); trying again`);
+          setTimeout(() => void this.reconcileAgain(task.id), 1_000).unref();
+        }
         this.deps.schedule();
     }
   }
