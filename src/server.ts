@@ -36,9 +36,17 @@ async function main() {
   });
   const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
   const bus = new StudioBus();
+  const datasets = new DatasetStore(paths.datasets, env.STUDIO_DATASET_ROOTS);
   const releaseSupervisorLock = await database.trySupervisorLock();
   const supervisor = releaseSupervisorLock
-    ? new Supervisor({ env, db: database.db, bus, executor: executorFromEnv(env), log })
+    ? new Supervisor({
+        env,
+        db: database.db,
+        bus,
+        executor: executorFromEnv(env),
+        datasets,
+        log,
+      })
     : null;
   if (supervisor) {
     const summary = await supervisor.reconcileAtBoot();
@@ -51,7 +59,7 @@ async function main() {
     env,
     database,
     bus,
-    datasets: new DatasetStore(paths.datasets, env.STUDIO_DATASET_ROOTS),
+    datasets,
     supervisor,
     startedAt: new Date(),
     version,

@@ -1,5 +1,13 @@
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -128,6 +136,28 @@ describe("datasets pinned at create, checked again at start", () => {
     expect(r.code).toBe("PRECONDITION_FAILED");
     expect(r.message).toMatch(/changed since the task was created/);
     expect((await studio.client.task.get.query({ id: task.id })).attempts).toHaveLength(1);
+  });
+
+  it("checks the pinned copy again when a queued task is launched", async () => {
+    // One slot: the first task holds it while the second waits in the queue.
+    const holder = await createWith("holder.jsonl", "holder", ["/bin/sleep", "60"]);
+    const queued = await createWith("queued.jsonl", "queued");
+    await studio.client.task.start.mutate({ id: holder.id });
+    await waitFor("the holder to train", async () => {
+      return (await studio.client.task.get.query({ id: holder.id })).task.status === "training";
+    });
+    await studio.client.task.start.mutate({ id: queued.id });
+    expect((await studio.client.task.get.query({ id: queued.id })).task.status).toBe("queued");
+    writeFileSync(queued.datasetPath, row("edited while queued"));
+    await studio.client.task.cancel.mutate({ id: holder.id });
+    const failed = await waitFor("the queued task's launch to be refused", async () => {
+      const d = await studio.client.task.get.query({ id: queued.id });
+      return d.task.status === "failed" ? d : null;
+    });
+    expect(failed.task.statusReason).toMatch(
+      /^could not launch: the dataset cannot be trained on: the dataset copy pinned for this task changed since the task was created/,
+    );
+    expect(existsSync(join(studio.home, "tasks", queued.id, "runner.json"))).toBe(false);
   });
 
   it("answers register the same for a missing file and a file outside the roots", async () => {

@@ -1,3 +1,4 @@
+import type { DatasetStore } from "../datasets/store";
 import type { Db } from "../db/client";
 import type { TaskRow } from "../db/schema";
 import type { Env } from "../env";
@@ -6,12 +7,14 @@ import { taskDir } from "../home";
 import { addEvent, getTask } from "../tasks/repository";
 import type { Executor } from "./executor";
 
-/** What every part of the supervisor works with: settings, the database, the bus, the executor. */
+/** What every part of the supervisor works with: settings, the database, the bus, the executor, the datasets. */
 export interface SupervisorContext {
   env: Env;
   db: Db;
   bus: StudioBus;
   executor: Executor;
+  /** Where datasets are pinned: every launch checks the task's pinned copy again. */
+  datasets: DatasetStore;
   log: (msg: string) => void;
 }
 

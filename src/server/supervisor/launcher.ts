@@ -149,6 +149,9 @@ export class Launcher {
 
     let handle: AttemptHandle;
     try {
+      // Whatever queued it (start, retry, auto-resume), the file trained on is the one pinned.
+      const datasetProblem = await this.ctx.datasets.verifyPinned(task.datasetPath);
+      if (datasetProblem) throw new Error(`the dataset cannot be trained on: ${datasetProblem}`);
       const config: TaskConfig = {
         taskId,
         attempt: attempt.number,
