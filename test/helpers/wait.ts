@@ -28,3 +28,14 @@ export function isAlive(pid: number): boolean {
   const stat = readStat(pid);
   return stat !== null && stat.state !== "Z" && stat.state !== "X";
 }
+
+/** Test cleanup: SIGKILL the process groups these trainers lead (gone ones are skipped). */
+export function killGroups(pids: Iterable<number>) {
+  for (const pid of pids) {
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      // ESRCH: already gone.
+    }
+  }
+}

@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { attempts } from "../../src/server/db/schema";
 import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
-import { waitFor } from "../helpers/wait";
+import { killGroups, waitFor } from "../helpers/wait";
 
 /**
  * The fault corpus: broken records, handles, progress events and log lines written into the
@@ -182,11 +182,7 @@ describe.each(testDatabaseKinds())("the fault corpus (%s)", (kind) => {
   const trainers: number[] = [];
 
   afterAll(async () => {
-    for (const pid of trainers) {
-      try {
-        process.kill(-pid, "SIGKILL");
-      } catch {}
-    }
+    killGroups(trainers);
     await studio?.dispose();
   });
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attempts } from "../../src/server/db/schema";
 import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
-import { isAlive, waitFor } from "../helpers/wait";
+import { isAlive, killGroups, waitFor } from "../helpers/wait";
 
 /**
  * Issue #10's reproductions, as written: a runner killed while the studio runs, a corrupt or
@@ -26,11 +26,7 @@ describe.each(testDatabaseKinds())("faults confined to their task (%s)", (kind) 
   });
 
   afterAll(async () => {
-    for (const pid of trainers) {
-      try {
-        process.kill(-pid, "SIGKILL");
-      } catch {}
-    }
+    killGroups(trainers);
     await studio?.dispose();
   });
 

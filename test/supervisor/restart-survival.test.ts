@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
-import { isAlive, waitFor } from "../helpers/wait";
+import { isAlive, killGroups, waitFor } from "../helpers/wait";
 
 /** Lines "line 1 of N", "line 2 of N", … each exactly once and in order. */
 function expectEveryLineOnce(lines: string[], total: number) {
@@ -21,11 +21,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
   const trainers: number[] = [];
 
   afterEach(async () => {
-    for (const pid of trainers.splice(0)) {
-      try {
-        process.kill(-pid, "SIGKILL");
-      } catch {}
-    }
+    killGroups(trainers.splice(0));
     await studio?.dispose();
   });
 

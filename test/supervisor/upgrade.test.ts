@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
-import { isAlive, waitFor } from "../helpers/wait";
+import { isAlive, killGroups, waitFor } from "../helpers/wait";
 
 /**
  * Trainers outlive upgrades. The release before records were versioned (the commit below) is
@@ -61,11 +61,7 @@ describe.each(testDatabaseKinds())(
     });
 
     afterAll(async () => {
-      for (const pid of trainers) {
-        try {
-          process.kill(-pid, "SIGKILL");
-        } catch {}
-      }
+      killGroups(trainers);
       await studio?.dispose();
       if (previous) rmSync(previous, { recursive: true, force: true });
     });
