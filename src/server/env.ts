@@ -56,6 +56,8 @@ const envSchema = z
       .max(24 * 366, "at most a year")
       .default(168),
     STUDIO_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(1),
+    /** Below this much free space (MB) on STUDIO_HOME, no task is launched and no upload taken. */
+    STUDIO_MIN_FREE_MB: z.coerce.number().int().min(0).max(10_000_000).default(100),
     /** Comma-separated GPU ids to hand out, e.g. "0,1,2,3"; empty on a CPU-only machine. */
     STUDIO_GPUS: z
       .string()

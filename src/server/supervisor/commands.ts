@@ -1,6 +1,7 @@
 import { eq } from "drizzle-orm";
 import { runPreflight } from "../../trainers/hf-peft/preflight";
 import { type TaskRow, tasks } from "../db/schema";
+import { noRoomReason } from "../disk-space";
 import { ACTIVE_STATUSES, OPEN_STATUSES, RETRYABLE_STATUSES } from "../tasks/lifecycle";
 import { getTask, transition } from "../tasks/repository";
 import type { AttemptWatchers } from "./attempt-watcher";
@@ -36,6 +37,7 @@ export class Commands {
       );
     }
     await this.preflight(task);
+    await this.assertDiskSpace();
     const row = await transition(this.ctx.db, id, "queued", { queuedAt: new Date() }, ["pending"]);
     if (row) await publish(this.ctx, row, { type: "queued", message: "queued" });
     this.schedule();
@@ -52,6 +54,7 @@ export class Commands {
       );
     }
     await this.preflight(task);
+    await this.assertDiskSpace();
     if (fromCheckpoint && !task.lastCheckpoint) {
       throw new TaskActionError("CONFLICT", `task ${id} has no checkpoint to resume from`);
     }
@@ -149,6 +152,12 @@ export class Commands {
     const row = await transition(this.ctx.db, id, "training", {}, ["paused"]);
     await publish(this.ctx, row, { type: "resumed", message: "resumed" });
     return row ?? (await this.mustGet(id));
+  }
+
+  /** Below the free-space floor on STUDIO_HOME nothing new is queued to run. */
+  private async assertDiskSpace() {
+    const reason = await noRoomReason(this.ctx.env.STUDIO_HOME, this.ctx.env.STUDIO_MIN_FREE_MB);
+    if (reason) throw new TaskActionError("PRECONDITION_FAILED", reason);
   }
 
   /**

@@ -4,11 +4,12 @@ import { and, asc, eq, inArray, isNull } from "drizzle-orm";
 import { trainerCommand } from "../../trainers/launch";
 import type { TaskConfig } from "../../trainers/protocol";
 import { type AttemptRow, attempts, tasks } from "../db/schema";
+import { noRoomReason } from "../disk-space";
 import { DIST_DIR } from "../package-root";
 import { OPEN_STATUSES } from "../tasks/lifecycle";
 import { getTask, transition } from "../tasks/repository";
 import type { AttemptWatchers } from "./attempt-watcher";
-import { publish, type SupervisorContext, taskFolder } from "./context";
+import { note, publish, type SupervisorContext, taskFolder } from "./context";
 import { type AttemptHandle, describeHandle, HANDLE_VERSION } from "./executor";
 import { failAttempt } from "./outcomes";
 import { initialProgress } from "./progress-state";
@@ -25,6 +26,8 @@ export class Launcher {
   private scheduling: Promise<void> | null = null;
   private scheduleAgain = false;
   private stopped = false;
+  /** Queued tasks already told they wait for disk space, in this episode of a full disk. */
+  private readonly toldNoRoom = new Set<string>();
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -71,6 +74,18 @@ export class Launcher {
       .orderBy(asc(tasks.queuedAt), asc(tasks.id));
     const queued = active.filter((t) => t.status === "queued");
     if (queued.length === 0) return;
+    // Below the free-space floor nothing is launched; the queue waits and starts by itself
+    // once space is freed (the poll runs this every second).
+    const noRoom = await noRoomReason(env.STUDIO_HOME, env.STUDIO_MIN_FREE_MB);
+    if (noRoom) {
+      for (const t of queued) {
+        if (this.toldNoRoom.has(t.id)) continue;
+        this.toldNoRoom.add(t.id);
+        await note(this.ctx, t.id, { type: "warning", message: `waiting in the queue: ${noRoom}` });
+      }
+      return;
+    }
+    this.toldNoRoom.clear();
     const runningIds = active.filter((t) => t.status !== "queued").map((t) => t.id);
     const open = runningIds.length
       ? await db

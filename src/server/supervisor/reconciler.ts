@@ -265,7 +265,17 @@ export class Reconciler {
         break;
       case "interrupted":
         await interruptAttempt(this.ctx, ref!, decision);
-        if (decision.autoResume) await this.deps.resumeFromCheckpoint(task.id);
+        if (decision.autoResume) {
+          try {
+            await this.deps.resumeFromCheckpoint(task.id);
+          } catch (err) {
+            // Refused (no disk space, the dataset changed): the task stays interrupted, saying why.
+            await note(this.ctx, task.id, {
+              type: "warning",
+              message: `could not resume automatically: ${err instanceof Error ? err.message : err}`,
+            });
+          }
+        }
         break;
       case "failed-unexpectedly":
         if (decision.killTrainerGroup && handle) {

@@ -1,5 +1,7 @@
+import { TRPCError } from "@trpc/server";
 import { z } from "zod";
 import { DEFAULT_MAX_UPLOAD_BYTES } from "../../datasets/store";
+import { noRoomReason } from "../../disk-space";
 import { mutatingProcedure, publicProcedure, router } from "../trpc";
 
 const datasetId = z.object({
@@ -35,9 +37,11 @@ export const datasetRouter = router({
           .regex(/^[A-Za-z0-9+/]*={0,2}$/, "the content is not base64"),
       }),
     )
-    .mutation(({ ctx, input }) =>
-      ctx.datasets.saveUpload(input.fileName, Buffer.from(input.contentBase64, "base64")),
-    ),
+    .mutation(async ({ ctx, input }) => {
+      const noRoom = await noRoomReason(ctx.env.STUDIO_HOME, ctx.env.STUDIO_MIN_FREE_MB);
+      if (noRoom) throw new TRPCError({ code: "PRECONDITION_FAILED", message: noRoom });
+      return ctx.datasets.saveUpload(input.fileName, Buffer.from(input.contentBase64, "base64"));
+    }),
 
   /** A file already on this machine, inside one of the operator's STUDIO_DATASET_ROOTS. */
   register: mutatingProcedure

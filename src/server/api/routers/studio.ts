@@ -1,3 +1,4 @@
+import { diskSpace } from "../../disk-space";
 import { countByStatus } from "../../tasks/repository";
 import { publicProcedure, router } from "../trpc";
 
@@ -12,5 +13,7 @@ export const studioRouter = router({
     concurrency: ctx.env.STUDIO_CONCURRENCY,
     gpus: ctx.env.STUDIO_GPUS,
     counts: await countByStatus(ctx.database.db),
+    /** Free space on STUDIO_HOME against the floor: the page warns when it is low. */
+    disk: await diskSpace(ctx.env.STUDIO_HOME, ctx.env.STUDIO_MIN_FREE_MB),
   })),
 });

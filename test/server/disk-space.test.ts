@@ -1,0 +1,120 @@
+import { execFileSync } from "node:child_process";
+import { rmSync, statfsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { diskVerdict } from "../../src/server/disk-space";
+import { TestStudio } from "../helpers/studio";
+import { killGroups, waitFor } from "../helpers/wait";
+
+describe("diskVerdict", () => {
+  it.each([
+    [0, 100, "full"],
+    [99, 100, "full"],
+    [100, 100, "low"],
+    [399, 100, "low"],
+    [400, 100, "ok"],
+    [0, 0, "ok"],
+  ] as const)("%d bytes free against a floor of %d: %s", (free, floor, verdict) => {
+    expect(diskVerdict(free, floor)).toBe(verdict);
+  });
+});
+
+const MiB = 1024 * 1024;
+
+/**
+ * A real small disk: STUDIO_HOME on a 128 MiB tmpfs (as root, as in CI), the embedded database
+ * in it, filled by a file until less than the floor is free. Nothing new starts or is uploaded,
+ * the reason says how much is free; a queued task waits and starts by itself once space is freed.
+ */
+describe("a nearly full STUDIO_HOME", () => {
+  let studio: TestStudio;
+  const trainers: number[] = [];
+  const filler = () => join(studio.home, "filler.bin");
+  const free = () => {
+    const st = statfsSync(studio.home);
+    return st.bavail * st.bsize;
+  };
+
+  afterAll(async () => {
+    killGroups(trainers);
+    if (!studio) return;
+    await studio.stop().catch(() => studio.kill());
+    const unhandled = studio.unhandledRejections();
+    execFileSync("umount", [studio.home]);
+    await studio.dispose();
+    expect(unhandled).toEqual([]);
+  });
+
+  it("refuses new work below the floor, names the free space, and recovers when space is freed", async () => {
+    studio = await TestStudio.create("pglite", {
+      STUDIO_ALLOW_COMMAND_TRAINER: "1",
+      STUDIO_MIN_FREE_MB: "40",
+    });
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m", "tmpfs", studio.home]);
+    await studio.start();
+    expect((await studio.client.studio.info.query()).disk).toMatchObject({
+      floorBytes: 40 * MiB,
+      verdict: "low",
+    });
+
+    // One task holds the only slot while another waits in the queue.
+    const until = join(studio.home, "holder.until");
+    const holder = await studio.fixtureTask(["--lines", "2", "--until", until], "holder");
+    await studio.client.task.start.mutate({ id: holder.id });
+    trainers.push((await waitFor("the holder", () => studio.processes(holder.id))).trainer);
+    const queued = await studio.fixtureTask(["--lines", "2"], "queued");
+    await studio.client.task.start.mutate({ id: queued.id });
+    const later = await studio.fixtureTask(["--lines", "2"], "later");
+
+    writeFileSync(filler(), Buffer.alloc(free() - 20 * MiB));
+    const refused = await studio.client.task.start.mutate({ id: later.id }).then(
+      () => null,
+      (e: { message: string; data?: { code: string } }) => e,
+    );
+    expect(refused?.data?.code).toBe("PRECONDITION_FAILED");
+    expect(refused?.message).toMatch(
+      new RegExp(
+        `^not enough disk space: \\d+ MB free on ${studio.home}; the studio keeps at least 40 MB \\(STUDIO_MIN_FREE_MB\\); free some space and try again$`,
+      ),
+    );
+    const upload = await studio.client.dataset.upload
+      .mutate({
+        fileName: "d.jsonl",
+        contentBase64: Buffer.from('{"text":"hi"}\n').toString("base64"),
+      })
+      .then(
+        () => null,
+        (e: { message: string }) => e.message,
+      );
+    expect(upload).toMatch(/^not enough disk space: /);
+    expect((await studio.client.studio.info.query()).disk.verdict).toBe("full");
+
+    // The slot frees, but the queued task waits for space and says why.
+    writeFileSync(until, "");
+    const waiting = await waitFor("the queued task's warning", async () => {
+      const d = await studio.client.task.get.query({ id: queued.id });
+      return d.events.find((e) =>
+        e.message.startsWith("waiting in the queue: not enough disk space"),
+      );
+    });
+    expect(waiting.type).toBe("warning");
+    expect((await studio.client.task.get.query({ id: queued.id })).task.status).toBe("queued");
+
+    rmSync(filler());
+    await waitFor(
+      "the queued task to run once space is freed",
+      async () =>
+        (await studio.client.task.get.query({ id: queued.id })).task.status === "completed",
+      30_000,
+      100,
+    );
+    await studio.client.task.start.mutate({ id: later.id });
+    await waitFor(
+      "the refused task to run now",
+      async () =>
+        (await studio.client.task.get.query({ id: later.id })).task.status === "completed",
+      30_000,
+      100,
+    );
+  }, 90_000);
+});
