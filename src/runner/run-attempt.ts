@@ -16,6 +16,9 @@ import {
   TRAINING_LOG_FILE,
 } from "./records";
 
+/** How often a runner that could not write exit.json (a full disk) tries again. */
+const EXIT_RETRY_MS = 2_000;
+
 /** How often the runner looks for cancel.json besides the studio's SIGUSR2 (a studio may be down). */
 const CANCEL_LOOK_MS = 1_000;
 
@@ -47,7 +50,11 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
     // In a shared group the scheduler ends what is left once this runner exits (Slurm ends
     // every process of the batch step); the runner cannot kill its own group and live on.
     if (trainerPid !== null && !shareGroup) killLeftovers(trainerPid);
-    fsyncSync(logFd);
+    try {
+      fsyncSync(logFd);
+    } catch {
+      // A full disk can fail the flush; the outcome is still recorded below.
+    }
     closeSync(logFd);
     const record: ExitRecord = {
       version: RECORD_VERSION,
@@ -60,7 +67,18 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
       runnerPid: runner.pid,
       ...(error === undefined ? {} : { error }),
     };
-    writeJsonAtomic(exitRecordPath(taskDir), record);
+    // The outcome is the one thing that must not be lost: on a full disk keep it and try again
+    // until space is freed (the studio follows this live runner meanwhile). Only a task folder
+    // that is gone ends the attempt with nothing recorded.
+    const write = () => {
+      try {
+        writeJsonAtomic(exitRecordPath(taskDir), record);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+        setTimeout(write, EXIT_RETRY_MS);
+      }
+    };
+    write();
   };
 
   const trainer = spawn(file, args, {

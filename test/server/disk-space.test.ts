@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { rmSync, statfsSync, writeFileSync } from "node:fs";
+import { readdirSync, rmSync, statfsSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { diskVerdict } from "../../src/server/disk-space";
@@ -116,5 +116,43 @@ describe("a nearly full STUDIO_HOME", () => {
       30_000,
       100,
     );
+  }, 90_000);
+
+  it("keeps the outcome of a trainer that filled the disk until it can be written, and says the disk was full", async () => {
+    const fill = [
+      process.execPath,
+      "-e",
+      // Writes until the disk is full; the write error ends it with exit code 1.
+      "const fs=require('fs');const b=Buffer.alloc(1<<20);const fd=fs.openSync('fill.bin','w');console.log('filling');for(;;)fs.writeSync(fd,b)",
+    ];
+    const task = await studio.client.task.create.mutate({
+      name: "fills the disk",
+      model: "fixture",
+      dataset: "sample",
+      trainer: "command",
+      command: fill,
+    });
+    await studio.client.task.start.mutate({ id: task.id });
+    const p = await waitFor("the trainer", () => studio.processes(task.id));
+    trainers.push(p.trainer);
+    const fillFile = join(studio.home, "tasks", task.id, "fill.bin");
+    await waitFor("the disk to fill", () => free() < MiB, 30_000, 50);
+    // No room for exit.json: the runner keeps the outcome and the task goes on being followed.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect((await studio.client.task.get.query({ id: task.id })).task.status).toBe("training");
+
+    // Room for the record, still below the floor: recorded, and the reason says the disk is full.
+    truncateSync(fillFile, statSync(fillFile).size - 2 * MiB);
+    const failed = await waitFor("the outcome", async () => {
+      const d = await studio.client.task.get.query({ id: task.id });
+      return d.task.status === "failed" ? d : null;
+    });
+    expect(failed.task.statusReason).toMatch(
+      new RegExp(`^trainer exited with code 1; disk full: \\d+ MB free on ${studio.home}; `),
+    );
+    expect(
+      readdirSync(join(studio.home, "tasks", task.id)).filter((n) => n.endsWith(".tmp")),
+    ).toEqual([]);
+    rmSync(fillFile);
   }, 90_000);
 });

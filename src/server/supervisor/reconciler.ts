@@ -1,5 +1,7 @@
 import { and, eq, inArray } from "drizzle-orm";
+import { removeStaleTempFiles } from "../../runner/atomic-json";
 import { type AttemptRow, attempts, type TaskRow, tasks } from "../db/schema";
+import { describeDiskSpace, diskSpace } from "../disk-space";
 import { ACTIVE_STATUSES, OPEN_STATUSES } from "../tasks/lifecycle";
 import { getTask, transition } from "../tasks/repository";
 import type { AttemptWatcher, AttemptWatchers } from "./attempt-watcher";
@@ -79,6 +81,8 @@ export class Reconciler {
   }
 
   private async reconcileAtBoot(task: TaskRow): Promise<string> {
+    const removed = removeStaleTempFiles(taskFolder(this.ctx, task.id));
+    if (removed.length) this.ctx.log(`task ${task.id}: removed stale ${removed.join(", ")}`);
     const attempt = task.status === "queued" ? null : await this.latestAttempt(task);
     const stored = attempt?.handle ? parseAttemptHandle(attempt.handle) : null;
     const handle = stored?.handle ?? null;
@@ -252,11 +256,13 @@ export class Reconciler {
       rowId: attempt.id,
       number: attempt.number,
     };
+    // An attempt that failed on a full disk most likely failed of it: say so, with what is free.
+    const disk = await this.fullDiskNote();
     switch (decision.action) {
       case "finalize":
         await finalizeAttempt(this.ctx, ref!, {
           status: decision.status,
-          reason: decision.reason,
+          reason: decision.status === "failed" ? decision.reason + disk : decision.reason,
           exitCode: decision.exitCode,
           signal: decision.signal,
           error: observed.exit?.error,
@@ -281,7 +287,7 @@ export class Reconciler {
         if (decision.killTrainerGroup && handle) {
           await this.ctx.executor.signal(handle, "SIGKILL").catch(() => false);
         }
-        await failAttempt(this.ctx, ref!, decision.reason, decision.seen);
+        await failAttempt(this.ctx, ref!, decision.reason, decision.seen + disk);
         break;
       case "launch-failed":
         if (ref) await failAttempt(this.ctx, ref, "could not launch", decision.reason, "failed");
@@ -290,6 +296,13 @@ export class Reconciler {
       default:
         break;
     }
+  }
+
+  /** "; disk full: 0 MB free on …" when STUDIO_HOME is below its floor, else "". */
+  private async fullDiskNote(): Promise<string> {
+    const home = this.ctx.env.STUDIO_HOME;
+    const space = await diskSpace(home, this.ctx.env.STUDIO_MIN_FREE_MB).catch(() => null);
+    return space?.verdict === "full" ? `; disk full: ${describeDiskSpace(home, space)}` : "";
   }
 
   private async warn(watcher: AttemptWatcher, warning: string) {
