@@ -138,9 +138,13 @@ describe("on real processes", () => {
   it("parses a real process whose name holds spaces and parentheses", async () => {
     // A script's file name becomes its process name (comm, cut to 15 bytes).
     const script = join(dir, "x) Z (y z");
-    writeFileSync(script, "#!/bin/sh\nexec sleep 30\n");
+    // No exec in the script: the shell keeps the script's name while `sleep` runs as its child.
+    writeFileSync(script, "#!/bin/sh\nsleep 30\n");
     chmodSync(script, 0o755);
     const child = start(script, []);
+    // Until the kernel has exec'd the script the child still carries its parent's name.
+    const deadline = Date.now() + 5_000;
+    while (readStat(child.pid!)?.comm !== "x) Z (y z" && Date.now() < deadline) await sleep(5);
     const stat = readStat(child.pid!)!;
     expect(stat.comm).toBe("x) Z (y z");
     expect(stat.state).not.toBe("Z");
