@@ -1,4 +1,5 @@
 import { statfs } from "node:fs/promises";
+import { join } from "node:path";
 
 /**
  * The free-space guard on STUDIO_HOME (task folders, checkpoints, the embedded database). A
@@ -7,6 +8,8 @@ import { statfs } from "node:fs/promises";
  */
 
 export interface DiskSpace {
+  /** The folder the figure is for: STUDIO_HOME, or its tasks folder when that is fuller. */
+  path: string;
   /** Bytes an unprivileged writer may still use. */
   freeBytes: number;
   floorBytes: number;
@@ -23,22 +26,33 @@ export function diskVerdict(freeBytes: number, floorBytes: number): DiskSpace["v
   return "ok";
 }
 
-export async function diskSpace(path: string, floorMb: number): Promise<DiskSpace> {
-  const st = await statfs(path);
-  const freeBytes = Number(st.bavail) * Number(st.bsize);
+/**
+ * Free space where the studio writes: STUDIO_HOME (the embedded database, datasets) and its tasks
+ * folder (logs, checkpoints), which an operator may mount elsewhere. The fuller one counts.
+ */
+export async function diskSpace(home: string, floorMb: number): Promise<DiskSpace> {
   const floorBytes = floorMb * MiB;
-  return { freeBytes, floorBytes, verdict: diskVerdict(freeBytes, floorBytes) };
+  let worst: DiskSpace | null = null;
+  for (const path of [home, join(home, "tasks")]) {
+    const st = await statfs(path).catch(() => null);
+    if (!st) continue;
+    const freeBytes = Number(st.bavail) * Number(st.bsize);
+    if (worst && worst.freeBytes <= freeBytes) continue;
+    worst = { path, freeBytes, floorBytes, verdict: diskVerdict(freeBytes, floorBytes) };
+  }
+  if (!worst) throw new Error(`cannot read the free space of ${home}`);
+  return worst;
 }
 
 /** "12 MB free on /home/x/.finetune-studio; the studio keeps at least 100 MB (STUDIO_MIN_FREE_MB)" */
-export function describeDiskSpace(path: string, space: DiskSpace): string {
-  return `${Math.floor(space.freeBytes / MiB)} MB free on ${path}; the studio keeps at least ${Math.round(space.floorBytes / MiB)} MB (STUDIO_MIN_FREE_MB)`;
+export function describeDiskSpace(space: DiskSpace): string {
+  return `${Math.floor(space.freeBytes / MiB)} MB free on ${space.path}; the studio keeps at least ${Math.round(space.floorBytes / MiB)} MB (STUDIO_MIN_FREE_MB)`;
 }
 
 /** Null when there is room for new work; otherwise why not, for a refusal. */
-export async function noRoomReason(path: string, floorMb: number): Promise<string | null> {
-  const space = await diskSpace(path, floorMb);
+export async function noRoomReason(home: string, floorMb: number): Promise<string | null> {
+  const space = await diskSpace(home, floorMb);
   return space.verdict === "full"
-    ? `not enough disk space: ${describeDiskSpace(path, space)}; free some space and try again`
+    ? `not enough disk space: ${describeDiskSpace(space)}; free some space and try again`
     : null;
 }

@@ -1,5 +1,13 @@
 import { execFileSync } from "node:child_process";
-import { readdirSync, rmSync, statfsSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { diskVerdict } from "../../src/server/disk-space";
@@ -22,16 +30,19 @@ describe("diskVerdict", () => {
 const MiB = 1024 * 1024;
 
 /**
- * A real small disk: STUDIO_HOME on a 128 MiB tmpfs (as root, as in CI), the embedded database
- * in it, filled by a file until less than the floor is free. Nothing new starts or is uploaded,
+ * A real small disk: the tasks folder of STUDIO_HOME on a 128 MiB tmpfs (as root, as in CI),
+ * filled by a file until less than the floor is free. Nothing new starts or is uploaded,
  * the reason says how much is free; a queued task waits and starts by itself once space is freed.
  */
 describe("a nearly full STUDIO_HOME", () => {
   let studio: TestStudio;
   const trainers: number[] = [];
-  const filler = () => join(studio.home, "filler.bin");
+  // The tasks folder on its own small disk, where trainers write (the embedded database stays
+  // on the machine's disk: a database that cannot write is issue #11's next part).
+  const tasksDir = () => join(studio.home, "tasks");
+  const filler = () => join(tasksDir(), "filler.bin");
   const free = () => {
-    const st = statfsSync(studio.home);
+    const st = statfsSync(tasksDir());
     return st.bavail * st.bsize;
   };
 
@@ -40,7 +51,7 @@ describe("a nearly full STUDIO_HOME", () => {
     if (!studio) return;
     await studio.stop().catch(() => studio.kill());
     const unhandled = studio.unhandledRejections();
-    execFileSync("umount", [studio.home]);
+    execFileSync("umount", [tasksDir()]);
     await studio.dispose();
     expect(unhandled).toEqual([]);
   });
@@ -50,7 +61,8 @@ describe("a nearly full STUDIO_HOME", () => {
       STUDIO_ALLOW_COMMAND_TRAINER: "1",
       STUDIO_MIN_FREE_MB: "40",
     });
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m", "tmpfs", studio.home]);
+    mkdirSync(tasksDir(), { recursive: true });
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m", "tmpfs", tasksDir()]);
     await studio.start();
     expect((await studio.client.studio.info.query()).disk).toMatchObject({
       floorBytes: 40 * MiB,
@@ -74,7 +86,7 @@ describe("a nearly full STUDIO_HOME", () => {
     expect(refused?.data?.code).toBe("PRECONDITION_FAILED");
     expect(refused?.message).toMatch(
       new RegExp(
-        `^not enough disk space: \\d+ MB free on ${studio.home}; the studio keeps at least 40 MB \\(STUDIO_MIN_FREE_MB\\); free some space and try again$`,
+        `^not enough disk space: \\d+ MB free on ${tasksDir()}; the studio keeps at least 40 MB \\(STUDIO_MIN_FREE_MB\\); free some space and try again$`,
       ),
     );
     const upload = await studio.client.dataset.upload
@@ -148,7 +160,7 @@ describe("a nearly full STUDIO_HOME", () => {
       return d.task.status === "failed" ? d : null;
     });
     expect(failed.task.statusReason).toMatch(
-      new RegExp(`^trainer exited with code 1; disk full: \\d+ MB free on ${studio.home}; `),
+      new RegExp(`^trainer exited with code 1; disk full: \\d+ MB free on ${tasksDir()}; `),
     );
     expect(
       readdirSync(join(studio.home, "tasks", task.id)).filter((n) => n.endsWith(".tmp")),

@@ -302,7 +302,7 @@ export class Reconciler {
   private async fullDiskNote(): Promise<string> {
     const home = this.ctx.env.STUDIO_HOME;
     const space = await diskSpace(home, this.ctx.env.STUDIO_MIN_FREE_MB).catch(() => null);
-    return space?.verdict === "full" ? `; disk full: ${describeDiskSpace(home, space)}` : "";
+    return space?.verdict === "full" ? `; disk full: ${describeDiskSpace(space)}` : "";
   }
 
   private async warn(watcher: AttemptWatcher, warning: string) {
