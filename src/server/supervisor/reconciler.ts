@@ -81,14 +81,15 @@ export class Reconciler {
   }
 
   private async reconcileAtBoot(task: TaskRow): Promise<string> {
-    const removed = removeStaleTempFiles(taskFolder(this.ctx, task.id));
+    const dir = taskFolder(this.ctx, task.id);
+    const removed = removeStaleTempFiles(dir);
     if (removed.length) this.ctx.log(`task ${task.id}: removed stale ${removed.join(", ")}`);
     const attempt = task.status === "queued" ? null : await this.latestAttempt(task);
     const stored = attempt?.handle ? parseAttemptHandle(attempt.handle) : null;
     const handle = stored?.handle ?? null;
     const observed =
       attempt && task.status !== "queued"
-        ? await observeAttempt(this.ctx.executor, taskFolder(this.ctx, task.id), {
+        ? await observeAttempt(this.ctx.executor, dir, {
             number: attempt.number,
             handle,
           })
@@ -256,13 +257,14 @@ export class Reconciler {
       rowId: attempt.id,
       number: attempt.number,
     };
-    // An attempt that failed on a full disk most likely failed of it: say so, with what is free.
-    const disk = await this.fullDiskNote();
     switch (decision.action) {
       case "finalize":
         await finalizeAttempt(this.ctx, ref!, {
           status: decision.status,
-          reason: decision.status === "failed" ? decision.reason + disk : decision.reason,
+          reason:
+            decision.status === "failed"
+              ? decision.reason + (await this.fullDiskNote())
+              : decision.reason,
           exitCode: decision.exitCode,
           signal: decision.signal,
           error: observed.exit?.error,
@@ -287,7 +289,12 @@ export class Reconciler {
         if (decision.killTrainerGroup && handle) {
           await this.ctx.executor.signal(handle, "SIGKILL").catch(() => false);
         }
-        await failAttempt(this.ctx, ref!, decision.reason, decision.seen + disk);
+        await failAttempt(
+          this.ctx,
+          ref!,
+          decision.reason,
+          decision.seen + (await this.fullDiskNote()),
+        );
         break;
       case "launch-failed":
         if (ref) await failAttempt(this.ctx, ref, "could not launch", decision.reason, "failed");
@@ -298,7 +305,10 @@ export class Reconciler {
     }
   }
 
-  /** "; disk full: 0 MB free on …" when STUDIO_HOME is below its floor, else "". */
+  /**
+   * "; disk full: 0 MB free on …" when STUDIO_HOME is below its floor, else "": an attempt that
+   * failed on a full disk most likely failed of it. Looked at only for failures.
+   */
   private async fullDiskNote(): Promise<string> {
     const home = this.ctx.env.STUDIO_HOME;
     const space = await diskSpace(home, this.ctx.env.STUDIO_MIN_FREE_MB).catch(() => null);
