@@ -13,7 +13,8 @@ import {
 
 /** Studio-side validation of the runner's files (the runner itself never loads zod). */
 
-const processRefSchema = z.object({
+/** A process as this boot knows it; the same in runner.json and in a stored handle. */
+export const processRefSchema = z.object({
   pid: z.number().int().positive().max(4_194_304),
   startTime: z.string().regex(/^\d{1,20}$/),
 });

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { processRefSchema } from "../../runner/record-schemas";
 import type { ExitRecord } from "../../runner/records";
 
 export { exitRecordSchema } from "../../runner/record-schemas";
@@ -16,11 +17,6 @@ export interface LaunchSpec {
   attempt: number;
   command: { file: string; args: string[]; env: Record<string, string> };
 }
-
-const processRefSchema = z.object({
-  pid: z.number().int().positive(),
-  startTime: z.string().regex(/^\d+$/),
-});
 
 /**
  * The handle format this studio writes. 0: before handles were versioned (no field); 1: the
