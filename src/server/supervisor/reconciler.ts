@@ -43,13 +43,22 @@ export interface ReconcilerDeps {
  * that task alone and never stops the others.
  */
 export class Reconciler {
+  /** Why trainers found running went on without this supervisor (for the "recovered" events). */
+  private resumeReason = "the studio restarted";
+  /** Set when this supervisor stops: its pending retries end (the next term reconciles afresh). */
+  private stopped = false;
+
   constructor(
     private readonly ctx: SupervisorContext,
     private readonly deps: ReconcilerDeps,
   ) {}
 
-  /** Boot: every open task once. Returns a one-line summary for the studio log. */
-  async reconcileOpenTasks(): Promise<string> {
+  /**
+   * Boot (and every new term of supervision): every open task once. `resumeReason` says why
+   * running trainers were not followed until now. Returns a one-line summary for the studio log.
+   */
+  async reconcileOpenTasks(resumeReason: string): Promise<string> {
+    this.resumeReason = resumeReason;
     const open = await this.ctx.db
       .select()
       .from(tasks)
@@ -61,8 +70,9 @@ export class Reconciler {
         try {
           action = await this.reconcileAtBoot(task);
         } catch (err) {
-          // The database failing mid-way: this task is looked at again at the next start.
-          this.ctx.log(`boot reconciliation of task ${task.id} failed: ${err}`);
+          // The database failing mid-way: this task is looked at again in a second.
+          this.ctx.log(`boot reconciliation of task ${task.id} failed: ${err}; trying again`);
+          setTimeout(() => void this.reconcileAgain(task.id), 1_000).unref();
           action = "error";
         }
         counts[action] = (counts[action] ?? 0) + 1;
@@ -81,7 +91,7 @@ export class Reconciler {
   }
 
   private async reconcileAtBoot(task: TaskRow): Promise<string> {
-    const dir = taskFolder(this.ctx, task.id);
+    const dir = taskFolder(this.ctx, task);
     const removed = removeStaleTempFiles(dir);
     if (removed.length) this.ctx.log(`task ${task.id}: removed stale ${removed.join(", ")}`);
     const attempt = task.status === "queued" ? null : await this.latestAttempt(task);
@@ -115,7 +125,7 @@ export class Reconciler {
         const summary = describeHandle(liveHandle);
         await publish(this.ctx, row, {
           type: "recovered",
-          message: `the studio restarted; training went on (${summary.label})`,
+          message: `${this.resumeReason}; training went on (${summary.label})`,
           attempt: a.number,
           data: summary.facts,
         });
@@ -153,7 +163,12 @@ export class Reconciler {
     return decision.action;
   }
 
+  stop() {
+    this.stopped = true;
+  }
+
   private async reconcileAgain(taskId: string) {
+    if (this.stopped) return;
     try {
       const task = await getTask(this.ctx.db, taskId);
       if (!task || !ACTIVE_STATUSES.includes(task.status)) return;
@@ -202,8 +217,8 @@ export class Reconciler {
         this.ctx.log(`task ${task.id}: unexpected live decision ${decision.action}`);
         return;
       default:
-        await this.deps.watchers.release(watcher, true);
         try {
+          await this.deps.watchers.release(watcher, true);
           await this.end(
             task,
             { id: watcher.ref.rowId, number: watcher.ref.number },
@@ -212,8 +227,9 @@ export class Reconciler {
             observed,
           );
         } catch (err) {
-          // The database did not take the outcome: decide again (as at boot) until it does, so
-          // the task never stays "training" with nothing following it.
+          // The database did not take the last lines or the outcome: decide again (as at boot,
+          // from the stored cursors) until it does, so the task never stays "training" with
+          // nothing following it, and never ends without its last lines.
           this.ctx.log(`task ${task.id}: recording the end failed (${err}); trying again`);
           setTimeout(() => void this.reconcileAgain(task.id), 1_000).unref();
         }
@@ -237,7 +253,7 @@ export class Reconciler {
         intentAt: attempt.intentAt.getTime(),
       },
       observed,
-      hasCheckpoint: hasCheckpoint(taskFolder(this.ctx, task.id)),
+      hasCheckpoint: hasCheckpoint(taskFolder(this.ctx, task)),
       autoResume: this.ctx.env.STUDIO_AUTO_RESUME,
       now: Date.now(),
       launchTimeoutMs: this.deps.launchTimeoutMs,

@@ -15,7 +15,7 @@ const POLL_MS = 1_000;
  * - AttemptWatchers (./attempt-watcher): follow each running attempt's files and processes;
  * - Reconciler (./reconciler): decides (./reconcile, pure) and writes what every observation
  *   means, at boot and live alike.
- * Exactly one supervisor runs per database (see the lock taken by the server).
+ * Exactly one supervisor acts per database at a time (see ../supervision).
  */
 export class Supervisor {
   /** How long a launch may take to confirm; reconciliation waits this long for a half-started one. */
@@ -40,9 +40,12 @@ export class Supervisor {
     });
   }
 
-  /** Boot reconciliation: every open task once, before the loop starts. One-line summary. */
-  reconcileAtBoot(): Promise<string> {
-    return this.reconciler.reconcileOpenTasks();
+  /**
+   * Boot reconciliation: every open task once, before the loop starts; `resumeReason` says why
+   * trainers ran unfollowed (a restart, another studio's term). One-line summary.
+   */
+  reconcileAtBoot(resumeReason: string): Promise<string> {
+    return this.reconciler.reconcileOpenTasks(resumeReason);
   }
 
   /** Starts the periodic check that backs up file events. Boot reconciliation runs before. */
@@ -57,6 +60,7 @@ export class Supervisor {
   /** Stops following trainers. The trainers themselves keep running; the next studio re-attaches. */
   async stop() {
     if (this.poller) clearInterval(this.poller);
+    this.reconciler.stop();
     await this.launcher.stop();
     await this.watchers.stopAll();
   }
