@@ -27,7 +27,8 @@ const trainers: number[] = [];
 const first = await benchStudio();
 const url = first.env.DATABASE_URL!;
 const database = new URL(url).pathname.slice(1);
-const admin = postgres(url, { max: 1, onnotice: () => {} });
+// From the database DATABASE_URL names: one cannot refuse connections to the database one is in.
+const admin = postgres(process.env.DATABASE_URL, { max: 1, onnotice: () => {} });
 const second = await benchStudio({ DATABASE_URL: url });
 
 const supervises = async (studio: TestStudio) =>

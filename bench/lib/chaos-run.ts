@@ -71,8 +71,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const database = studio.env.DATABASE_URL
     ? new URL(studio.env.DATABASE_URL).pathname.slice(1)
     : null;
+  // Connected to the database DATABASE_URL names: one cannot refuse connections to one's own.
   const admin = database
-    ? postgres(studio.env.DATABASE_URL!, { max: 1, onnotice: () => {} })
+    ? postgres(process.env.DATABASE_URL!, { max: 1, onnotice: () => {} })
     : null;
   const faults: Fault[] = admin ? [...TASK_FAULTS, "db-outage"] : TASK_FAULTS;
   /** Refuses and ends every connection to the studio's database for `ms`, then lets them in. */
