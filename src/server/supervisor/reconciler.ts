@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { and, eq, inArray } from "drizzle-orm";
 import { removeStaleTempFiles } from "../../runner/atomic-json";
 import { type AttemptRow, attempts, type TaskRow, tasks } from "../db/schema";
@@ -8,6 +9,8 @@ import type { AttemptWatcher, AttemptWatchers } from "./attempt-watcher";
 import { monitorFor } from "./attempt-watcher";
 import { note, publish, type SupervisorContext, taskFolder } from "./context";
 import { type AttemptHandle, describeHandle, parseAttemptHandle } from "./executor";
+import { classifyFailure } from "./failure-cause";
+import { readLinesBefore } from "./log-cursor";
 import { hasCheckpoint, observeAttempt } from "./observe";
 import {
   type AttemptRef,
@@ -22,6 +25,9 @@ import {
   type ReconcileInput,
   reconcile,
 } from "./reconcile";
+
+/** How much of the end of training.log a failure is judged from. */
+const FAILURE_LOG_LINES = 200;
 
 /** What the reconciler needs from the rest of the supervisor. */
 export interface ReconcilerDeps {
@@ -274,19 +280,23 @@ export class Reconciler {
       number: attempt.number,
     };
     switch (decision.action) {
-      case "finalize":
+      case "finalize": {
+        // A trainer that failed on its own: name the cause from what it left behind.
+        const named =
+          decision.status === "failed" && !observed.exit?.error
+            ? await this.failureCause(task, decision)
+            : null;
         await finalizeAttempt(this.ctx, ref!, {
           status: decision.status,
-          reason:
-            decision.status === "failed"
-              ? decision.reason + (await this.fullDiskNote())
-              : decision.reason,
+          reason: named?.reason ?? decision.reason,
+          cause: named?.cause,
           exitCode: decision.exitCode,
           signal: decision.signal,
           error: observed.exit?.error,
           endedAt: observed.exit ? new Date(observed.exit.endedAt) : undefined,
         });
         break;
+      }
       case "interrupted":
         await interruptAttempt(this.ctx, ref!, decision);
         if (decision.autoResume) {
@@ -326,9 +336,36 @@ export class Reconciler {
    * failed on a full disk most likely failed of it. Looked at only for failures.
    */
   private async fullDiskNote(): Promise<string> {
+    const full = await this.diskFull();
+    return full ? `; disk full: ${full}` : "";
+  }
+
+  private async diskFull(): Promise<string | null> {
     const home = this.ctx.env.STUDIO_HOME;
     const space = await diskSpace(home, this.ctx.env.STUDIO_MIN_FREE_MB).catch(() => null);
-    return space?.verdict === "full" ? `; disk full: ${describeDiskSpace(space)}` : "";
+    return space?.verdict === "full" ? describeDiskSpace(space) : null;
+  }
+
+  /** The evidence of a failed attempt (steps reached, the log's end, free space), judged. */
+  private async failureCause(
+    task: TaskRow,
+    decision: { exitCode: number | null; signal: string | null },
+  ) {
+    // The row as the drain left it: the steps the attempt reached.
+    const fresh = (await getTask(this.ctx.db, task.id)) ?? task;
+    const progress = fresh.progress as { step?: number };
+    const tail = await readLinesBefore(
+      join(taskFolder(this.ctx, task), "training.log"),
+      Number.MAX_SAFE_INTEGER,
+      FAILURE_LOG_LINES,
+    ).catch(() => ({ lines: [] }));
+    return classifyFailure({
+      exitCode: decision.exitCode,
+      signal: decision.signal,
+      steps: progress.step ?? 0,
+      logTail: tail.lines.map((l) => l.text),
+      diskFull: await this.diskFull(),
+    });
   }
 
   private async warn(watcher: AttemptWatcher, warning: string) {
