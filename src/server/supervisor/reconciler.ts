@@ -210,6 +210,7 @@ export class Reconciler {
       case "reattach":
         if (decision.warning) await this.warn(watcher, decision.warning);
         await this.escalateCancel(task, watcher);
+        await this.watchForStall(task, watcher);
         return;
       case "await-runner":
         watcher.checkSoon();
@@ -365,6 +366,48 @@ export class Reconciler {
       steps: progress.step ?? 0,
       logTail: tail.lines.map((l) => l.text),
       diskFull: await this.diskFull(),
+    });
+  }
+
+  /**
+   * The stall watchdog: a warning when the steps stop for longer than the policy allows, and a
+   * note when they move again. It warns and does not act: a long evaluation is not a hang.
+   */
+  private async watchForStall(task: TaskRow, watcher: AttemptWatcher) {
+    const now = Date.now();
+    if (task.status !== "training" || task.cancelRequestedAt) {
+      watcher.steps.reset();
+      return;
+    }
+    const step = (task.progress as { step?: number | null }).step ?? null;
+    watcher.steps.observe(step, now);
+    if (watcher.stall && step !== watcher.stall.step) {
+      const stalledS = Math.round((now - watcher.stall.since) / 1000);
+      watcher.stall = null;
+      await note(this.ctx, task.id, {
+        type: "stall-cleared",
+        message: `steps moved again (step ${step}) after ${stalledS} s without one`,
+        attempt: watcher.ref.number,
+      });
+      return;
+    }
+    const verdict = watcher.steps.verdict(now, {
+      factor: this.ctx.env.STUDIO_STALL_FACTOR,
+      minMs: this.ctx.env.STUDIO_STALL_MIN_SECONDS * 1000,
+    });
+    if (!verdict.stalled || watcher.stall) return;
+    watcher.stall = { step: verdict.step, since: now - verdict.sinceMs };
+    const s = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+    await note(this.ctx, task.id, {
+      type: "stalled",
+      message: `no new step for ${s(verdict.sinceMs)} after step ${verdict.step} (median step time ${s(verdict.medianStepMs)}; the watchdog allows ${s(verdict.budgetMs)}): the trainer may be hung`,
+      attempt: watcher.ref.number,
+      data: {
+        step: verdict.step,
+        sinceMs: verdict.sinceMs,
+        medianStepMs: verdict.medianStepMs,
+        budgetMs: verdict.budgetMs,
+      },
     });
   }
 
