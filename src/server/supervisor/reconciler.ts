@@ -4,7 +4,7 @@ import { removeStaleTempFiles } from "../../runner/atomic-json";
 import { type AttemptRow, attempts, type TaskRow, tasks } from "../db/schema";
 import { describeDiskSpace, diskSpace } from "../disk-space";
 import { ACTIVE_STATUSES, OPEN_STATUSES } from "../tasks/lifecycle";
-import { getTask, transition } from "../tasks/repository";
+import { automaticRetriesInARow, getTask, transition } from "../tasks/repository";
 import type { AttemptWatcher, AttemptWatchers } from "./attempt-watcher";
 import { monitorFor } from "./attempt-watcher";
 import { note, publish, type SupervisorContext, taskFolder } from "./context";
@@ -24,7 +24,9 @@ import {
   type ReconcileDecision,
   type ReconcileInput,
   reconcile,
+  TERMINATED_UNEXPECTEDLY,
 } from "./reconcile";
+import { type RetryCause, retryDecision } from "./retry-policy";
 
 /** How much of the end of training.log a failure is judged from. */
 const FAILURE_LOG_LINES = 200;
@@ -36,6 +38,12 @@ export interface ReconcilerDeps {
   schedule: () => void;
   /** Queues the task again from its last checkpoint (auto-resume after a reboot). */
   resumeFromCheckpoint: (taskId: string) => Promise<unknown>;
+  /** Queues a failed task again by the retry policy, to start no sooner than `notBefore`. */
+  retryAutomatically: (
+    taskId: string,
+    fromCheckpoint: boolean,
+    automatic: { notBefore: Date; message: string },
+  ) => Promise<unknown>;
   /** Stores the handle of an attempt whose launch was confirmed; returns the updated row. */
   recordHandle: (attempt: AttemptRow, handle: AttemptHandle) => Promise<AttemptRow>;
   launchTimeoutMs: number;
@@ -296,6 +304,7 @@ export class Reconciler {
           error: observed.exit?.error,
           endedAt: observed.exit ? new Date(observed.exit.endedAt) : undefined,
         });
+        if (named) await this.applyRetryPolicy(task.id, named.cause);
         break;
       }
       case "interrupted":
@@ -322,6 +331,9 @@ export class Reconciler {
           decision.reason,
           decision.seen + (await this.fullDiskNote()),
         );
+        if (decision.reason === TERMINATED_UNEXPECTEDLY) {
+          await this.applyRetryPolicy(task.id, "runner-lost");
+        }
         break;
       case "launch-failed":
         if (ref) await failAttempt(this.ctx, ref, "could not launch", decision.reason, "failed");
@@ -409,6 +421,42 @@ export class Reconciler {
         budgetMs: verdict.budgetMs,
       },
     });
+  }
+
+  /** After a failure: queue the task again when the retry policy says so, or say why not. */
+  private async applyRetryPolicy(taskId: string, cause: RetryCause) {
+    if (this.ctx.env.STUDIO_RETRY_LIMIT === 0) return;
+    const task = await getTask(this.ctx.db, taskId);
+    if (task?.status !== "failed") return;
+    const decision = retryDecision(
+      {
+        cause,
+        retriesSoFar: await automaticRetriesInARow(this.ctx.db, taskId),
+        hasCheckpoint: task.lastCheckpoint !== null,
+      },
+      {
+        limit: this.ctx.env.STUDIO_RETRY_LIMIT,
+        backoffSeconds: this.ctx.env.STUDIO_RETRY_BACKOFF_SECONDS,
+      },
+    );
+    if (!decision.retry) {
+      if (decision.message) {
+        await note(this.ctx, taskId, { type: "retry-policy", message: decision.message });
+      }
+      return;
+    }
+    try {
+      await this.deps.retryAutomatically(taskId, decision.fromCheckpoint, {
+        notBefore: new Date(Date.now() + decision.delayMs),
+        message: decision.message,
+      });
+    } catch (err) {
+      // Refused (the trainer is no longer set up, the dataset changed): it stays failed, saying why.
+      await note(this.ctx, taskId, {
+        type: "retry-policy",
+        message: `could not retry automatically: ${err instanceof Error ? err.message : err}`,
+      });
+    }
   }
 
   private async warn(watcher: AttemptWatcher, warning: string) {
