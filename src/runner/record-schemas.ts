@@ -43,6 +43,14 @@ export const exitRecordSchema = z.object({
   trainerPid: z.number().int().positive().nullable(),
   runnerPid: z.number().int().positive().nullable(),
   error: z.string().max(4096).optional(),
+  memory: z
+    .object({
+      limitBytes: z.number().int().min(0),
+      peakBytes: z.number().int().min(0).nullable(),
+      oomKills: z.number().int().min(0),
+    })
+    .optional(),
+  stoppedBy: z.literal("max-run-time").optional(),
 }) satisfies z.ZodType<ExitRecord, unknown>;
 
 export const cancelRequestSchema = z.object({

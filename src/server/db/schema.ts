@@ -11,6 +11,7 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+import type { TaskLimits } from "../../shared/task-input";
 import { DATASET_FORMATS, type Hyperparameters, TRAINER_KINDS } from "../../trainers/protocol";
 import { TASK_STATUSES } from "../tasks/lifecycle";
 
@@ -31,6 +32,8 @@ export const tasks = pgTable(
     hyperparameters: jsonb("hyperparameters").$type<Hyperparameters>().notNull(),
     command: jsonb("command").$type<string[] | null>(),
     gpusRequested: integer("gpus_requested").notNull().default(0),
+    /** What the runner holds the trainer to (memory, CPUs, run time, priority); {} for none. */
+    limits: jsonb("limits").$type<TaskLimits>().notNull().default({}),
     status: text("status", { enum: TASK_STATUSES }).notNull(),
     statusReason: text("status_reason"),
     /** Live progress derived by the monitor (ProgressState), stored with the cursors it came from. */

@@ -1,3 +1,5 @@
+import type { MemoryEvidence } from "../../runner/resource-limits";
+
 /**
  * Why a trainer failed, named from what the studio can see: the recorded exit, the steps it
  * reached, the end of its log and the free disk space. Pure: the reconciler gathers the evidence.
@@ -7,6 +9,7 @@
 
 export const FAILURE_CAUSES = [
   "out-of-memory",
+  "time-limit",
   "disk-full",
   "diverged",
   "config-error",
@@ -26,6 +29,10 @@ export interface FailureEvidence {
   logTail: string[];
   /** "N MB free on <dir>" when the disk the task writes to is below the studio's floor. */
   diskFull: string | null;
+  /** What the attempt's memory control group saw (a memory limit was set), from exit.json. */
+  memory?: MemoryEvidence | null;
+  /** The runner ended it at its maximum run time. */
+  stoppedBy?: "max-run-time" | null;
 }
 
 export interface FailureCause {
@@ -92,8 +99,25 @@ function bareExit(e: FailureEvidence): string {
     : `trainer exited with code ${e.exitCode}`;
 }
 
+const mb = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MB`;
+
 export function classifyFailure(e: FailureEvidence): FailureCause {
   const exit = bareExit(e);
+  if (e.memory && e.memory.oomKills > 0) {
+    const peak = e.memory.peakBytes === null ? "" : `, peak ${mb(e.memory.peakBytes)}`;
+    return {
+      cause: "out-of-memory",
+      reason: `out of memory: the kernel killed it at its ${mb(e.memory.limitBytes)} memory limit (memory group: ${e.memory.oomKills} out-of-memory kill${e.memory.oomKills > 1 ? "s" : ""}${peak}) (${exit})`,
+      lines: [],
+    };
+  }
+  if (e.stoppedBy === "max-run-time") {
+    return {
+      cause: "time-limit",
+      reason: `stopped by the runner at its maximum run time (then ${exit})`,
+      lines: [],
+    };
+  }
   const oom = lastMatch(e.logTail, OUT_OF_MEMORY);
   if (oom) {
     return {

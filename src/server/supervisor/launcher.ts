@@ -193,7 +193,16 @@ export class Launcher {
         allowCommandTrainer: env.STUDIO_ALLOW_COMMAND_TRAINER,
         baseEnv: process.env,
       });
-      handle = await this.ctx.executor.start({ taskDir: dir, attempt: attempt.number, command });
+      const { maxRunMinutes, ...limits } = task.limits ?? {};
+      handle = await this.ctx.executor.start({
+        taskDir: dir,
+        attempt: attempt.number,
+        command,
+        limits: {
+          ...limits,
+          ...(maxRunMinutes !== undefined ? { maxRunSeconds: maxRunMinutes * 60 } : {}),
+        },
+      });
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       await failAttempt(

@@ -8,7 +8,12 @@ import { automaticRetriesInARow, getTask, transition } from "../tasks/repository
 import type { AttemptWatcher, AttemptWatchers } from "./attempt-watcher";
 import { monitorFor } from "./attempt-watcher";
 import { note, publish, type SupervisorContext, taskFolder } from "./context";
-import { type AttemptHandle, describeHandle, parseAttemptHandle } from "./executor";
+import {
+  type AttemptHandle,
+  describeHandle,
+  type ExitRecord,
+  parseAttemptHandle,
+} from "./executor";
 import { classifyFailure } from "./failure-cause";
 import { readLinesBefore } from "./log-cursor";
 import { hasCheckpoint, observeAttempt } from "./observe";
@@ -293,7 +298,7 @@ export class Reconciler {
         // A trainer that failed on its own: name the cause from what it left behind.
         const named =
           decision.status === "failed" && !observed.exit?.error
-            ? await this.failureCause(task, decision)
+            ? await this.failureCause(task, decision, observed.exit)
             : null;
         await finalizeAttempt(this.ctx, ref!, {
           status: decision.status,
@@ -363,6 +368,7 @@ export class Reconciler {
   private async failureCause(
     task: TaskRow,
     decision: { exitCode: number | null; signal: string | null },
+    exit: ExitRecord | null,
   ) {
     // The row as the drain left it: the steps the attempt reached.
     const fresh = (await getTask(this.ctx.db, task.id)) ?? task;
@@ -378,6 +384,8 @@ export class Reconciler {
       steps: progress.step ?? 0,
       logTail: tail.lines.map((l) => l.text),
       diskFull: await this.diskFull(),
+      memory: exit?.memory ?? null,
+      stoppedBy: exit?.stoppedBy ?? null,
     });
   }
 

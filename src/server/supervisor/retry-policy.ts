@@ -40,6 +40,7 @@ const WHY_NOT: Partial<Record<RetryCause, string>> = {
   "trainer-bug": "a trainer error would likely happen again",
   diverged: "a run that diverged would likely diverge again; lower the learning rate and retry",
   exited: "the exit code does not say the failure came from outside the trainer",
+  "time-limit": "it reached its maximum run time",
 };
 
 export function retryDecision(input: RetryInput, policy: RetryPolicy): RetryDecision {

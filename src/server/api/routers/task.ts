@@ -116,6 +116,7 @@ export const taskRouter = router({
         hyperparameters: hyperparametersSchema.parse(input.hyperparameters),
         command: input.command ?? null,
         gpusRequested: input.gpus,
+        limits: input.limits,
       },
       studioPaths(ctx.env.STUDIO_HOME).tasks,
     );
