@@ -12,9 +12,13 @@ import { studioPaths } from "./server/home";
 import { acquireHomeLock } from "./server/home-lock";
 import { createStudioHttp } from "./server/http/handler";
 import { PACKAGE_ROOT } from "./server/package-root";
+import { failureLines, summarizeRebuild } from "./server/recovery/rebuild-report";
 import type { StudioServices } from "./server/services";
 import { executorFromEnv } from "./server/supervisor/executor-from-env";
 import { Supervisor } from "./server/supervisor/supervisor";
+
+/** Folders that could not be rebuilt, each named in the log at start; `studio recover` lists all. */
+const MAX_FAILURES_LOGGED = 10;
 
 const log = (msg: string) => console.log(`${new Date().toISOString()} ${msg}`);
 
@@ -49,6 +53,21 @@ async function main() {
       })
     : null;
   if (supervisor) {
+    // Tasks the database lost (its folder deleted, a new empty database) come back from their
+    // folders before reconciliation, which then judges them with every other open task.
+    try {
+      const rebuilt = await supervisor.rebuildAtBoot();
+      log(`rebuild from task folders: ${summarizeRebuild(rebuilt)}`);
+      const failures = failureLines(rebuilt);
+      for (const line of failures.slice(0, MAX_FAILURES_LOGGED)) log(line);
+      if (failures.length > MAX_FAILURES_LOGGED) {
+        log(
+          `… and ${failures.length - MAX_FAILURES_LOGGED} more (\`studio recover\` lists them all)`,
+        );
+      }
+    } catch (err) {
+      log(`rebuild from task folders failed (the studio starts without it): ${err}`);
+    }
     const summary = await supervisor.reconcileAtBoot();
     log(`boot reconciliation: ${summary}`);
     supervisor.startLoop();

@@ -48,12 +48,21 @@ export class Reconciler {
     private readonly deps: ReconcilerDeps,
   ) {}
 
-  /** Boot: every open task once. Returns a one-line summary for the studio log. */
-  async reconcileOpenTasks(): Promise<string> {
+  /**
+   * Boot: every open task once (or only those of `only`: tasks rebuilt from their folders while
+   * the studio runs). Returns a one-line summary for the studio log.
+   */
+  async reconcileOpenTasks(only?: readonly string[]): Promise<string> {
+    if (only?.length === 0) return "nothing to do";
     const open = await this.ctx.db
       .select()
       .from(tasks)
-      .where(inArray(tasks.status, [...OPEN_STATUSES]));
+      .where(
+        and(
+          inArray(tasks.status, [...OPEN_STATUSES]),
+          only ? inArray(tasks.id, [...only]) : undefined,
+        ),
+      );
     const counts: Record<string, number> = {};
     await Promise.all(
       open.map(async (task) => {
