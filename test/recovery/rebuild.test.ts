@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { asc, eq } from "drizzle-orm";
+import { asc, eq, sql } from "drizzle-orm";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { ExitRecord, RunnerRecord } from "../../src/runner/records";
 import type { Database } from "../../src/server/db/client";
@@ -223,6 +223,32 @@ describe.each(testDatabaseKinds())("rebuild from the task folders (%s)", (kind) 
     expect(await database.db.select().from(tasks)).toHaveLength(20);
     expect(await database.db.select().from(attempts)).toHaveLength(20);
     expect(await database.db.select().from(taskEvents)).toHaveLength(20);
+  });
+
+  it("keeps a task the database refuses to itself: the others of its batch are inserted", async () => {
+    for (let i = 0; i < 5; i++) endedTask(`tbatch${i}`, `batch ${i}`);
+    endedTask("trefused", "refused");
+    await database.db.execute(sql`
+      create function refuse_one() returns trigger language plpgsql as $$
+      begin
+        if new.id = 'trefused' then raise exception 'refused by the test'; end if;
+        return new;
+      end $$`);
+    await database.db.execute(
+      sql`create trigger refuse_one before insert on tasks for each row execute function refuse_one()`,
+    );
+    try {
+      const report = await rebuildFromFolders(database.db, home);
+      expect(report.rebuilt.map((t) => t.taskId)).toEqual([0, 1, 2, 3, 4].map((i) => `tbatch${i}`));
+      expect(failureLines(report)).toEqual([
+        "could not rebuild tasks/trefused: the database did not take it (refused by the test)",
+      ]);
+      expect(await database.db.select().from(attempts)).toHaveLength(5);
+      expect(await database.db.select().from(taskEvents)).toHaveLength(5);
+    } finally {
+      await database.db.execute(sql`drop trigger refuse_one on tasks`);
+      await database.db.execute(sql`drop function refuse_one`);
+    }
   });
 
   it("finds nothing to do in a home without a tasks folder", async () => {

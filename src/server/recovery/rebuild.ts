@@ -8,15 +8,18 @@ import { type FolderVerdict, inventoryFolder, type RebuildPlan } from "./folder-
 import { readTaskFolder } from "./read-folder";
 import type { RebuildReport } from "./rebuild-report";
 
-/** Folders read at once; their inserts then go one task (one transaction) at a time. */
-const READ_AT_ONCE = 32;
+/** Folders read at once; their tasks are then inserted in one transaction (see insertPlans). */
+const READ_AT_ONCE = 100;
+/** How much of a database error a report line carries. */
+const MAX_ERROR_TEXT = 300;
 /** Ids per "which of these does the database have" query. */
 const IDS_PER_QUERY = 1000;
 
 /**
  * Gives the database back the tasks it lost, from their folders (the ground truth it was built
  * from): every folder under STUDIO_HOME/tasks whose task the database does not have is read
- * (./read-folder), judged (./folder-inventory, pure) and inserted, one transaction per task.
+ * (./read-folder), judged (./folder-inventory, pure) and inserted, each task with its attempt
+ * and event in one transaction (a hundred tasks to a transaction, each alone should the batch fail).
  * A task the database has is never read or touched, so running it again inserts nothing; a
  * task inserted meanwhile by someone else wins (the insert does nothing). Rebuilt tasks are
  * left open for reconciliation to judge, as at any boot. Faults stay in their folder: each one
@@ -62,30 +65,30 @@ export async function rebuildFromFolders(
         return inventoryFolder(contents, { now: studio.now?.() ?? new Date(), host });
       }),
     );
+    const plans: RebuildPlan[] = [];
     for (const verdict of verdicts) {
-      if (verdict.kind === "cannot") {
+      if (verdict.kind === "cannot")
         report.failed.push({ folder: verdict.folder, why: verdict.why });
-        continue;
-      }
-      const { plan } = verdict;
-      try {
-        const row = await insertPlan(db, plan);
-        if (!row) {
-          report.known++;
-          continue;
-        }
-        report.rebuilt.push({
-          taskId: row.id,
-          name: row.name,
-          attempt: plan.attempt?.number ?? null,
-          status: row.status,
-          statusReason: row.statusReason,
-          notRecovered: plan.event.data.notRecovered,
-        });
-      } catch (err) {
+      else plans.push(verdict.plan);
+    }
+    const inserted = await insertPlans(db, plans);
+    for (const plan of plans) {
+      const outcome = inserted.get(plan.taskId);
+      if (outcome === undefined) {
+        report.known++;
+      } else if (outcome instanceof Error) {
         report.failed.push({
           folder: plan.taskId,
-          why: `the database did not take it (${err instanceof Error ? err.message : err})`,
+          why: `the database did not take it (${outcome.message.slice(0, MAX_ERROR_TEXT)})`,
+        });
+      } else {
+        report.rebuilt.push({
+          taskId: outcome.id,
+          name: outcome.name,
+          attempt: plan.attempt?.number ?? null,
+          status: outcome.status,
+          statusReason: outcome.statusReason,
+          notRecovered: plan.event.data.notRecovered,
         });
       }
     }
@@ -94,23 +97,54 @@ export async function rebuildFromFolders(
   return report;
 }
 
-/** The task, its attempt and its "rebuilt" event, all or nothing; null when the task exists. */
-async function insertPlan(db: Db, plan: RebuildPlan): Promise<TaskRow | null> {
+/**
+ * Inserts the plans' tasks, each with its attempt and "rebuilt" event, in one transaction (a
+ * task's rows are never apart). A batch the database refuses is tried again task by task, so a
+ * task it cannot take fails alone. Returns, by task id, the inserted row or why it failed; a
+ * task the database already has (inserted meanwhile by someone else) is left out.
+ */
+async function insertPlans(db: Db, plans: RebuildPlan[]): Promise<Map<string, TaskRow | Error>> {
+  const out = new Map<string, TaskRow | Error>();
+  if (plans.length === 0) return out;
+  try {
+    for (const row of await insertAll(db, plans)) out.set(row.id, row);
+    return out;
+  } catch (err) {
+    if (plans.length === 1) {
+      // The database's own words, not the query and its parameters that a wrapper adds.
+      const cause = err instanceof Error && err.cause instanceof Error ? err.cause : err;
+      out.set(plans[0]!.taskId, cause instanceof Error ? cause : new Error(String(cause)));
+      return out;
+    }
+  }
+  for (const plan of plans) {
+    for (const [id, outcome] of await insertPlans(db, [plan])) out.set(id, outcome);
+  }
+  return out;
+}
+
+async function insertAll(db: Db, plans: RebuildPlan[]): Promise<TaskRow[]> {
   return db.transaction(async (tx) => {
-    const [row] = await tx
+    const rows = await tx
       .insert(tasks)
-      .values(plan.task)
+      .values(plans.map((p) => p.task))
       .onConflictDoNothing({ target: tasks.id })
       .returning();
-    if (!row) return null;
-    if (plan.attempt) await tx.insert(attempts).values(plan.attempt);
-    await tx.insert(taskEvents).values({
-      taskId: row.id,
-      type: plan.event.type,
-      message: plan.event.message,
-      attempt: plan.event.attempt,
-      data: plan.event.data,
-    });
-    return row;
+    const inserted = new Set(rows.map((r) => r.id));
+    const mine = plans.filter((p) => inserted.has(p.taskId));
+    const attemptRows = mine.flatMap((p) => (p.attempt ? [p.attempt] : []));
+    if (attemptRows.length) await tx.insert(attempts).values(attemptRows);
+    if (mine.length) {
+      await tx.insert(taskEvents).values(
+        mine.map((p) => ({
+          taskId: p.taskId,
+          type: p.event.type,
+          message: p.event.message,
+          attempt: p.event.attempt,
+          data: p.event.data,
+        })),
+      );
+    }
+    return rows;
   });
 }
