@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import next from "next";
 import { SessionStore } from "./server/auth";
@@ -12,13 +13,11 @@ import { studioPaths } from "./server/home";
 import { acquireHomeLock } from "./server/home-lock";
 import { createStudioHttp } from "./server/http/handler";
 import { PACKAGE_ROOT } from "./server/package-root";
-import { failureLines, summarizeRebuild } from "./server/recovery/rebuild-report";
 import type { StudioServices } from "./server/services";
+import { Supervision } from "./server/supervision";
 import { executorFromEnv } from "./server/supervisor/executor-from-env";
+import { readIdentity } from "./server/supervisor/identity";
 import { Supervisor } from "./server/supervisor/supervisor";
-
-/** Folders that could not be rebuilt, each named in the log at start; `studio recover` lists all. */
-const MAX_FAILURES_LOGGED = 10;
 
 const log = (msg: string) => console.log(`${new Date().toISOString()} ${msg}`);
 
@@ -41,48 +40,38 @@ async function main() {
   const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
   const bus = new StudioBus();
   const datasets = new DatasetStore(paths.datasets, env.STUDIO_DATASET_ROOTS);
-  const releaseSupervisorLock = await database.trySupervisorLock();
-  const supervisor = releaseSupervisorLock
-    ? new Supervisor({
-        env,
-        db: database.db,
-        bus,
-        executor: executorFromEnv(env),
-        datasets,
-        log,
-      })
-    : null;
-  if (supervisor) {
-    // Tasks the database lost (its folder deleted, a new empty database) come back from their
-    // folders before reconciliation, which then judges them with every other open task.
-    try {
-      const rebuilt = await supervisor.rebuildAtBoot();
-      log(`rebuild from task folders: ${summarizeRebuild(rebuilt)}`);
-      const failures = failureLines(rebuilt);
-      for (const line of failures.slice(0, MAX_FAILURES_LOGGED)) log(line);
-      if (failures.length > MAX_FAILURES_LOGGED) {
-        log(
-          `… and ${failures.length - MAX_FAILURES_LOGGED} more (\`studio recover\` lists them all)`,
-        );
-      }
-    } catch (err) {
-      log(`rebuild from task folders failed (the studio starts without it): ${err}`);
-    }
-    const summary = await supervisor.reconcileAtBoot();
-    log(`boot reconciliation: ${summary}`);
-    supervisor.startLoop();
-  } else {
-    log("another studio supervises this database: serving read-only");
-  }
+  const self = readIdentity(process.pid);
+  if (!self) throw new Error("cannot read this process's identity from /proc");
+  const executor = executorFromEnv(env);
+  // Supervises when it holds the lease (at once with PGlite), else stands by read-only and
+  // takes over when the supervising studio is gone.
+  const supervision = new Supervision({
+    database,
+    holder: {
+      version: 1,
+      host: hostname(),
+      pid: process.pid,
+      startTime: self.startTime,
+      home: env.STUDIO_HOME,
+      url,
+    },
+    makeSupervisor: (db) => new Supervisor({ env, db, bus, executor, datasets, log }),
+    log,
+  });
+  await supervision.start();
   const services: StudioServices = {
     env,
     database,
     bus,
     datasets,
-    supervisor,
+    get supervisor() {
+      return supervision.supervisor;
+    },
     startedAt: new Date(),
     version,
-    readOnly: supervisor ? null : "another studio supervises this database",
+    get readOnly() {
+      return supervision.readOnly;
+    },
   };
 
   const nextApp = next({ dev: false, dir: PACKAGE_ROOT, hostname: env.HOST, port: env.PORT });
@@ -94,9 +83,9 @@ async function main() {
   // Page sessions, when a token is set. A session opened with another token never opens
   // anything; the supervising studio deletes those (and expired ones) at start.
   const sessions = env.STUDIO_TOKEN
-    ? new SessionStore(database.db, env.STUDIO_TOKEN, env.STUDIO_SESSION_TTL_HOURS)
+    ? new SessionStore(database, env.STUDIO_TOKEN, env.STUDIO_SESSION_TTL_HOURS)
     : null;
-  if (sessions && supervisor) {
+  if (sessions && supervision.supervisor) {
     const ended = await sessions.prune();
     if (ended > 0) log(`sessions: ${ended} ended (expired, or opened with another token)`);
   }
@@ -143,8 +132,7 @@ async function main() {
     const forced = setTimeout(() => server.closeAllConnections(), 2_000);
     forced.unref();
     await new Promise((r) => server.once("close", r));
-    await supervisor?.stop();
-    await releaseSupervisorLock?.();
+    await supervision.stop();
     await database.close();
     rmSync(paths.pidFile, { force: true });
     releaseLock();

@@ -15,7 +15,7 @@ import { hyperparametersSchema, type TaskConfig } from "../../src/trainers/proto
 
 const ID = "t0123456789";
 const NOW = new Date("2030-01-02T03:04:05.000Z");
-const STUDIO = { now: NOW, host: "studio-host" };
+const STUDIO = { now: NOW, host: "studio-host", tasksRoot: "/home/s/tasks" };
 const CONFIG_WRITTEN = Date.parse("2030-01-01T10:00:00.000Z");
 const hyperparameters = hyperparametersSchema.parse({ epochs: 2 });
 
@@ -193,6 +193,7 @@ describe("a task that was never launched", () => {
       command: null,
       gpusRequested: 1,
       progress: initialProgress(),
+      folder: `/home/s/tasks/${ID}`,
       createdAt: new Date(taskRecord.createdAt),
       updatedAt: NOW,
       status: "pending",

@@ -183,7 +183,12 @@ describe.each(testDatabaseKinds())("rebuild from the task folders (%s)", (kind) 
     expect(known).toEqual(knownBefore);
     expect(await db.select().from(attempts).where(eq(attempts.taskId, "tknown"))).toEqual([]);
     const [ended] = await db.select().from(tasks).where(eq(tasks.id, "tended"));
-    expect(ended).toMatchObject({ name: "ended", status: "training", currentAttempt: 1 });
+    expect(ended).toMatchObject({
+      name: "ended",
+      status: "training",
+      currentAttempt: 1,
+      folder: join(tasksDir, "tended"),
+    });
     const [attempt] = await db.select().from(attempts).where(eq(attempts.taskId, "tended"));
     expect(attempt).toMatchObject({
       number: 1,

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import type { z } from "zod";
 import {
   cancelRequestSchema,
@@ -150,14 +151,17 @@ function settingsFrom(
   };
 }
 
-/**
- * The rows that rebuild the task of one folder, or why it cannot be rebuilt. `now` and `host`
- * are what the studio doing the rebuild passes (the attempt's host, the rows' update time).
- */
-export function inventoryFolder(
-  folder: FolderContents,
-  studio: { now: Date; host: string },
-): FolderVerdict {
+/** What the studio doing the rebuild passes: its time, its host, its tasks folder. */
+export interface RebuildingStudio {
+  now: Date;
+  /** The attempt's host until reconciliation learns better (a Slurm node). */
+  host: string;
+  /** STUDIO_HOME/tasks as the studio names it: the rebuilt task's folder is in it. */
+  tasksRoot: string;
+}
+
+/** The rows that rebuild the task of one folder, or why it cannot be rebuilt. */
+export function inventoryFolder(folder: FolderContents, studio: RebuildingStudio): FolderVerdict {
   const id = folder.name;
   const cannot = (why: string): FolderVerdict => ({ kind: "cannot", folder: id, why });
   if (!TASK_ID.test(id)) {
@@ -219,6 +223,7 @@ export function inventoryFolder(
     command: settings.record.command,
     gpusRequested: settings.record.gpusRequested,
     progress: initialProgress() as unknown as Record<string, unknown>,
+    folder: join(studio.tasksRoot, id),
     createdAt,
     updatedAt: studio.now,
   };

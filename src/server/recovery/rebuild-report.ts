@@ -35,6 +35,22 @@ export function summarizeRebuild(report: RebuildReport): string {
   return `${what}; ${report.folders} folders in ${Math.round(report.ms)} ms`;
 }
 
+/** Folders that could not be rebuilt, each named in the studio log; `studio recover` lists all. */
+const MAX_FAILURES_LOGGED = 10;
+
+/** What the studio log says of a rebuild at boot: the summary, then the first folders that failed. */
+export function rebuildLogLines(report: RebuildReport): string[] {
+  const failures = failureLines(report);
+  const lines = [`rebuild from task folders: ${summarizeRebuild(report)}`];
+  lines.push(...failures.slice(0, MAX_FAILURES_LOGGED));
+  if (failures.length > MAX_FAILURES_LOGGED) {
+    lines.push(
+      `… and ${failures.length - MAX_FAILURES_LOGGED} more (\`studio recover\` lists them all)`,
+    );
+  }
+  return lines;
+}
+
 /** "could not rebuild tasks/<folder>: <why>", one line per folder. */
 export function failureLines(report: RebuildReport): string[] {
   return report.failed.map((f) => `could not rebuild tasks/${f.folder}: ${f.why}`);

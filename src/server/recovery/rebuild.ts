@@ -32,10 +32,11 @@ export async function rebuildFromFolders(
 ): Promise<RebuildReport> {
   const started = performance.now();
   const report: RebuildReport = { folders: 0, known: 0, rebuilt: [], failed: [], ms: 0 };
+  const tasksRoot = studioPaths(home).tasks;
   let root: string;
   let names: string[];
   try {
-    root = await realpath(studioPaths(home).tasks);
+    root = await realpath(tasksRoot);
     // Hidden entries are temp files and the like, never a task.
     names = (await readdir(root)).filter((n) => !n.startsWith(".")).sort();
   } catch (err) {
@@ -62,7 +63,7 @@ export async function rebuildFromFolders(
         if ("problem" in contents) {
           return { kind: "cannot", folder: contents.folder, why: contents.problem };
         }
-        return inventoryFolder(contents, { now: studio.now?.() ?? new Date(), host });
+        return inventoryFolder(contents, { now: studio.now?.() ?? new Date(), host, tasksRoot });
       }),
     );
     const plans: RebuildPlan[] = [];

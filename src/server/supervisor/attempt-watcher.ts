@@ -32,7 +32,7 @@ export class AttemptWatcher {
     private readonly decide: (watcher: AttemptWatcher) => Promise<void>,
   ) {
     this.ref = { taskId: task.id, rowId: attempt.id, number: attempt.number };
-    this.dir = taskFolder(ctx, task.id);
+    this.dir = taskFolder(ctx, task);
     this.monitor = monitorFor(ctx, task, attempt);
   }
 
@@ -123,7 +123,7 @@ export function monitorFor(
       taskId: task.id,
       attempt: attempt.number,
       attemptRowId: attempt.id,
-      taskDir: taskFolder(ctx, task.id),
+      taskDir: taskFolder(ctx, task),
       logCursor: attempt.logCursor ?? null,
       progressCursor: attempt.progressCursor ?? null,
       progress: (task.progress as unknown as ProgressState) ?? initialProgress(),

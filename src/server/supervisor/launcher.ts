@@ -122,10 +122,10 @@ export class Launcher {
   /** Intent first (attempt row, status preparing), then the process, then its handle. */
   private async launch(taskId: string, gpus: string[]) {
     const { db, env } = this.ctx;
-    const dir = taskFolder(this.ctx, taskId);
     const prepared = await db.transaction(async (tx) => {
       const task = await transition(tx, taskId, "preparing", { statusReason: null }, ["queued"]);
       if (!task) return null;
+      const dir = taskFolder(this.ctx, task);
       const number = task.currentAttempt + 1;
       const resumeFrom =
         task.resumeFromCheckpoint && task.lastCheckpoint
@@ -156,6 +156,7 @@ export class Launcher {
     });
     if (!prepared) return;
     const { task, attempt } = prepared;
+    const dir = taskFolder(this.ctx, task);
     await publish(this.ctx, task, {
       type: "preparing",
       message: `attempt ${attempt.number}: launching`,

@@ -43,17 +43,24 @@ export interface ReconcilerDeps {
  * that task alone and never stops the others.
  */
 export class Reconciler {
+  /** Why trainers found running went on without this supervisor (for the "recovered" events). */
+  private resumeReason = "the studio restarted";
+  /** Set when this supervisor stops: its pending retries end (the next term reconciles afresh). */
+  private stopped = false;
+
   constructor(
     private readonly ctx: SupervisorContext,
     private readonly deps: ReconcilerDeps,
   ) {}
 
   /**
-   * Boot: every open task once (or only those of `only`: tasks rebuilt from their folders while
-   * the studio runs). Returns a one-line summary for the studio log.
+   * Boot (and every new term of supervision): every open task once, or only those of `only`
+   * (tasks rebuilt from their folders while the studio runs). `resumeReason` says why running
+   * trainers were not followed until now. Returns a one-line summary for the studio log.
    */
-  async reconcileOpenTasks(only?: readonly string[]): Promise<string> {
+  async reconcileOpenTasks(resumeReason: string, only?: readonly string[]): Promise<string> {
     if (only?.length === 0) return "nothing to do";
+    this.resumeReason = resumeReason;
     const open = await this.ctx.db
       .select()
       .from(tasks)
@@ -70,8 +77,9 @@ export class Reconciler {
         try {
           action = await this.reconcileAtBoot(task);
         } catch (err) {
-          // The database failing mid-way: this task is looked at again at the next start.
-          this.ctx.log(`boot reconciliation of task ${task.id} failed: ${err}`);
+          // The database failing mid-way: this task is looked at again in a second.
+          this.ctx.log(`boot reconciliation of task ${task.id} failed: ${err}; trying again`);
+          setTimeout(() => void this.reconcileAgain(task.id), 1_000).unref();
           action = "error";
         }
         counts[action] = (counts[action] ?? 0) + 1;
@@ -90,7 +98,7 @@ export class Reconciler {
   }
 
   private async reconcileAtBoot(task: TaskRow): Promise<string> {
-    const dir = taskFolder(this.ctx, task.id);
+    const dir = taskFolder(this.ctx, task);
     const removed = removeStaleTempFiles(dir);
     if (removed.length) this.ctx.log(`task ${task.id}: removed stale ${removed.join(", ")}`);
     const attempt = task.status === "queued" ? null : await this.latestAttempt(task);
@@ -124,7 +132,7 @@ export class Reconciler {
         const summary = describeHandle(liveHandle);
         await publish(this.ctx, row, {
           type: "recovered",
-          message: `the studio restarted; training went on (${summary.label})`,
+          message: `${this.resumeReason}; training went on (${summary.label})`,
           attempt: a.number,
           data: summary.facts,
         });
@@ -162,7 +170,12 @@ export class Reconciler {
     return decision.action;
   }
 
+  stop() {
+    this.stopped = true;
+  }
+
   private async reconcileAgain(taskId: string) {
+    if (this.stopped) return;
     try {
       const task = await getTask(this.ctx.db, taskId);
       if (!task || !ACTIVE_STATUSES.includes(task.status)) return;
@@ -211,8 +224,8 @@ export class Reconciler {
         this.ctx.log(`task ${task.id}: unexpected live decision ${decision.action}`);
         return;
       default:
-        await this.deps.watchers.release(watcher, true);
         try {
+          await this.deps.watchers.release(watcher, true);
           await this.end(
             task,
             { id: watcher.ref.rowId, number: watcher.ref.number },
@@ -221,8 +234,9 @@ export class Reconciler {
             observed,
           );
         } catch (err) {
-          // The database did not take the outcome: decide again (as at boot) until it does, so
-          // the task never stays "training" with nothing following it.
+          // The database did not take the last lines or the outcome: decide again (as at boot,
+          // from the stored cursors) until it does, so the task never stays "training" with
+          // nothing following it, and never ends without its last lines.
           this.ctx.log(`task ${task.id}: recording the end failed (${err}); trying again`);
           setTimeout(() => void this.reconcileAgain(task.id), 1_000).unref();
         }
@@ -246,7 +260,7 @@ export class Reconciler {
         intentAt: attempt.intentAt.getTime(),
       },
       observed,
-      hasCheckpoint: hasCheckpoint(taskFolder(this.ctx, task.id)),
+      hasCheckpoint: hasCheckpoint(taskFolder(this.ctx, task)),
       autoResume: this.ctx.env.STUDIO_AUTO_RESUME,
       now: Date.now(),
       launchTimeoutMs: this.deps.launchTimeoutMs,

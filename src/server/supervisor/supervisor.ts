@@ -18,7 +18,7 @@ const POLL_MS = 1_000;
  * - AttemptWatchers (./attempt-watcher): follow each running attempt's files and processes;
  * - Reconciler (./reconciler): decides (./reconcile, pure) and writes what every observation
  *   means, at boot and live alike.
- * Exactly one supervisor runs per database (see the lock taken by the server).
+ * Exactly one supervisor acts per database at a time (see ../supervision).
  */
 export class Supervisor {
   /** How long a launch may take to confirm; reconciliation waits this long for a half-started one. */
@@ -73,7 +73,10 @@ export class Supervisor {
       const stale = this.watchers.get(id);
       if (stale) await this.watchers.release(stale, false);
     }
-    const summary = await this.reconciler.reconcileOpenTasks(ids);
+    const summary = await this.reconciler.reconcileOpenTasks(
+      "the task was rebuilt from its folder",
+      ids,
+    );
     if (ids.length) this.ctx.log(`recover: reconciliation of the rebuilt tasks: ${summary}`);
     this.launcher.schedule();
     for (const rebuilt of report.rebuilt) {
@@ -86,9 +89,12 @@ export class Supervisor {
     return report;
   }
 
-  /** Boot reconciliation: every open task once, before the loop starts. One-line summary. */
-  reconcileAtBoot(): Promise<string> {
-    return this.reconciler.reconcileOpenTasks();
+  /**
+   * Boot reconciliation: every open task once, before the loop starts; `resumeReason` says why
+   * trainers ran unfollowed (a restart, another studio's term). One-line summary.
+   */
+  reconcileAtBoot(resumeReason: string): Promise<string> {
+    return this.reconciler.reconcileOpenTasks(resumeReason);
   }
 
   /** Starts the periodic check that backs up file events. Boot reconciliation runs before. */
@@ -103,6 +109,7 @@ export class Supervisor {
   /** Stops following trainers. The trainers themselves keep running; the next studio re-attaches. */
   async stop() {
     if (this.poller) clearInterval(this.poller);
+    this.reconciler.stop();
     await this.launcher.stop();
     await this.watchers.stopAll();
   }
