@@ -132,6 +132,9 @@ describe.each(testDatabaseKinds())("rebuild from the task folders (%s)", (kind) 
     const { db } = database;
     endedTask("tended", "ended");
     writeTaskRecord(join(tasksDir, "tpending"), record("tpending", "pending one"));
+    // A folder from before task.json: rebuilt from its config.json.
+    endedTask("tlegacy", "legacy");
+    rmSync(join(tasksDir, "tlegacy", "task.json"));
     // A task the database has: its row and folder must stay exactly as they are.
     endedTask("tknown", "known");
     await db.insert(tasks).values({
@@ -164,11 +167,12 @@ describe.each(testDatabaseKinds())("rebuild from the task folders (%s)", (kind) 
     const before = snapshot(tasksDir);
 
     const first = await rebuildFromFolders(db, home, { host: "h" });
-    expect(first.rebuilt.map((t) => [t.taskId, t.status, t.attempt])).toEqual([
-      ["tended", "training", 1],
-      ["tpending", "pending", null],
+    expect(first.rebuilt.map((t) => [t.taskId, t.name, t.status, t.attempt])).toEqual([
+      ["tended", "ended", "training", 1],
+      ["tlegacy", "task tlegacy", "training", 1],
+      ["tpending", "pending one", "pending", null],
     ]);
-    expect(first).toMatchObject({ folders: 10, known: 1 });
+    expect(first).toMatchObject({ folders: 11, known: 1 });
     expect(failureLines(first)).toEqual([
       "could not rebuild tasks/Not-A-Task: not a task folder (a task id is 1 to 64 lowercase letters and digits)",
       "could not rebuild tasks/stray.txt: not a folder",
@@ -209,9 +213,9 @@ describe.each(testDatabaseKinds())("rebuild from the task folders (%s)", (kind) 
     // Running it again inserts nothing and reports the same folders.
     const second = await rebuildFromFolders(db, home, { host: "h" });
     expect(second.rebuilt).toEqual([]);
-    expect(second.known).toBe(3);
+    expect(second.known).toBe(4);
     expect(second.failed).toEqual(first.failed);
-    expect(await db.select().from(taskEvents)).toHaveLength(1 + 1);
+    expect(await db.select().from(taskEvents)).toHaveLength(3);
     // Nothing in any folder was written, moved or removed.
     expect(snapshot(tasksDir)).toEqual(before);
     rmSync(elsewhere, { recursive: true, force: true });
