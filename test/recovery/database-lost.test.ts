@@ -214,6 +214,11 @@ describe.each(testDatabaseKinds())("the database lost, the task folders kept (%s
       expect(await statusOf(completed.id)).toMatchObject({ status: "completed" });
       expect(await lossesOf(studio, completed.id)).toEqual(expectedLosses(10));
       expect(await studio.processes(running.id)).toEqual(running.processes);
+      const events = (await studio.client.task.get.query({ id: running.id })).events;
+      expect(events.map((e) => e.type)).toEqual(["rebuilt", "recovered"]);
+      expect(events[1]!.message).toBe(
+        `the task was rebuilt from its folder; training went on (pid ${running.processes.trainer})`,
+      );
       await waitFor("more output after the recover", async () => {
         const progress = (await statusOf(running.id)).progress as { step: number | null };
         return (progress.step ?? 0) > 15;
