@@ -107,9 +107,9 @@ function parse<T>(file: FileFound, schema: z.ZodType<T, unknown>): Parsed<T> {
   return { value: parsed.record };
 }
 
-function stateOf(name: string, parsed: Parsed<unknown>): string {
-  if (parsed === null) return `${name} is missing`;
-  return "problem" in parsed ? `${name}: ${parsed.problem}` : `${name} is readable`;
+/** Why a file gave nothing: "task.json is missing", or "task.json: <what is wrong>". */
+function whyNothing(name: string, parsed: Parsed<unknown>): string {
+  return parsed && "problem" in parsed ? `${name}: ${parsed.problem}` : `${name} is missing`;
 }
 
 /** A settings file must name the folder's own task: a folder copied under another name is not it. */
@@ -147,7 +147,7 @@ function settingsFrom(
     };
   }
   return {
-    problem: `nothing in it says what the task was (${stateOf(FOLDER_FILES.task, task)}; ${stateOf(FOLDER_FILES.config, config)})`,
+    problem: `nothing in it says what the task was (${whyNothing(FOLDER_FILES.task, task)}; ${whyNothing(FOLDER_FILES.config, config)})`,
   };
 }
 
@@ -178,7 +178,7 @@ export function inventoryFolder(folder: FolderContents, studio: RebuildingStudio
   if (settings.source !== FOLDER_FILES.task) {
     notRecovered.push(
       `its name, the GPUs asked for and when it was created (${
-        task ? stateOf(FOLDER_FILES.task, task) : "no task.json: the folder predates it"
+        task ? whyNothing(FOLDER_FILES.task, task) : "no task.json: the folder predates it"
       })`,
     );
   }
