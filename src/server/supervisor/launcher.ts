@@ -72,7 +72,11 @@ export class Launcher {
       .from(tasks)
       .where(inArray(tasks.status, [...OPEN_STATUSES]))
       .orderBy(asc(tasks.queuedAt), asc(tasks.id));
-    const queued = active.filter((t) => t.status === "queued");
+    // An automatic retry is queued for later (its backoff): not a candidate before its time.
+    const now = Date.now();
+    const queued = active.filter(
+      (t) => t.status === "queued" && (t.queuedAt?.getTime() ?? 0) <= now,
+    );
     if (queued.length === 0) return;
     // Below the free-space floor nothing is launched; the queue waits and starts by itself
     // once space is freed (the poll runs this every second).

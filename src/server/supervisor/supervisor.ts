@@ -40,6 +40,8 @@ export class Supervisor {
       watchers: this.watchers,
       schedule,
       resumeFromCheckpoint: (id) => this.commands.retry(id, true),
+      retryAutomatically: (id, fromCheckpoint, automatic) =>
+        this.commands.retry(id, fromCheckpoint, automatic),
       recordHandle: (attempt, handle) => this.launcher.recordHandle(attempt, handle),
       launchTimeoutMs: this.launchTimeoutMs,
     });

@@ -166,3 +166,15 @@ export async function queuePositionOf(db: Db, task: TaskRow): Promise<number> {
     );
   return (row?.n ?? 0) + 1;
 }
+
+/** Automatic retries since a person last queued the task (its "auto-retry" events in a row). */
+export async function automaticRetriesInARow(db: Db, taskId: string): Promise<number> {
+  const rows = await db
+    .select({ type: taskEvents.type })
+    .from(taskEvents)
+    .where(and(eq(taskEvents.taskId, taskId), inArray(taskEvents.type, ["queued", "auto-retry"])))
+    .orderBy(desc(taskEvents.id))
+    .limit(101);
+  const firstByPerson = rows.findIndex((r) => r.type === "queued");
+  return firstByPerson === -1 ? rows.length : firstByPerson;
+}
