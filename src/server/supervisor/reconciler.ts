@@ -74,7 +74,8 @@ export class Reconciler {
    */
   async reconcileOpenTasks(resumeReason: string, only?: readonly string[]): Promise<string> {
     if (only?.length === 0) return "nothing to do";
-    this.resumeReason = resumeReason;
+    // A term's reason stays for its later retries; a rebuild's is for its own tasks only.
+    if (!only) this.resumeReason = resumeReason;
     const open = await this.ctx.db
       .select()
       .from(tasks)
@@ -89,7 +90,7 @@ export class Reconciler {
       open.map(async (task) => {
         let action: string;
         try {
-          action = await this.reconcileAtBoot(task);
+          action = await this.reconcileAtBoot(task, resumeReason);
         } catch (err) {
           // The database failing mid-way: this task is looked at again in a second.
           this.ctx.log(`boot reconciliation of task ${task.id} failed: ${err}; trying again`);
@@ -111,7 +112,7 @@ export class Reconciler {
     return attempt ?? null;
   }
 
-  private async reconcileAtBoot(task: TaskRow): Promise<string> {
+  private async reconcileAtBoot(task: TaskRow, resumeReason = this.resumeReason): Promise<string> {
     const dir = taskFolder(this.ctx, task);
     const removed = removeStaleTempFiles(dir);
     if (removed.length) this.ctx.log(`task ${task.id}: removed stale ${removed.join(", ")}`);
@@ -146,7 +147,7 @@ export class Reconciler {
         const summary = describeHandle(liveHandle);
         await publish(this.ctx, row, {
           type: "recovered",
-          message: `${this.resumeReason}; training went on (${summary.label})`,
+          message: `${resumeReason}; training went on (${summary.label})`,
           attempt: a.number,
           data: summary.facts,
         });
