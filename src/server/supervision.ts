@@ -1,5 +1,6 @@
 import { type Database, type Db, STANDBY_EPOCH } from "./db/client";
 import { type SupervisionHolder, supervision } from "./db/schema";
+import { rebuildLogLines } from "./recovery/rebuild-report";
 import type { Supervisor } from "./supervisor/supervisor";
 
 /** How often the supervisor proves it still holds the lease, and a standby tries to take it. */
@@ -104,6 +105,14 @@ export class Supervision {
     this.state = { kind: "supervising", supervisor, epoch };
     const why = resumeReason(previous, holder);
     log(`supervising this database (epoch ${epoch}): ${why}`);
+    // Tasks the database lost (the embedded database's folder deleted, a new empty database)
+    // come back from this home's task folders first; reconciliation then judges them with
+    // every other open task.
+    try {
+      for (const line of rebuildLogLines(await supervisor.rebuildAtBoot())) log(line);
+    } catch (err) {
+      log(`rebuild from task folders failed (supervision goes on without it): ${err}`);
+    }
     const summary = await supervisor.reconcileAtBoot(why);
     log(`boot reconciliation: ${summary}`);
     supervisor.startLoop();

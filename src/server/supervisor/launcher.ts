@@ -250,7 +250,8 @@ export class Launcher {
         processStartTime: summary.processStartTime,
         bootId: summary.bootId,
         ...(summary.host ? { host: summary.host } : {}),
-        startedAt: new Date(),
+        // A rebuilt attempt keeps the start its runner recorded.
+        startedAt: attempt.startedAt ?? new Date(),
       })
       .where(eq(attempts.id, attempt.id))
       .returning();

@@ -73,21 +73,29 @@ export class Reconciler {
   ) {}
 
   /**
-   * Boot (and every new term of supervision): every open task once. `resumeReason` says why
-   * running trainers were not followed until now. Returns a one-line summary for the studio log.
+   * Boot (and every new term of supervision): every open task once, or only those of `only`
+   * (tasks rebuilt from their folders while the studio runs). `resumeReason` says why running
+   * trainers were not followed until now. Returns a one-line summary for the studio log.
    */
-  async reconcileOpenTasks(resumeReason: string): Promise<string> {
-    this.resumeReason = resumeReason;
+  async reconcileOpenTasks(resumeReason: string, only?: readonly string[]): Promise<string> {
+    if (only?.length === 0) return "nothing to do";
+    // A term's reason stays for its later retries; a rebuild's is for its own tasks only.
+    if (!only) this.resumeReason = resumeReason;
     const open = await this.ctx.db
       .select()
       .from(tasks)
-      .where(inArray(tasks.status, [...OPEN_STATUSES]));
+      .where(
+        and(
+          inArray(tasks.status, [...OPEN_STATUSES]),
+          only ? inArray(tasks.id, [...only]) : undefined,
+        ),
+      );
     const counts: Record<string, number> = {};
     await Promise.all(
       open.map(async (task) => {
         let action: string;
         try {
-          action = await this.reconcileAtBoot(task);
+          action = await this.reconcileAtBoot(task, resumeReason);
         } catch (err) {
           // The database failing mid-way: this task is looked at again in a second.
           this.ctx.log(`boot reconciliation of task ${task.id} failed: ${err}; trying again`);
@@ -109,7 +117,7 @@ export class Reconciler {
     return attempt ?? null;
   }
 
-  private async reconcileAtBoot(task: TaskRow): Promise<string> {
+  private async reconcileAtBoot(task: TaskRow, resumeReason = this.resumeReason): Promise<string> {
     const dir = taskFolder(this.ctx, task);
     const removed = removeStaleTempFiles(dir);
     if (removed.length) this.ctx.log(`task ${task.id}: removed stale ${removed.join(", ")}`);
@@ -144,7 +152,7 @@ export class Reconciler {
         const summary = describeHandle(liveHandle);
         await publish(this.ctx, row, {
           type: "recovered",
-          message: `${this.resumeReason}; training went on (${summary.label})`,
+          message: `${resumeReason}; training went on (${summary.label})`,
           attempt: a.number,
           data: summary.facts,
         });

@@ -1,4 +1,7 @@
 import type { TaskRow } from "../db/schema";
+import { rebuildFromFolders } from "../recovery/rebuild";
+import type { RebuildReport } from "../recovery/rebuild-report";
+import { getTask } from "../tasks/repository";
 import { AttemptWatchers } from "./attempt-watcher";
 import { Commands } from "./commands";
 import type { SupervisorContext } from "./context";
@@ -25,8 +28,10 @@ export class Supervisor {
   private readonly reconciler: Reconciler;
   private readonly commands: Commands;
   private poller: NodeJS.Timeout | null = null;
+  /** The rebuild in progress, if any: rebuilds run one at a time. */
+  private recovering: Promise<unknown> = Promise.resolve();
 
-  constructor(ctx: SupervisorContext) {
+  constructor(private readonly ctx: SupervisorContext) {
     this.watchers = new AttemptWatchers(ctx, (watcher) => this.reconciler.reconcileLive(watcher));
     this.launcher = new Launcher(ctx, this.watchers);
     const schedule = () => this.launcher.schedule();
@@ -40,6 +45,50 @@ export class Supervisor {
       recordHandle: (attempt, handle) => this.launcher.recordHandle(attempt, handle),
       launchTimeoutMs: this.launchTimeoutMs,
     });
+  }
+
+  /**
+   * Boot, before reconciliation: gives back the tasks the database lost from their folders
+   * (src/server/recovery). They are inserted open, so boot reconciliation then judges them with
+   * every other open task: ended ones finalized from exit.json, live trainers re-attached by
+   * identity.
+   */
+  rebuildAtBoot(): Promise<RebuildReport> {
+    return rebuildFromFolders(this.ctx.db, this.ctx.env.STUDIO_HOME);
+  }
+
+  /**
+   * On demand (`studio recover`): the same rebuild while the studio runs, then the rebuilt
+   * tasks reconciled as at boot. The report carries each task's status after that.
+   */
+  recover(): Promise<RebuildReport> {
+    const run = this.recovering.then(() => this.recoverOnce());
+    this.recovering = run.catch(() => {});
+    return run;
+  }
+
+  private async recoverOnce(): Promise<RebuildReport> {
+    const report = await this.rebuildAtBoot();
+    const ids = report.rebuilt.map((t) => t.taskId);
+    // A watcher still following a task whose row was deleted stops before the new row's starts.
+    for (const id of ids) {
+      const stale = this.watchers.get(id);
+      if (stale) await this.watchers.release(stale, false);
+    }
+    const summary = await this.reconciler.reconcileOpenTasks(
+      "the task was rebuilt from its folder",
+      ids,
+    );
+    if (ids.length) this.ctx.log(`recover: reconciliation of the rebuilt tasks: ${summary}`);
+    this.launcher.schedule();
+    for (const rebuilt of report.rebuilt) {
+      const row = await getTask(this.ctx.db, rebuilt.taskId);
+      if (!row) continue;
+      rebuilt.status = row.status;
+      rebuilt.statusReason = row.statusReason;
+      this.ctx.bus.publishTask(row);
+    }
+    return report;
   }
 
   /**

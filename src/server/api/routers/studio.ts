@@ -1,6 +1,7 @@
+import { TRPCError } from "@trpc/server";
 import { diskSpace } from "../../disk-space";
 import { countByStatus } from "../../tasks/repository";
-import { publicProcedure, router } from "../trpc";
+import { mutatingProcedure, publicProcedure, router } from "../trpc";
 
 export const studioRouter = router({
   info: publicProcedure.query(async ({ ctx }) => ({
@@ -16,4 +17,15 @@ export const studioRouter = router({
     /** Free space on STUDIO_HOME against the floor: the page warns when it is low. */
     disk: await diskSpace(ctx.env.STUDIO_HOME, ctx.env.STUDIO_MIN_FREE_MB),
   })),
+
+  /**
+   * Rebuilds the tasks the database lost from their folders (as `studio start` does at boot)
+   * and reconciles them: the report says what came back, in what status, and what could not.
+   */
+  recover: mutatingProcedure.mutation(({ ctx }) => {
+    if (!ctx.supervisor) {
+      throw new TRPCError({ code: "PRECONDITION_FAILED", message: `read-only: ${ctx.readOnly}` });
+    }
+    return ctx.supervisor.recover();
+  }),
 });

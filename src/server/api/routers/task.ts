@@ -30,6 +30,7 @@ import {
   queuePositionOf,
 } from "../../tasks/repository";
 import { readLinesAfter } from "../../tasks/task-log";
+import { taskRecordOf, writeTaskRecord } from "../../tasks/task-record";
 import { type Context, mutatingProcedure, publicProcedure, router } from "../trpc";
 
 async function mustGetTask(ctx: { database: { db: Parameters<typeof getTask>[0] } }, id: string) {
@@ -104,7 +105,7 @@ export const taskRouter = router({
     }
     // Checked, read once and copied under its content hash: what the task will train on.
     const dataset = await ctx.datasets.pinForTask(input.dataset);
-    return insertTask(
+    const row = await insertTask(
       ctx.database.db,
       {
         name: input.name,
@@ -120,6 +121,23 @@ export const taskRouter = router({
       },
       studioPaths(ctx.env.STUDIO_HOME).tasks,
     );
+    // After the row is committed, so that a rebuild running meanwhile finds the row with the
+    // folder and leaves it alone. A task whose folder cannot be written is not kept: without
+    // task.json it could not be rebuilt should the database lose it.
+    const folder = join(tasksRootOf(ctx.env.STUDIO_HOME, row), row.id);
+    try {
+      writeTaskRecord(folder, taskRecordOf(row));
+    } catch (err) {
+      await deleteTask(ctx.database.db, row.id, ["pending"]);
+      // Whatever part of the folder was made; the refusal below says what went wrong.
+      await rm(folder, { recursive: true, force: true }).catch(() => {});
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new TRPCError({
+        code: "PRECONDITION_FAILED",
+        message: `the task's folder could not be written (${why}); nothing was created`,
+      });
+    }
+    return row;
   }),
 
   list: publicProcedure
