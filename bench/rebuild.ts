@@ -62,6 +62,7 @@ function writeFolder(tasksDir: string, id: string, i: number) {
     hyperparameters,
     command: null,
     gpusRequested: 0,
+    limits: {},
     createdAt: created.toISOString(),
   };
   const config: TaskConfig = {

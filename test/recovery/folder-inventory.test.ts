@@ -20,7 +20,7 @@ const CONFIG_WRITTEN = Date.parse("2030-01-01T10:00:00.000Z");
 const hyperparameters = hyperparametersSchema.parse({ epochs: 2 });
 
 const taskRecord: TaskRecord = {
-  version: 1,
+  version: 2,
   id: ID,
   name: "demo",
   model: "builtin:tiny",
@@ -30,6 +30,7 @@ const taskRecord: TaskRecord = {
   hyperparameters,
   command: null,
   gpusRequested: 1,
+  limits: { memoryMb: 512 },
   createdAt: "2030-01-01T09:00:00.000Z",
 };
 
@@ -157,7 +158,7 @@ describe("a folder that cannot give a task", () => {
   });
 
   it.each([
-    ["a version from a newer studio", { ...taskRecord, version: 2 }, "version"],
+    ["a version from a newer studio", { ...taskRecord, version: 3 }, "version"],
     ["no version", { ...taskRecord, version: undefined }, "version"],
     ["a name PostgreSQL cannot store", { ...taskRecord, name: "a\u0000b" }, "name: contains a NUL"],
     [
@@ -192,6 +193,7 @@ describe("a task that was never launched", () => {
       hyperparameters,
       command: null,
       gpusRequested: 1,
+      limits: { memoryMb: 512 },
       progress: initialProgress(),
       folder: `/home/s/tasks/${ID}`,
       createdAt: new Date(taskRecord.createdAt),

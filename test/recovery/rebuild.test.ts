@@ -36,6 +36,7 @@ function record(id: string, name: string): TaskRecord {
     hyperparameters,
     command: ["/bin/true"],
     gpusRequested: 0,
+    limits: {},
     createdAt: "2030-01-01T00:00:00.000Z",
   };
 }

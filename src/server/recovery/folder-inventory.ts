@@ -141,6 +141,8 @@ function settingsFrom(
         hyperparameters: c.hyperparameters,
         command: c.command,
         gpusRequested: c.gpus.length,
+        // Not in config.json: a task from before task.json comes back without limits.
+        limits: {},
       },
       createdAt: null,
       source: `${FOLDER_FILES.config} of attempt ${c.attempt}`,
@@ -222,6 +224,7 @@ export function inventoryFolder(folder: FolderContents, studio: RebuildingStudio
     hyperparameters: settings.record.hyperparameters,
     command: settings.record.command,
     gpusRequested: settings.record.gpusRequested,
+    limits: settings.record.limits,
     progress: initialProgress() as unknown as Record<string, unknown>,
     folder: join(studio.tasksRoot, id),
     createdAt,

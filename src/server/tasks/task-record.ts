@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { writeJsonAtomic } from "../../runner/atomic-json";
+import { taskLimitsSchema } from "../../shared/task-input";
 import {
   datasetFormatSchema,
   hyperparametersSchema,
@@ -18,8 +19,8 @@ import type { TaskRow } from "../db/schema";
  */
 export const TASK_RECORD_FILE = "task.json";
 
-/** 1: the first format. */
-export const TASK_RECORD_VERSION = 1;
+/** 1: the first format. 2: adds the resource limits ({} when read from a version 1 record). */
+export const TASK_RECORD_VERSION = 2;
 
 const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), "not a date");
 
@@ -34,6 +35,7 @@ export const taskRecordSchema = z.object({
   hyperparameters: hyperparametersSchema,
   command: z.array(z.string()).nullable(),
   gpusRequested: z.number().int().min(0).max(64),
+  limits: taskLimitsSchema.default({}),
   createdAt: isoTime,
 });
 export type TaskRecord = z.infer<typeof taskRecordSchema>;
@@ -50,6 +52,7 @@ export function taskRecordOf(row: TaskRow): TaskRecord {
     hyperparameters: row.hyperparameters,
     command: row.command ?? null,
     gpusRequested: row.gpusRequested,
+    limits: row.limits ?? {},
     createdAt: row.createdAt.toISOString(),
   };
 }
