@@ -35,6 +35,8 @@ export class Supervision {
   private state: State = { kind: "standby", reason: "starting" };
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
+  /** The current term's boot (rebuild, reconciliation), while it runs. */
+  private beginning: Promise<void> | null = null;
 
   constructor(private readonly opts: SupervisionOptions) {}
 
@@ -54,6 +56,8 @@ export class Supervision {
     // Until it wins the lease, this studio's connection cannot change any task.
     await this.opts.database.actUnder(STANDBY_EPOCH);
     await this.tick();
+    // The studio serves once its first term's boot reconciliation is done, as at any start.
+    await this.beginning;
     this.timer = setInterval(() => {
       if (!this.ticking) {
         this.ticking = this.tick().finally(() => {
@@ -105,17 +109,30 @@ export class Supervision {
     this.state = { kind: "supervising", supervisor, epoch };
     const why = resumeReason(previous, holder);
     log(`supervising this database (epoch ${epoch}): ${why}`);
-    // Tasks the database lost (the embedded database's folder deleted, a new empty database)
-    // come back from this home's task folders first; reconciliation then judges them with
-    // every other open task.
+    // Not inside the tick: the lease is checked every second however long the term's first
+    // reconciliation takes (thousands of tasks, a slow disk).
+    this.beginning = this.beginTerm(supervisor, why);
+  }
+
+  /** A new term's boot: rebuild what the database lost, reconcile every open task, then follow. */
+  private async beginTerm(supervisor: Supervisor, why: string) {
+    const { log } = this.opts;
     try {
-      for (const line of rebuildLogLines(await supervisor.rebuildAtBoot())) log(line);
+      // Tasks the database lost (the embedded database's folder deleted, a new empty database)
+      // come back from this home's task folders first; reconciliation then judges them with
+      // every other open task.
+      try {
+        for (const line of rebuildLogLines(await supervisor.rebuildAtBoot())) log(line);
+      } catch (err) {
+        log(`rebuild from task folders failed (supervision goes on without it): ${err}`);
+      }
+      const summary = await supervisor.reconcileAtBoot(why);
+      log(`boot reconciliation: ${summary}`);
     } catch (err) {
-      log(`rebuild from task folders failed (supervision goes on without it): ${err}`);
+      log(`boot reconciliation failed: ${err}`);
     }
-    const summary = await supervisor.reconcileAtBoot(why);
-    log(`boot reconciliation: ${summary}`);
-    supervisor.startLoop();
+    // The term may have ended meanwhile: a stopped supervisor starts nothing.
+    if (this.supervisor === supervisor) supervisor.startLoop();
   }
 
   private async stepDown(reason: string) {

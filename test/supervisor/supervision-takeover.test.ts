@@ -48,7 +48,8 @@ describe.skipIf(!process.env.DATABASE_URL)("supervision moves between studios (p
   }
 
   it("a standby takes over from a killed supervisor within 10 s and adopts its trainer", async () => {
-    const env = { STUDIO_ALLOW_COMMAND_TRAINER: "1" };
+    // Two at once, so the storm's two tasks run side by side.
+    const env = { STUDIO_ALLOW_COMMAND_TRAINER: "1", STUDIO_CONCURRENCY: "2" };
     first = await TestStudio.create("postgres", env);
     database = new URL(first.env.DATABASE_URL!).pathname.slice(1);
     admin = postgres(first.env.DATABASE_URL!, { max: 1, onnotice: () => {} });
@@ -99,7 +100,7 @@ describe.skipIf(!process.env.DATABASE_URL)("supervision moves between studios (p
       100,
     );
     expectEpochsNeverGoBack(await eventEpochs());
-  });
+  }, 60_000);
 
   it("a supervisor whose lock connection is terminated stops acting, and one studio supervises again", async () => {
     await first.start();
@@ -118,7 +119,8 @@ describe.skipIf(!process.env.DATABASE_URL)("supervision moves between studios (p
     trainers.push(p.trainer);
 
     const [holder] = await admin<{ pid: number }[]>`
-      select pid from pg_locks where locktype = 'advisory' and granted`;
+      select pid from pg_locks where locktype = 'advisory' and granted
+      and database = (select oid from pg_database where datname = current_database())`;
     await admin`select pg_terminate_backend(${holder!.pid})`;
     await waitFor(
       "the supervisor to notice",
@@ -146,7 +148,7 @@ describe.skipIf(!process.env.DATABASE_URL)("supervision moves between studios (p
     expect(detail.attempts).toHaveLength(1);
     expect(detail.events.filter((e) => e.type === "exited")).toHaveLength(1);
     expectEpochsNeverGoBack(await eventEpochs());
-  });
+  }, 60_000);
 
   it("a storm of terminated connections never lets two studios write", async () => {
     const supervising = (await readOnly(first)) === null ? first : second;
@@ -190,10 +192,11 @@ describe.skipIf(!process.env.DATABASE_URL)("supervision moves between studios (p
       200,
     );
     for (const t of tasks) {
+      // A launch cut off by the storm is adopted once its launch timeout (10 s) is up.
       await waitFor(
         `${t.name} to complete`,
         async () => (await statusOf(settled, t.id)) === "completed",
-        30_000,
+        60_000,
         200,
       );
       const detail = await settled.client.task.get.query({ id: t.id });
@@ -204,5 +207,5 @@ describe.skipIf(!process.env.DATABASE_URL)("supervision moves between studios (p
       expect((detail.task.progress as { step: number }).step).toBe(300);
     }
     expectEpochsNeverGoBack(await eventEpochs());
-  });
+  }, 120_000);
 });

@@ -7,6 +7,7 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
 import { MIGRATIONS_DIR } from "../package-root";
+import { POSTGRES_CLIENT_OPTIONS } from "./postgres-options";
 import * as schema from "./schema";
 import {
   PgliteSupervisionLease,
@@ -60,7 +61,7 @@ async function openPostgres(url: string, migrationsFolder: string): Promise<Data
   const connect = (epoch: number | null) => {
     const client = postgres(url, {
       max: 10,
-      onnotice: () => {},
+      ...POSTGRES_CLIENT_OPTIONS,
       ...(epoch === null ? {} : { connection: { "studio.epoch": String(epoch) } }),
     });
     return { client, db: drizzlePostgres(client, { schema }) as unknown as Db };

@@ -1,5 +1,6 @@
 import type { PGlite } from "@electric-sql/pglite";
 import postgres from "postgres";
+import { POSTGRES_CLIENT_OPTIONS } from "./postgres-options";
 import type { SupervisionHolder } from "./schema";
 
 /** What becoming the supervisor gives: the epoch to act under, and who acted before. */
@@ -54,7 +55,7 @@ export class PostgresSupervisionLease implements SupervisionLease {
     await this.release();
     const sql = postgres(this.url, {
       max: 1,
-      onnotice: () => {},
+      ...POSTGRES_CLIENT_OPTIONS,
       connect_timeout: 5,
       // The pool default recycles connections after 30-60 minutes: that would drop the lock.
       max_lifetime: 0,
@@ -80,15 +81,21 @@ export class PostgresSupervisionLease implements SupervisionLease {
     const session = this.session;
     if (!session) return false;
     let timer: NodeJS.Timeout | undefined;
+    const check = session.sql<{ pid: number; epoch: number | null }[]>`
+      select pg_backend_pid() as pid, (select epoch from supervision where id = 1) as epoch`;
+    // When the timeout wins the race, the check may still fail later: that is expected.
+    const answered = check.then(
+      (rows) => rows,
+      () => null,
+    );
     try {
       const rows = await Promise.race([
-        session.sql<{ pid: number; epoch: number | null }[]>`
-          select pg_backend_pid() as pid, (select epoch from supervision where id = 1) as epoch`,
+        answered,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error("no answer")), timeoutMs);
         }),
       ]);
-      return rows[0]?.pid === session.backendPid && rows[0]?.epoch === session.epoch;
+      return rows?.[0]?.pid === session.backendPid && rows[0]?.epoch === session.epoch;
     } catch {
       return false;
     } finally {
