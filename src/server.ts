@@ -6,6 +6,7 @@ import next from "next";
 import { SessionStore } from "./server/auth";
 import { DatasetStore } from "./server/datasets/store";
 import { openDatabase } from "./server/db/client";
+import { openFailureReason } from "./server/db/open-failure";
 import { loadEnv } from "./server/env";
 import { StudioBus } from "./server/events/bus";
 import { studioPaths } from "./server/home";
@@ -28,11 +29,13 @@ async function main() {
   const database = await openDatabase({
     databaseUrl: env.DATABASE_URL,
     pgliteDir: paths.pglite,
-  }).catch((err) => {
+    log,
+  }).catch(async (err) => {
     const where = env.DATABASE_URL
       ? "the PostgreSQL database"
       : `the embedded database in ${paths.pglite}`;
-    throw new Error(`cannot open ${where}: ${err instanceof Error ? err.message : err}`);
+    const reason = await openFailureReason(err, env.DATABASE_URL ? null : paths.pglite);
+    throw new Error(`cannot open ${where}: ${reason}`);
   });
   const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
   const bus = new StudioBus();

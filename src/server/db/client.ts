@@ -1,5 +1,5 @@
 import { mkdirSync } from "node:fs";
-import { PGlite } from "@electric-sql/pglite";
+import type { PGlite } from "@electric-sql/pglite";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
@@ -7,6 +7,9 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
 import { MIGRATIONS_DIR } from "../package-root";
+import { DatabaseHealth } from "./health";
+import { startHealthProbe } from "./health-probe";
+import { PgliteThread } from "./pglite-thread";
 import * as schema from "./schema";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -14,6 +17,8 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 export interface Database {
   db: Db;
   kind: "pglite" | "postgres";
+  /** Whether database calls work, and since when they fail (./health.ts). */
+  health: DatabaseHealth;
   /** Flushes PGlite's data to disk (it runs with fsync off); a no-op on PostgreSQL. */
   checkpoint(): Promise<void>;
   close(): Promise<void>;
@@ -32,20 +37,38 @@ export interface OpenOptions {
   databaseUrl?: string;
   pgliteDir: string;
   migrationsFolder?: string;
+  log?: (message: string) => void;
 }
+
+/** How long a connection attempt may take: a database that does not answer fails calls fast. */
+const CONNECT_TIMEOUT_S = 5;
+/** No statement of the studio's runs long; one that does is waiting on something that is stuck. */
+const STATEMENT_TIMEOUT_MS = 15_000;
 
 /** Opens the database and brings its schema up to date. Called at start, never at import. */
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
   const migrationsFolder = opts.migrationsFolder ?? MIGRATIONS_DIR;
+  const log = opts.log ?? (() => {});
+  const health = new DatabaseHealth(log);
   if (opts.databaseUrl) {
-    const client = postgres(opts.databaseUrl, { max: 10, onnotice: () => {} });
+    const client = postgres(opts.databaseUrl, {
+      max: 10,
+      onnotice: () => {},
+      connect_timeout: CONNECT_TIMEOUT_S,
+      connection: { statement_timeout: STATEMENT_TIMEOUT_MS },
+    });
     const db = drizzlePostgres(client, { schema });
     await migratePostgres(db, { migrationsFolder });
+    const stopProbe = startHealthProbe({ db: db as unknown as Db, health, embeddedDir: null });
     return {
       db: db as unknown as Db,
       kind: "postgres",
+      health,
       checkpoint: async () => {},
-      close: () => client.end({ timeout: 5 }),
+      close: () => {
+        stopProbe();
+        return client.end({ timeout: 5 });
+      },
       trySupervisorLock: async () => {
         const conn = await client.reserve();
         const [row] = await conn`select pg_try_advisory_lock(${SUPERVISOR_LOCK_KEY}) as ok`;
@@ -61,18 +84,28 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
     };
   }
   mkdirSync(opts.pgliteDir, { recursive: true });
-  const client = await PGlite.create(opts.pgliteDir);
-  const db = drizzlePglite(client, { schema });
-  await migratePglite(db, { migrationsFolder });
+  const thread = await PgliteThread.open({ dataDir: opts.pgliteDir, health, log });
+  // The thread's client answers the part of PGlite's interface that drizzle's driver calls.
+  const db = drizzlePglite({ client: thread as unknown as PGlite, schema });
+  try {
+    await migratePglite(db, { migrationsFolder });
+  } catch (err) {
+    await thread.close();
+    throw err;
+  }
+  const stopProbe = startHealthProbe({
+    db: db as unknown as Db,
+    health,
+    embeddedDir: opts.pgliteDir,
+  });
   return {
     db: db as unknown as Db,
     kind: "pglite",
-    checkpoint: async () => {
-      await client.exec("CHECKPOINT");
-    },
+    health,
+    checkpoint: () => thread.checkpoint(),
     close: async () => {
-      await client.exec("CHECKPOINT");
-      await client.close();
+      stopProbe();
+      await thread.close();
     },
     trySupervisorLock: async () => async () => {},
   };
