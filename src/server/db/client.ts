@@ -44,6 +44,12 @@ export interface OpenOptions {
 const CONNECT_TIMEOUT_S = 5;
 /** No statement of the studio's runs long; one that does is waiting on something that is stuck. */
 const STATEMENT_TIMEOUT_MS = 15_000;
+/**
+ * Seconds before a connection that failed is tried again. postgres.js's default grows with the
+ * failures (to 20 s), and a query given to that connection waits it out before any attempt: in
+ * an outage a page read would hang that long instead of failing.
+ */
+const RECONNECT_AFTER_S = 0.5;
 
 /** Opens the database and brings its schema up to date. Called at start, never at import. */
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
@@ -55,6 +61,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
       max: 10,
       onnotice: () => {},
       connect_timeout: CONNECT_TIMEOUT_S,
+      backoff: () => RECONNECT_AFTER_S,
       connection: { statement_timeout: STATEMENT_TIMEOUT_MS },
     });
     const db = drizzlePostgres(client, { schema });

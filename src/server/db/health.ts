@@ -135,9 +135,4 @@ export class DatabaseHealth {
     this.emitter.on("change", listener);
     return () => this.emitter.off("change", listener);
   }
-
-  /** For subscriptions that wait for the next change. */
-  get emitterForSubscriptions(): EventEmitter {
-    return this.emitter;
-  }
 }

@@ -1,4 +1,3 @@
-import { on } from "node:events";
 import { conditionKey, studioCondition } from "../../studio-condition";
 import { countByStatus } from "../../tasks/repository";
 import { publicProcedure, router } from "../trpc";
@@ -41,30 +40,35 @@ export const studioRouter = router({
   /** The database's health and the free space, now and whenever either changes: one stream per page. */
   onCondition: publicProcedure.subscription(async function* ({ ctx, signal }) {
     const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
-    // Wakes on a health change, and every few seconds for the disk.
-    const changes = on(ctx.database.health.emitterForSubscriptions, "change", { signal: stop });
+    // Woken by a health change (at once), by the end of the stream, or every few seconds for the disk.
+    let wake: () => void = () => {};
+    let changed = false;
+    const unsubscribe = ctx.database.health.onChange(() => {
+      changed = true;
+      wake();
+    });
+    stop.addEventListener("abort", () => wake());
     let last = "";
     try {
-      for (;;) {
+      while (!stop.aborted) {
+        changed = false;
         const condition = await studioCondition(ctx);
         const key = conditionKey(condition);
         if (key !== last) {
           last = key;
           yield condition;
         }
+        // a change that came while this one was read or sent is not waited for
+        if (changed || stop.aborted) continue;
         let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          changes.next(),
-          new Promise((resolve) => {
-            timer = setTimeout(resolve, DISK_EVERY_MS);
-          }),
-        ]).finally(() => clearTimeout(timer));
-        if (stop.aborted) return;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          timer = setTimeout(resolve, DISK_EVERY_MS);
+        });
+        clearTimeout(timer);
       }
-    } catch (err) {
-      if (!stop.aborted) throw err;
     } finally {
-      await changes.return?.();
+      unsubscribe();
     }
   }),
 });
