@@ -33,15 +33,19 @@ try {
 
   const database = await openDatabase({ pgliteDir: join(dir, "pglite") });
   try {
-    const task = await insertTask(database.db, {
-      name: "ingest",
-      model: "fixture",
-      trainer: "command",
-      datasetPath: join(dir, "sample.jsonl"),
-      datasetFormat: "alpaca",
-      hyperparameters: hyperparametersSchema.parse({}),
-      command: ["true"],
-    });
+    const task = await insertTask(
+      database.db,
+      {
+        name: "ingest",
+        model: "fixture",
+        trainer: "command",
+        datasetPath: join(dir, "sample.jsonl"),
+        datasetFormat: "alpaca",
+        hyperparameters: hyperparametersSchema.parse({}),
+        command: ["true"],
+      },
+      join(dir, "tasks"),
+    );
     const [attempt] = await database.db
       .insert(attempts)
       .values({ taskId: task.id, number: 1, host: "bench" })

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import next from "next";
 import { SessionStore } from "./server/auth";
@@ -14,7 +15,9 @@ import { acquireHomeLock } from "./server/home-lock";
 import { createStudioHttp } from "./server/http/handler";
 import { PACKAGE_ROOT } from "./server/package-root";
 import type { StudioServices } from "./server/services";
+import { Supervision } from "./server/supervision";
 import { executorFromEnv } from "./server/supervisor/executor-from-env";
+import { readIdentity } from "./server/supervisor/identity";
 import { Supervisor } from "./server/supervisor/supervisor";
 
 const log = (msg: string) => console.log(`${new Date().toISOString()} ${msg}`);
@@ -40,33 +43,38 @@ async function main() {
   const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
   const bus = new StudioBus();
   const datasets = new DatasetStore(paths.datasets, env.STUDIO_DATASET_ROOTS);
-  const releaseSupervisorLock = await database.trySupervisorLock();
-  const supervisor = releaseSupervisorLock
-    ? new Supervisor({
-        env,
-        db: database.db,
-        bus,
-        executor: executorFromEnv(env),
-        datasets,
-        log,
-      })
-    : null;
-  if (supervisor) {
-    const summary = await supervisor.reconcileAtBoot();
-    log(`boot reconciliation: ${summary}`);
-    supervisor.startLoop();
-  } else {
-    log("another studio supervises this database: serving read-only");
-  }
+  const self = readIdentity(process.pid);
+  if (!self) throw new Error("cannot read this process's identity from /proc");
+  const executor = executorFromEnv(env);
+  // Supervises when it holds the lease (at once with PGlite), else stands by read-only and
+  // takes over when the supervising studio is gone.
+  const supervision = new Supervision({
+    database,
+    holder: {
+      version: 1,
+      host: hostname(),
+      pid: process.pid,
+      startTime: self.startTime,
+      home: env.STUDIO_HOME,
+      url,
+    },
+    makeSupervisor: (db) => new Supervisor({ env, db, bus, executor, datasets, log }),
+    log,
+  });
+  await supervision.start();
   const services: StudioServices = {
     env,
     database,
     bus,
     datasets,
-    supervisor,
+    get supervisor() {
+      return supervision.supervisor;
+    },
     startedAt: new Date(),
     version,
-    readOnly: supervisor ? null : "another studio supervises this database",
+    get readOnly() {
+      return supervision.readOnly;
+    },
   };
 
   const nextApp = next({ dev: false, dir: PACKAGE_ROOT, hostname: env.HOST, port: env.PORT });
@@ -78,9 +86,9 @@ async function main() {
   // Page sessions, when a token is set. A session opened with another token never opens
   // anything; the supervising studio deletes those (and expired ones) at start.
   const sessions = env.STUDIO_TOKEN
-    ? new SessionStore(database.db, env.STUDIO_TOKEN, env.STUDIO_SESSION_TTL_HOURS)
+    ? new SessionStore(database, env.STUDIO_TOKEN, env.STUDIO_SESSION_TTL_HOURS)
     : null;
-  if (sessions && supervisor) {
+  if (sessions && supervision.supervisor) {
     const ended = await sessions.prune();
     if (ended > 0) log(`sessions: ${ended} ended (expired, or opened with another token)`);
   }
@@ -127,8 +135,7 @@ async function main() {
     const forced = setTimeout(() => server.closeAllConnections(), 2_000);
     forced.unref();
     await new Promise((r) => server.once("close", r));
-    await supervisor?.stop();
-    await releaseSupervisorLock?.();
+    await supervision.stop();
     await database.close();
     rmSync(paths.pidFile, { force: true });
     releaseLock();

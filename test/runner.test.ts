@@ -23,6 +23,7 @@ describe("runner arguments", () => {
       attempt: 12,
       daemonize: true,
       shareGroup: false,
+      limits: {},
       file: "/usr/bin/python3",
       args: ["--task-dir", "x", "--", "-x"],
     };
@@ -36,6 +37,8 @@ describe("runner arguments", () => {
     expect(parseRunnerArgs(runnerArgv(withoutShareGroup)).shareGroup).toBe(false);
     const shared = { ...args, daemonize: false, shareGroup: true };
     expect(parseRunnerArgs(runnerArgv(shared))).toEqual(shared);
+    const limited = { ...args, limits: { memoryMb: 64, cpus: 0.5, maxRunSeconds: 3600, nice: 10 } };
+    expect(parseRunnerArgs(runnerArgv(limited))).toEqual(limited);
   });
 
   it.each([
@@ -49,6 +52,18 @@ describe("runner arguments", () => {
     [["--task-dir"], /expected `-- <file>/],
     [["--task-dir", "--", "f"], /--task-dir needs a value/],
     [["--task-dir", "/t", "--attempt", "1", "--daemonize", "--share-group", "--", "f"], /cannot/],
+    [
+      ["--task-dir", "/t", "--attempt", "1", "--memory-mb", "8", "--", "f"],
+      /--memory-mb must be a number from 16/,
+    ],
+    [
+      ["--task-dir", "/t", "--attempt", "1", "--nice", "1.5", "--", "f"],
+      /--nice must be a number from 0 to 19/,
+    ],
+    [
+      ["--task-dir", "/t", "--attempt", "1", "--cpus", "many", "--", "f"],
+      /--cpus must be a number/,
+    ],
   ])("rejects %j", (argv, message) => {
     expect(() => parseRunnerArgs(argv)).toThrow(message);
   });

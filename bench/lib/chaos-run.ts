@@ -1,5 +1,6 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import postgres from "postgres";
 import { boundLine } from "../../src/server/supervisor/log-cursor";
 import type { TestStudio } from "../../test/helpers/studio";
 import { waitFor } from "../../test/helpers/wait";
@@ -22,7 +23,7 @@ export interface ChaosReport {
   kills: Record<string, number>;
   /** What was in flight when the studio was killed. */
   during: Record<string, number>;
-  /** Faults injected besides the studio kills: runner SIGKILLs, corrupt exit.json, long lines. */
+  /** Faults injected besides the studio kills: runner SIGKILLs, corrupt exit.json, long lines, database outages. */
   faults: Record<string, number>;
   tasks: number;
   linesChecked: number;
@@ -31,8 +32,13 @@ export interface ChaosReport {
 }
 
 type Action = "start" | "cancel" | "pause" | "resume" | "nothing";
-/** A fault of the world, injected into one training task while the studio runs or is down. */
-type Fault = "kill-runner" | "corrupt-exit" | "long-line" | "none";
+/**
+ * A fault of the world: one injected into one training task while the studio runs or is down,
+ * or (PostgreSQL only) a database outage of 1-4 s while the studio runs: every backend
+ * terminated and connections refused, as `pg_terminate_backend` and `allow_connections` do.
+ */
+type Fault = "kill-runner" | "corrupt-exit" | "long-line" | "db-outage" | "none";
+const TASK_FAULTS: Fault[] = ["kill-runner", "corrupt-exit", "long-line", "none"];
 /** A tqdm-style bar redrawn 4,000 times on one line (about 100 KB): stored and streamed bounded. */
 const LONG_LINE = `${Array.from({ length: 4000 }, (_, i) => `\r${i + 1}/4000 [===>]`).join("")}\n`;
 const ACTIVE = ["queued", "preparing", "training", "paused"];
@@ -62,6 +68,25 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     STUDIO_CANCEL_GRACE_MS: "1000",
   });
   const url = baseUrl(studio);
+  const database = studio.env.DATABASE_URL
+    ? new URL(studio.env.DATABASE_URL).pathname.slice(1)
+    : null;
+  // Connected to the database DATABASE_URL names: one cannot refuse connections to one's own.
+  const admin = database
+    ? postgres(process.env.DATABASE_URL!, { max: 1, onnotice: () => {} })
+    : null;
+  const faults: Fault[] = admin ? [...TASK_FAULTS, "db-outage"] : TASK_FAULTS;
+  /** Refuses and ends every connection to the studio's database for `ms`, then lets them in. */
+  async function outage(ms: number) {
+    await admin!.unsafe(`alter database "${database}" with allow_connections false`);
+    try {
+      await admin!`select pg_terminate_backend(pid) from pg_stat_activity
+        where datname = ${database} and pid <> pg_backend_pid()`;
+      await sleep(ms);
+    } finally {
+      await admin!.unsafe(`alter database "${database}" with allow_connections true`);
+    }
+  }
   const tracked = new Map<string, Tracked>();
   const report: ChaosReport = {
     cycles: 0,
@@ -129,10 +154,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const inFlight = act(studio, action, now, rng, createTask).catch(() => {});
       await sleep(rng.int(0, 120));
       const signal = rng.pick(["SIGKILL", "SIGTERM"] as const);
-      const fault = rng.pick<Fault>(["kill-runner", "corrupt-exit", "long-line", "none"]);
+      const fault = rng.pick<Fault>(faults);
       const whileDown = rng.int(0, 1) === 1;
       log(`cycle ${cycle}: ${signal} during ${action}; ${fault}${whileDown ? " while down" : ""}`);
-      const victim = fault === "none" ? null : await faultTarget(studio, tracked, rng);
+      if (fault === "db-outage") {
+        await outage(rng.int(1000, 4000));
+        report.faults[fault] = (report.faults[fault] ?? 0) + 1;
+      }
+      const victim =
+        fault === "none" || fault === "db-outage" ? null : await faultTarget(studio, tracked, rng);
       if (victim && !whileDown) injectFault(studio, fault, victim);
       await studio.kill(signal);
       await inFlight;
@@ -191,6 +221,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         .filter((pid) => isOurs(studio, pid)),
     );
     await studio.dispose();
+    await admin?.end();
   }
 }
 
@@ -225,6 +256,7 @@ function injectFault(studio: TestStudio, fault: Fault, victim: { task: Tracked; 
       appendFileSync(join(dir, "training.log"), LONG_LINE);
       victim.task.injected++;
       return;
+    case "db-outage":
     case "none":
       return;
   }

@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import { createClient, home } from "./client";
 import { formatDuration, print } from "./format";
+import { registerRecoverCommand } from "./recover-command";
 import { registerSessionCommands } from "./session-commands";
 import { runningStudio, startBackground, startForeground, stopStudio } from "./studio-process";
 import { registerTaskCommands } from "./task-commands";
@@ -92,6 +93,7 @@ program
     );
   });
 
+registerRecoverCommand(program);
 registerTaskCommands(program.command("task").description("create, inspect and control tasks"));
 registerSessionCommands(
   program.command("sessions").description("list and revoke the page's signed-in sessions"),

@@ -36,6 +36,10 @@ interface CreateOptions {
   loraAlpha?: number;
   seed?: number;
   saveSteps?: number;
+  memoryMb?: number;
+  cpus?: number;
+  maxMinutes?: number;
+  nice?: number;
   json?: boolean;
 }
 
@@ -104,6 +108,10 @@ export function registerTaskCommands(task: Command) {
     .option("--lora-alpha <x>", "LoRA alpha", num)
     .option("--seed <n>", "random seed", int)
     .option("--save-steps <n>", "checkpoint every N steps", int)
+    .option("--memory-mb <n>", "memory limit for the trainer (a control group)", int)
+    .option("--cpus <x>", "CPU limit, in cores (a control group)", num)
+    .option("--max-minutes <n>", "stop the trainer after this many minutes", int)
+    .option("--nice <n>", "CPU priority of the trainer, 0-19", int)
     .option("--json", "machine-readable output")
     .action(async (opts: CreateOptions) => {
       const hyperparameters = Object.fromEntries(
@@ -126,6 +134,14 @@ export function registerTaskCommands(task: Command) {
         mode: opts.mode,
         gpus: opts.gpus,
         hyperparameters,
+        limits: Object.fromEntries(
+          Object.entries({
+            memoryMb: opts.memoryMb,
+            cpus: opts.cpus,
+            maxRunMinutes: opts.maxMinutes,
+            nice: opts.nice,
+          }).filter(([, v]) => v !== undefined),
+        ),
       });
       print(opts.json ?? false, created, () => `created task ${created.id}`);
     });

@@ -171,6 +171,7 @@ export const en = {
     queued: "Queued",
     started: "Started",
     recovered: "Recovered after a studio restart",
+    rebuilt: "Rebuilt from its task folder",
     paused: "Paused",
     resumed: "Resumed",
     checkpoint: "Checkpoint",

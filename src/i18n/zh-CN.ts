@@ -173,6 +173,7 @@ export const zhCN: Messages = {
     queued: "已排队",
     started: "已启动",
     recovered: "工作室重启后已恢复",
+    rebuilt: "已从任务文件夹重建",
     paused: "已暂停",
     resumed: "已继续",
     checkpoint: "检查点",

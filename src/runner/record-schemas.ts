@@ -43,6 +43,14 @@ export const exitRecordSchema = z.object({
   trainerPid: z.number().int().positive().nullable(),
   runnerPid: z.number().int().positive().nullable(),
   error: z.string().max(4096).optional(),
+  memory: z
+    .object({
+      limitBytes: z.number().int().min(0),
+      peakBytes: z.number().int().min(0).nullable(),
+      oomKills: z.number().int().min(0),
+    })
+    .optional(),
+  stoppedBy: z.literal("max-run-time").optional(),
 }) satisfies z.ZodType<ExitRecord, unknown>;
 
 export const cancelRequestSchema = z.object({
@@ -93,20 +101,30 @@ function readRecord<T extends { attempt: number }>(
     if (code === "ENOENT") return null;
     throw new RecordUnreadable(path, `cannot be read (${code ?? (err as Error).message})`);
   }
+  const parsed = parseRecord(text, schema);
+  if ("problem" in parsed) throw new RecordUnreadable(path, parsed.problem);
+  return parsed.record.attempt === attempt ? parsed.record : null;
+}
+
+/** A record file's text as the record, or what is wrong with it (pure). */
+export function parseRecord<T>(
+  text: string,
+  schema: z.ZodType<T, unknown>,
+): { record: T } | { problem: string } {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
     const shown = JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
-    throw new RecordUnreadable(path, `not JSON (${text.length} bytes: ${shown})`);
+    return { problem: `not JSON (${text.length} bytes: ${shown})` };
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const first = parsed.error.issues[0];
     const where = first?.path.length ? `${first.path.join(".")}: ` : "";
-    throw new RecordUnreadable(path, `not a valid record (${where}${first?.message})`);
+    return { problem: `not a valid record (${where}${first?.message})` };
   }
-  return parsed.data.attempt === attempt ? parsed.data : null;
+  return { record: parsed.data };
 }
 
 export function readExitRecord(taskDir: string, attempt: number): ExitRecord | null {

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import type { MemoryEvidence } from "./resource-limits";
 
 /**
  * The files the runner and the studio exchange through the task folder. Plain types and names
@@ -15,8 +16,11 @@ export const EXIT_RECORD_FILE = "exit.json";
 export const CANCEL_REQUEST_FILE = "cancel.json";
 export const TRAINING_LOG_FILE = "training.log";
 
-/** The record format this runner writes. 1: adds `version`; the runner carries out cancel.json. */
-export const RECORD_VERSION = 1;
+/**
+ * The record format this runner writes. 1: adds `version`; the runner carries out cancel.json.
+ * 2: exit.json may say what the attempt's memory group saw and that the run-time limit ended it.
+ */
+export const RECORD_VERSION = 2;
 
 export function runnerRecordPath(taskDir: string): string {
   return join(taskDir, RUNNER_RECORD_FILE);
@@ -75,6 +79,10 @@ export interface ExitRecord {
   runnerPid: number | null;
   /** Why the trainer could not be started or followed (e.g. "spawn python3 ENOENT"). */
   error?: string;
+  /** With a memory limit: what the attempt's memory control group saw (version ≥ 2). */
+  memory?: MemoryEvidence;
+  /** Set when the runner ended the trainer itself at its maximum run time (version ≥ 2). */
+  stoppedBy?: "max-run-time";
 }
 
 /**

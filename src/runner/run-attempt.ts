@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { setPriority } from "node:os";
+import { basename, join } from "node:path";
 import { readBootId, readIdentity } from "../server/supervisor/identity";
 import type { RunnerArgs } from "./args";
 import { writeJsonAtomic } from "./atomic-json";
@@ -15,9 +16,13 @@ import {
   runnerRecordPath,
   TRAINING_LOG_FILE,
 } from "./records";
+import { type AttemptGroups, createAttemptGroups, wrapInGroups } from "./resource-limits";
 
 /** How often a runner that could not write exit.json (a full disk) tries again. */
 const EXIT_RETRY_MS = 2_000;
+
+/** After the run-time limit's SIGTERM, how long the trainer has to save a checkpoint. */
+const RUN_LIMIT_GRACE_MS = 30_000;
 
 /** How often the runner looks for cancel.json besides the studio's SIGUSR2 (a studio may be down). */
 const CANCEL_LOOK_MS = 1_000;
@@ -27,7 +32,14 @@ const CANCEL_LOOK_MS = 1_000;
  * `shareGroup`, in the runner's: see RunnerArgs), in the task folder as working directory, its
  * stdout and stderr going straight to training.log, then the outcome recorded in exit.json.
  */
-export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerArgs): void {
+export function runAttempt({
+  taskDir,
+  attempt,
+  file,
+  args,
+  shareGroup,
+  limits = {},
+}: RunnerArgs): void {
   mkdirSync(taskDir, { recursive: true });
   // Whatever an earlier launch left is not this attempt's, and must not look like it.
   rmSync(exitRecordPath(taskDir), { force: true });
@@ -43,6 +55,15 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
   let error: string | undefined;
   let recorded = false;
   let stopCancelWatch = () => {};
+  let stoppedBy: ExitRecord["stoppedBy"];
+  let runTimer: NodeJS.Timeout | null = null;
+  let groups: AttemptGroups | null = null;
+  try {
+    // Named after the task folder and attempt: unique on this machine, and says whose it is.
+    groups = createAttemptGroups(`${basename(taskDir)}-a${attempt}`, limits);
+  } catch (err) {
+    error = (err as Error).message;
+  }
   const recordExit = (exitCode: number | null, signal: string | null) => {
     if (recorded) return;
     recorded = true;
@@ -50,6 +71,9 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
     // In a shared group the scheduler ends what is left once this runner exits (Slurm ends
     // every process of the batch step); the runner cannot kill its own group and live on.
     if (trainerPid !== null && !shareGroup) killLeftovers(trainerPid);
+    if (runTimer) clearTimeout(runTimer);
+    const memory = groups?.memory() ?? undefined;
+    groups?.release();
     try {
       fsyncSync(logFd);
     } catch {
@@ -66,6 +90,8 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
       trainerPid,
       runnerPid: runner.pid,
       ...(error === undefined ? {} : { error }),
+      ...(memory ? { memory } : {}),
+      ...(stoppedBy ? { stoppedBy } : {}),
     };
     // The outcome is the one thing that must not be lost: on a full disk keep it and try again
     // until space is freed (the studio follows this live runner meanwhile). Only a task folder
@@ -81,12 +107,20 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
     write();
   };
 
-  const trainer = spawn(file, args, {
+  if (error !== undefined) {
+    // A limit that cannot be held: the trainer does not start.
+    recordExit(null, null);
+    return;
+  }
+  const command = wrapInGroups(groups, file, args);
+  const trainer = spawn(command.file, command.args, {
     // Its own group: the studio signals the trainer and its children, never the runner.
     detached: !shareGroup,
     // A file descriptor, not a pipe: no line depends on this or any parent reading it.
     stdio: ["ignore", logFd, logFd],
-    env: process.env,
+    env: groups
+      ? { ...process.env, STUDIO_CGROUP_PROCS: groups.procsFiles.join(" ") }
+      : process.env,
     cwd: taskDir,
   });
   trainer.on("error", (err) => {
@@ -97,6 +131,14 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
   trainer.on("exit", (code, signal) => recordExit(code, signal));
   if (trainer.pid === undefined) return;
   trainerPid = trainer.pid;
+  if (limits.nice !== undefined) {
+    try {
+      // Before the trainer has done anything: its children inherit the priority.
+      setPriority(trainer.pid, limits.nice);
+    } catch {
+      // It exited already; the exit event follows.
+    }
+  }
 
   // Until the event loop runs, the trainer cannot be reaped, so its /proc entry is still there
   // even if it already exited.
@@ -113,14 +155,25 @@ export function runAttempt({ taskDir, attempt, file, args, shareGroup }: RunnerA
     };
     writeJsonAtomic(runnerRecordPath(taskDir), record);
     const pid = trainer.pid;
-    stopCancelWatch = watchCancel(taskDir, attempt, (sig) => {
+    const signalTrainer = (sig: NodeJS.Signals) => {
       try {
         // The trainer is this process's unreaped child, so its pid (and group) is still its own.
         process.kill(shareGroup ? pid : -pid, sig);
       } catch {
         // ESRCH: it is exiting; the exit event follows.
       }
-    });
+    };
+    stopCancelWatch = watchCancel(taskDir, attempt, signalTrainer);
+    if (limits.maxRunSeconds !== undefined) {
+      // The run-time limit, kept by the runner like a cancel: SIGTERM (time to save a
+      // checkpoint), SIGKILL after the grace.
+      runTimer = setTimeout(() => {
+        stoppedBy = "max-run-time";
+        signalTrainer("SIGCONT");
+        signalTrainer("SIGTERM");
+        runTimer = setTimeout(() => signalTrainer("SIGKILL"), RUN_LIMIT_GRACE_MS);
+      }, limits.maxRunSeconds * 1000);
+    }
   } catch (err) {
     // Without runner.json the studio cannot prove the trainer is ours: it must not run unseen.
     error = `could not record the runner: ${(err as Error).message}`;

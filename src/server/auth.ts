@@ -76,7 +76,8 @@ export class SessionStore {
   private readonly revokedListeners = new Set<(ids: string[] | "all") => void>();
 
   constructor(
-    private readonly db: Db,
+    /** Read at each use: the studio replaces its connection when its supervision epoch changes. */
+    private readonly database: { readonly db: Db },
     token: string,
     ttlHours: number,
   ) {
@@ -91,7 +92,7 @@ export class SessionStore {
 
   /** At start: sessions of another token, or past their expiry, are deleted. */
   async prune(): Promise<number> {
-    const gone = await this.db
+    const gone = await this.database.db
       .delete(sessions)
       .where(
         sql`${sessions.tokenFingerprint} <> ${this.fingerprint} or ${sessions.expiresAt} <= now()`,
@@ -105,7 +106,7 @@ export class SessionStore {
     const secret = randomBytes(32).toString("base64url");
     const id = `s-${randomBytes(6).toString("hex")}`;
     const now = new Date();
-    await this.db.insert(sessions).values({
+    await this.database.db.insert(sessions).values({
       id,
       secretHash: sha256(secret),
       tokenFingerprint: this.fingerprint,
@@ -121,7 +122,7 @@ export class SessionStore {
   /** The live session a cookie secret opens, moving its expiry forward; null otherwise. */
   async authenticate(secret: string): Promise<SessionInfo | null> {
     if (!SECRET.test(secret)) return null;
-    const [row] = await this.db
+    const [row] = await this.database.db
       .select()
       .from(sessions)
       .where(
@@ -136,7 +137,10 @@ export class SessionStore {
     if (now - row.lastSeenAt.getTime() >= this.touchEveryMs) {
       const lastSeenAt = new Date(now);
       const expiresAt = new Date(now + this.ttlMs);
-      await this.db.update(sessions).set({ lastSeenAt, expiresAt }).where(eq(sessions.id, row.id));
+      await this.database.db
+        .update(sessions)
+        .set({ lastSeenAt, expiresAt })
+        .where(eq(sessions.id, row.id));
       return infoOf({ ...row, lastSeenAt, expiresAt });
     }
     return infoOf(row);
@@ -144,7 +148,7 @@ export class SessionStore {
 
   /** Live sessions of the current token, newest first. */
   async list(): Promise<SessionInfo[]> {
-    const rows = await this.db
+    const rows = await this.database.db
       .select()
       .from(sessions)
       .where(
@@ -156,7 +160,7 @@ export class SessionStore {
 
   /** Ends one session by id; false when there is none. */
   async revoke(id: string): Promise<boolean> {
-    const gone = await this.db
+    const gone = await this.database.db
       .delete(sessions)
       .where(eq(sessions.id, id))
       .returning({ id: sessions.id });
@@ -167,7 +171,7 @@ export class SessionStore {
   /** Ends the session a cookie secret belongs to (log out). */
   async revokeSecret(secret: string): Promise<string | null> {
     if (!SECRET.test(secret)) return null;
-    const [gone] = await this.db
+    const [gone] = await this.database.db
       .delete(sessions)
       .where(eq(sessions.secretHash, sha256(secret)))
       .returning({ id: sessions.id });
@@ -177,14 +181,14 @@ export class SessionStore {
 
   /** Ends every session; returns how many were live. */
   async revokeAll(): Promise<number> {
-    const gone = await this.db.delete(sessions).returning({ id: sessions.id });
+    const gone = await this.database.db.delete(sessions).returning({ id: sessions.id });
     this.emit("all");
     return gone.length;
   }
 
   /** Deletes expired rows (they already open nothing). */
   async deleteExpired(): Promise<void> {
-    await this.db.delete(sessions).where(lt(sessions.expiresAt, sql`now()`));
+    await this.database.db.delete(sessions).where(lt(sessions.expiresAt, sql`now()`));
   }
 
   /** Told about revocations, so open streams of a revoked session can be closed. */

@@ -1,6 +1,10 @@
+import { existsSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { join } from "node:path";
 import { openInside, PathRefusal } from "./datasets/safe-paths";
-import { studioPaths } from "./home";
+import type { Db } from "./db/client";
+import { studioPaths, tasksRootOf } from "./home";
+import { getTask } from "./tasks/repository";
 
 /** The only files of a task folder that can be downloaded: the trained adapter and its records. */
 const DOWNLOADABLE = new Set([
@@ -20,7 +24,8 @@ const PATTERN = /^\/api\/tasks\/([a-z0-9]{1,64})\/files\/([A-Za-z0-9_.-]{1,64})$
  * linked task folder or a FIFO is refused with its reason, never followed.
  */
 export async function serveDownload(
-  home: string,
+  /** The folder holding the task's folder (see tasksRootOf), or a reason it cannot be read here. */
+  tasksRootFor: (taskId: string) => Promise<string | { refused: string }>,
   path: string,
   res: ServerResponse,
   req: IncomingMessage,
@@ -35,9 +40,14 @@ export async function serveDownload(
     res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found\n");
     return;
   }
+  const root = await tasksRootFor(taskId);
+  if (typeof root !== "string") {
+    res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end(`${root.refused}\n`);
+    return;
+  }
   let opened: Awaited<ReturnType<typeof openInside>>;
   try {
-    opened = await openInside(studioPaths(home).tasks, `${taskId}/${name}`);
+    opened = await openInside(root, `${taskId}/${name}`);
   } catch (err) {
     if (!(err instanceof PathRefusal)) throw err;
     const status = err.kind === "missing" ? 404 : 403;
@@ -59,4 +69,27 @@ export async function serveDownload(
   }
   // Exactly the bytes of the file as opened (it may still be growing: training.log).
   handle.createReadStream({ start: 0, end: size - 1 }).pipe(res);
+}
+
+/**
+ * Where a download for `taskId` is opened from: the folder holding its task folder, which may
+ * be under another studio's home on this machine; a folder that is not here is refused by name.
+ */
+export async function taskFilesRoot(
+  db: Db,
+  home: string,
+  taskId: string,
+): Promise<string | { refused: string }> {
+  const task = await getTask(db, taskId);
+  // Unknown task: looked for under this home, where it is missing (404).
+  if (!task) return studioPaths(home).tasks;
+  try {
+    const root = tasksRootOf(home, task);
+    if (existsSync(root)) return root;
+    return {
+      refused: `task ${taskId}'s folder ${join(root, taskId)} is not on this machine; download through the studio that started it`,
+    };
+  } catch (err) {
+    return { refused: err instanceof Error ? err.message : String(err) };
+  }
 }

@@ -70,6 +70,12 @@ const envSchema = z
       )
       .pipe(z.array(z.string().regex(/^[0-9A-Za-z-]+$/, "GPU ids are digits or UUIDs"))),
     STUDIO_CANCEL_GRACE_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
+    /** Stall watchdog: no new step for this many median step times (and STUDIO_STALL_MIN_SECONDS). */
+    STUDIO_STALL_FACTOR: z.coerce.number().min(2).max(1000).default(20),
+    STUDIO_STALL_MIN_SECONDS: z.coerce.number().int().min(1).max(604_800).default(600),
+    /** Automatic retries in a row of a task that failed from outside (killed, runner lost, disk full); 0: off. */
+    STUDIO_RETRY_LIMIT: z.coerce.number().int().min(0).max(100).default(0),
+    STUDIO_RETRY_BACKOFF_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
     STUDIO_PYTHON: z.string().min(1).default("python3"),
     STUDIO_ALLOW_COMMAND_TRAINER: flag,
     STUDIO_AUTO_RESUME: flag,

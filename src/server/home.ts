@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 
 /** The layout of STUDIO_HOME (see DESIGN.md, "Contracts"). */
 export function studioPaths(home: string) {
@@ -16,4 +16,17 @@ export type StudioPaths = ReturnType<typeof studioPaths>;
 
 export function taskDir(home: string, taskId: string): string {
   return join(home, "tasks", taskId);
+}
+
+/**
+ * The folder that holds a task's folder: its files are opened from there, and no link may lead
+ * out of it. A task started through another studio on the same database (another home) has its
+ * folder stored with it; a stored folder must be named after its task.
+ */
+export function tasksRootOf(home: string, task: { id: string; folder: string | null }): string {
+  if (!task.folder) return studioPaths(home).tasks;
+  if (basename(task.folder) !== task.id) {
+    throw new Error(`task ${task.id}'s stored folder ${task.folder} is not named after it`);
+  }
+  return dirname(task.folder);
 }

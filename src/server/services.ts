@@ -10,10 +10,10 @@ export interface StudioServices {
   database: Database;
   bus: StudioBus;
   datasets: DatasetStore;
-  /** Null while another studio supervises this database (then this one is read-only). */
-  supervisor: Supervisor | null;
+  /** Null while another studio supervises this database (then this one is read-only). Changes as supervision moves. */
+  readonly supervisor: Supervisor | null;
   startedAt: Date;
   version: string;
   /** Why this studio cannot change anything (another studio supervises), or null. */
-  readOnly: string | null;
+  readonly readOnly: string | null;
 }

@@ -21,6 +21,21 @@ const modelRef = z
     "a model is a hub id (org/name), a local path or builtin:tiny; letters, digits and _ . / : @ - only",
   );
 
+/**
+ * What the task's trainer is held to, each optional: memory and CPUs through control groups,
+ * a maximum run time, a CPU priority. The runner applies them (they hold with no studio), and a
+ * limit the machine cannot hold refuses the launch rather than being dropped.
+ */
+export const taskLimitsSchema = z
+  .object({
+    memoryMb: z.number().int().min(16, "at least 16 MB").max(16_777_216).optional(),
+    cpus: z.number().min(0.01).max(1024).optional(),
+    maxRunMinutes: z.number().int().min(1).max(525_600).optional(),
+    nice: z.number().int().min(0).max(19).optional(),
+  })
+  .strict();
+export type TaskLimits = z.output<typeof taskLimitsSchema>;
+
 /** The fields of the create form, each with its bounds and default. */
 export const createTaskFields = z.object({
   name: z.string().trim().min(1, "give the task a name").max(120, "at most 120 characters"),
@@ -31,6 +46,7 @@ export const createTaskFields = z.object({
   dataset: z.string().trim().min(1, "choose a dataset").max(1024),
   hyperparameters: taskHyperparameters.prefault({}),
   gpus: z.number().int().min(0, "cannot be negative").max(64).default(0),
+  limits: taskLimitsSchema.prefault({}),
   /** `command` trainer only: an argv array, never a shell string. */
   command: z.array(z.string().max(4096)).min(1).max(256).optional(),
 });

@@ -8,6 +8,9 @@ import { z } from "zod";
  * adapter into `<dir>`, and reports success only through exit code 0.
  */
 
+/** Where a trainer appends its protocol events, in the task folder. */
+export const PROGRESS_FILE = "progress.jsonl";
+
 export const TRAINER_KINDS = ["builtin", "hf-peft", "command"] as const;
 export const trainerKindSchema = z.enum(TRAINER_KINDS);
 export type TrainerKind = z.infer<typeof trainerKindSchema>;

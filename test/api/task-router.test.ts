@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TRPCError } from "@trpc/server";
@@ -8,6 +8,7 @@ import { DatasetStore } from "../../src/server/datasets/store";
 import type { Database } from "../../src/server/db/client";
 import { loadEnv } from "../../src/server/env";
 import { StudioBus } from "../../src/server/events/bus";
+import { taskRecordOf } from "../../src/server/tasks/task-record";
 import { createTestDatabase, type TestDatabase, testDatabaseKinds } from "../helpers/databases";
 
 describe.each(testDatabaseKinds())("task router on %s", (kind) => {
@@ -54,6 +55,9 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
     expect(detail.task.name).toBe("demo");
     expect(detail.events.map((e) => e.type)).toEqual(["created"]);
     expect(detail.actions.start).toBe(true);
+    // Its folder holds what the task was made from, for a rebuild should the database lose it.
+    const written = JSON.parse(readFileSync(join(home, "tasks", task.id, "task.json"), "utf8"));
+    expect(written).toEqual(taskRecordOf(task));
   });
 
   it("pages the list newest first and filters by status", async () => {

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { closeSync, openSync, rmSync, statfsSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, rmSync, statfsSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { expect, test } from "@playwright/test";
 import { CliStudio } from "./cli-studio";
@@ -9,19 +9,24 @@ test.setTimeout(120_000);
 const MiB = 1024 * 1024;
 
 let studio: CliStudio;
-let mounted = false;
+const mounts: string[] = [];
 test.beforeAll(async () => {
-  // The whole home on a real 128 MiB tmpfs (as root): about 85 MB free once the embedded database
-  // is in, under four floors of 24 MB, so the page warns from the start.
+  // The home on a real 128 MiB tmpfs (as root): about 85 MB free once the embedded database is
+  // in, under four floors of 24 MB, so the page warns from the start. The tasks folder on a
+  // tmpfs of its own, so that with the home full a task's files can still be written and only
+  // the database cannot grow.
   studio = await CliStudio.start({ STUDIO_MIN_FREE_MB: "24" }, (home) => {
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m", "tmpfs", home]);
-    mounted = true;
+    mounts.unshift(home);
+    mkdirSync(join(home, "tasks"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=100m", "tmpfs", join(home, "tasks")]);
+    mounts.unshift(join(home, "tasks"));
   });
 });
 test.afterAll(async () => {
   if (!studio) return;
   await studio.cli("stop").catch(() => studio.kill());
-  if (mounted) execFileSync("umount", [studio.home]);
+  for (const mount of mounts) execFileSync("umount", [mount]);
   await studio.dispose();
 });
 
@@ -67,7 +72,7 @@ test("banners: low disk, full disk, database writes failing; each clears by itse
     new RegExp(`^Disk full: 0 MB free on ${studio.home}, under the 24 MB floor\\.`),
   );
 
-  // A full table needs a new page that the disk cannot hold: the insert fails, and says why.
+  // A full table needs a new page that the home's disk cannot hold: the insert fails.
   let refused: string | null = null;
   for (let i = 0; i < 200 && !refused; i++) {
     refused = await studio.client.task.create

@@ -80,6 +80,8 @@ describe("downloads and log reads never follow links out of the task folder", ()
     const elsewhere = join(outside, "task");
     mkdirSync(elsewhere);
     writeFileSync(join(elsewhere, "config.json"), `${SECRET}\n`);
+    // Create made the task's folder (its task.json): the link takes its place.
+    rmSync(join(studio.home, "tasks", other), { recursive: true });
     symlinkSync(elsewhere, join(studio.home, "tasks", other));
     const linked = await download(other, "config.json");
     expect(linked.status).toBe(403);

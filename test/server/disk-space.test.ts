@@ -160,7 +160,7 @@ describe("a nearly full STUDIO_HOME", () => {
       return d.task.status === "failed" ? d : null;
     });
     expect(failed.task.statusReason).toMatch(
-      new RegExp(`^trainer exited with code 1; disk full: \\d+ MB free on ${tasksDir()}; `),
+      new RegExp(`^disk full: \\d+ MB free on ${tasksDir()}; .*\\(trainer exited with code 1\\)$`),
     );
     expect(
       readdirSync(join(studio.home, "tasks", task.id)).filter((n) => n.endsWith(".tmp")),

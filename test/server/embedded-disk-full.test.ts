@@ -125,7 +125,7 @@ describe("a full disk under the embedded database", () => {
       200,
     );
     expect(failed.task.statusReason).toMatch(
-      new RegExp(`^trainer exited with code 1; disk full: \\d+ MB free on ${studio.home}; `),
+      new RegExp(`^disk full: \\d+ MB free on ${studio.home}; .*\\(trainer exited with code 1\\)$`),
     );
     expect(
       readdirSync(join(studio.home, "tasks", task.id)).filter((n) => n.endsWith(".tmp")),

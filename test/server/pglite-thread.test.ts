@@ -28,7 +28,7 @@ function fill(path: string) {
  * PGlite PANICs when it cannot create a WAL segment on a full disk, and then spins in its next
  * call forever. On a real 96 MiB tmpfs (as root): the PANIC stops the instance, calls fail at
  * once instead of hanging, and once space is freed the database reopens by itself with every
- * committed row.
+ * committed row and its session settings.
  */
 describe("the embedded database's thread on a full disk", () => {
   const mount = mkdtempSync(join(tmpdir(), "studio-pglite-disk-"));
@@ -49,6 +49,8 @@ describe("the embedded database's thread on a full disk", () => {
     thread = opened;
     await opened.exec("create table kept (id int primary key)");
     await opened.query("insert into kept values ($1)", [1]);
+    // The supervision epoch is a session setting: a reopened database must carry it again.
+    await opened.setSessionConfig("studio.epoch", "7");
 
     fill(join(mount, "filler"));
     // The next write needs a new WAL segment, which a full disk cannot hold: PANIC.
@@ -79,6 +81,10 @@ describe("the embedded database's thread on a full disk", () => {
       200,
     );
     expect(rows).toEqual([{ id: 1 }]);
+    const setting = await opened.query<{ epoch: string }>(
+      "select current_setting('studio.epoch', true) as epoch",
+    );
+    expect(setting.rows).toEqual([{ epoch: "7" }]);
     await opened.query("insert into kept values ($1)", [2]);
     expect(health.state).toEqual({ status: "ok" });
     expect(logs.some((l) => l.startsWith(`embedded database reopened from ${dataDir}`))).toBe(true);

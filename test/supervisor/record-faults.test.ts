@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RECORD_VERSION } from "../../src/runner/records";
 import { attempts } from "../../src/server/db/schema";
 import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
@@ -172,7 +173,12 @@ describe.each(testDatabaseKinds())("faults confined to their task (%s)", (kind) 
       JSON.parse(readFileSync(join(dirOf(t.id), "exit.json"), "utf8")),
     );
     expect(studio.logOf(t.id)).toContain("SIGTERM ignored");
-    expect(exit).toMatchObject({ version: 1, attempt: 1, exitCode: null, signal: "SIGKILL" });
+    expect(exit).toMatchObject({
+      version: RECORD_VERSION,
+      attempt: 1,
+      exitCode: null,
+      signal: "SIGKILL",
+    });
     expect(existsSync(join(dirOf(t.id), "cancel.json"))).toBe(true);
 
     await studio.start();

@@ -42,9 +42,21 @@ describe("sbatch argv", () => {
       attempt: 2,
       daemonize: false,
       shareGroup: true,
+      limits: {},
       file: "/usr/bin/python3",
       args: nasty,
     });
+  });
+
+  it("asks Slurm for the memory and CPUs, and leaves the run time and priority to the runner", () => {
+    const argv = sbatchArgv(
+      { ...spec, limits: { memoryMb: 2048, cpus: 1.5, maxRunSeconds: 600, nice: 5 } },
+      options,
+    );
+    expect(argv).toContain("--mem=2048M");
+    expect(argv).toContain("--cpus-per-task=2");
+    const runnerArgs = argv.slice(argv.indexOf(options.runnerPath) + 1);
+    expect(parseRunnerArgs(runnerArgs).limits).toEqual({ maxRunSeconds: 600, nice: 5 });
   });
 
   it("asks for no GPU, partition or time limit unless given", () => {

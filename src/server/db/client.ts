@@ -1,5 +1,6 @@
 import { mkdirSync } from "node:fs";
 import type { PGlite } from "@electric-sql/pglite";
+import { sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
@@ -11,27 +12,39 @@ import { DatabaseHealth } from "./health";
 import { startHealthProbe } from "./health-probe";
 import { PgliteThread } from "./pglite-thread";
 import * as schema from "./schema";
+import {
+  PgliteSupervisionLease,
+  PostgresSupervisionLease,
+  type SupervisionLease,
+} from "./supervision-lease";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
 
+/** The epoch a studio acts under while it does not supervise: every task write is refused. */
+export const STANDBY_EPOCH = 0;
+
 export interface Database {
-  db: Db;
+  /**
+   * The connection to query through. Every connection carries the supervision epoch this studio
+   * acts under (see `supervision` in ./schema), so read it at the time of use: `actUnder`
+   * replaces it.
+   */
+  readonly db: Db;
   kind: "pglite" | "postgres";
   /** Whether database calls work, and since when they fail (./health.ts). */
   health: DatabaseHealth;
+  /** The single-supervisor lease (see ./supervision-lease). */
+  lease: SupervisionLease;
+  /**
+   * From now on, queries carry `epoch`; queries under the previous one are fenced off. A
+   * database opened by `openDatabase` carries none (like an operator's psql: not fenced) until a
+   * studio's supervision sets one.
+   */
+  actUnder(epoch: number): Promise<void>;
   /** Flushes PGlite's data to disk (it runs with fsync off); a no-op on PostgreSQL. */
   checkpoint(): Promise<void>;
   close(): Promise<void>;
-  /**
-   * Takes the single-supervisor lock: a session-level advisory lock on a connection kept for
-   * it (PostgreSQL). PGlite is private to one studio home, whose lock file already excludes
-   * a second studio. Returns the release function, or null when another studio holds it.
-   */
-  trySupervisorLock(): Promise<(() => Promise<void>) | null>;
 }
-
-/** An arbitrary constant shared by every studio: "FTSTUDIO" read as digits. */
-const SUPERVISOR_LOCK_KEY = 4_631_729_011;
 
 export interface OpenOptions {
   databaseUrl?: string;
@@ -55,65 +68,91 @@ const RECONNECT_AFTER_S = 0.5;
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
   const migrationsFolder = opts.migrationsFolder ?? MIGRATIONS_DIR;
   const log = opts.log ?? (() => {});
-  const health = new DatabaseHealth(log);
-  if (opts.databaseUrl) {
-    const client = postgres(opts.databaseUrl, {
+  return opts.databaseUrl
+    ? openPostgres(opts.databaseUrl, migrationsFolder, log)
+    : openPglite(opts.pgliteDir, migrationsFolder, log);
+}
+
+async function openPostgres(
+  url: string,
+  migrationsFolder: string,
+  log: (message: string) => void,
+): Promise<Database> {
+  // The epoch travels as a connection parameter, so a pool is bound to one epoch: changing it
+  // means a new pool, and whatever the old pool still has under way is fenced off.
+  const connect = (epoch: number | null) => {
+    const client = postgres(url, {
       max: 10,
       onnotice: () => {},
       connect_timeout: CONNECT_TIMEOUT_S,
       backoff: () => RECONNECT_AFTER_S,
-      connection: { statement_timeout: STATEMENT_TIMEOUT_MS },
+      connection: {
+        statement_timeout: STATEMENT_TIMEOUT_MS,
+        ...(epoch === null ? {} : { "studio.epoch": String(epoch) }),
+      },
     });
-    const db = drizzlePostgres(client, { schema });
-    await migratePostgres(db, { migrationsFolder });
-    const stopProbe = startHealthProbe({ db: db as unknown as Db, health, embeddedDir: null });
-    return {
-      db: db as unknown as Db,
-      kind: "postgres",
-      health,
-      checkpoint: async () => {},
-      close: () => {
-        stopProbe();
-        return client.end({ timeout: 5 });
-      },
-      trySupervisorLock: async () => {
-        const conn = await client.reserve();
-        const [row] = await conn`select pg_try_advisory_lock(${SUPERVISOR_LOCK_KEY}) as ok`;
-        if (!row?.ok) {
-          conn.release();
-          return null;
-        }
-        return async () => {
-          await conn`select pg_advisory_unlock(${SUPERVISOR_LOCK_KEY})`;
-          conn.release();
-        };
-      },
-    };
-  }
-  mkdirSync(opts.pgliteDir, { recursive: true });
-  const thread = await PgliteThread.open({ dataDir: opts.pgliteDir, health, log });
+    return { client, db: drizzlePostgres(client, { schema }) as unknown as Db };
+  };
+  let current = connect(null);
+  await migratePostgres(current.db as never, { migrationsFolder });
+  const health = new DatabaseHealth(log);
+  const stopProbe = startHealthProbe({
+    select1: () => current.db.execute(sql`select 1`),
+    health,
+    embeddedDir: null,
+  });
+  return {
+    get db() {
+      return current.db;
+    },
+    kind: "postgres",
+    health,
+    lease: new PostgresSupervisionLease(url),
+    actUnder: async (epoch) => {
+      const old = current;
+      current = connect(epoch);
+      await old.client.end({ timeout: 5 });
+    },
+    checkpoint: async () => {},
+    close: () => {
+      stopProbe();
+      return current.client.end({ timeout: 5 });
+    },
+  };
+}
+
+async function openPglite(
+  dir: string,
+  migrationsFolder: string,
+  log: (message: string) => void,
+): Promise<Database> {
+  mkdirSync(dir, { recursive: true });
+  const health = new DatabaseHealth(log);
+  const thread = await PgliteThread.open({ dataDir: dir, health, log });
   // The thread's client answers the part of PGlite's interface that drizzle's driver calls.
-  const db = drizzlePglite({ client: thread as unknown as PGlite, schema });
+  const db = drizzlePglite({ client: thread as unknown as PGlite, schema }) as unknown as Db;
   try {
-    await migratePglite(db, { migrationsFolder });
+    await migratePglite(db as never, { migrationsFolder });
   } catch (err) {
     await thread.close();
     throw err;
   }
   const stopProbe = startHealthProbe({
-    db: db as unknown as Db,
+    select1: () => db.execute(sql`select 1`),
     health,
-    embeddedDir: opts.pgliteDir,
+    embeddedDir: dir,
   });
   return {
-    db: db as unknown as Db,
+    db,
     kind: "pglite",
     health,
+    lease: new PgliteSupervisionLease(thread),
+    // One connection: the setting is the session's own (the thread sets it again on a reopen).
+    actUnder: (epoch) => thread.setSessionConfig("studio.epoch", String(epoch)),
     checkpoint: () => thread.checkpoint(),
     close: async () => {
       stopProbe();
       await thread.close();
     },
-    trySupervisorLock: async () => async () => {},
   };
 }

@@ -1,6 +1,4 @@
-import { sql } from "drizzle-orm";
 import { freeBytes } from "../disk-space";
-import type { Db } from "./client";
 import type { DatabaseHealth } from "./health";
 import { ROOM_TO_WRITE_BYTES } from "./pglite-thread";
 
@@ -9,7 +7,8 @@ const PROBE_EVERY_MS = 2_000;
 const PROBE_TIMEOUT_MS = 5_000;
 
 export interface ProbeOptions {
-  db: Db;
+  /** One cheap read: `select 1`. */
+  select1: () => Promise<unknown>;
   health: DatabaseHealth;
   /**
    * The embedded database's folder: there, "disk full" ends once a write has room again (the
@@ -24,7 +23,7 @@ export interface ProbeOptions {
  * even while nothing else calls it, and its return is known without waiting for a caller.
  * Returns the function that stops it.
  */
-export function startHealthProbe({ db, health, embeddedDir }: ProbeOptions): () => void {
+export function startHealthProbe({ select1, health, embeddedDir }: ProbeOptions): () => void {
   let running = false;
   const probe = async () => {
     if (running) return;
@@ -32,7 +31,7 @@ export function startHealthProbe({ db, health, embeddedDir }: ProbeOptions): () 
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        db.execute(sql`select 1`),
+        select1(),
         new Promise((_, reject) => {
           timer = setTimeout(
             () =>

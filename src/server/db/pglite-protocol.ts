@@ -5,6 +5,12 @@
  * type ids whose values are to be left as text travel.
  */
 
+/** What a new thread is given: the data folder, and the session settings to apply first. */
+export interface WorkerSetup {
+  dataDir: string;
+  settings: Record<string, string>;
+}
+
 export type ThreadRequest = { id: number } & (
   | {
       op: "query";

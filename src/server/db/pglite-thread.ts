@@ -10,6 +10,7 @@ import {
   type ThreadMessage,
   type ThreadRequest,
   type WireError,
+  type WorkerSetup,
 } from "./pglite-protocol";
 
 const MiB = 1024 * 1024;
@@ -76,6 +77,8 @@ export class PgliteThread {
   private readonly pinger: NodeJS.Timeout;
   private reopenTimer: NodeJS.Timeout | null = null;
   private toldNoRoom = false;
+  /** Session settings (`set_config`), applied again by every new thread before it serves. */
+  private readonly settings = new Map<string, string>();
 
   private constructor(private readonly opts: PgliteThreadOptions) {
     this.pinger = setInterval(() => this.ping(), PING_MS);
@@ -97,7 +100,10 @@ export class PgliteThread {
 
   private start(): Promise<void> {
     const worker = new Worker(join(DIST_DIR, "pglite-worker.js"), {
-      workerData: { dataDir: this.opts.dataDir },
+      workerData: {
+        dataDir: this.opts.dataDir,
+        settings: Object.fromEntries(this.settings),
+      } satisfies WorkerSetup,
     });
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -242,6 +248,15 @@ export class PgliteThread {
     this.toldNoRoom = false;
     this.opts.log(`embedded database reopened from ${this.opts.dataDir} (${reason})`);
     this.opts.health.record({ ok: true, write: true });
+  }
+
+  /**
+   * Sets a session setting for good: PGlite has one session, and a reopened database gets a new
+   * one, so the setting is kept and each new thread applies it before its first call.
+   */
+  async setSessionConfig(name: string, value: string): Promise<void> {
+    this.settings.set(name, value);
+    await this.query("select set_config($1, $2, false)", [name, value]);
   }
 
   query<T>(sql: string, params: unknown[] = [], options?: QueryOptions): Promise<Results<T>> {

@@ -6,6 +6,7 @@ import {
   type ThreadRequest,
   toWireError,
   type WireError,
+  type WorkerSetup,
 } from "./pglite-protocol";
 
 /**
@@ -21,7 +22,7 @@ function threadPort(): MessagePort {
   return parentPort;
 }
 const port = threadPort();
-const { dataDir } = workerData as { dataDir: string };
+const { dataDir, settings } = workerData as WorkerSetup;
 
 interface OpenTransaction {
   tx: Transaction;
@@ -43,6 +44,9 @@ async function main() {
   let pg: PGlite;
   try {
     pg = await PGlite.create(dataDir);
+    for (const [name, value] of Object.entries(settings)) {
+      await pg.query("select set_config($1, $2, false)", [name, value]);
+    }
   } catch (err) {
     send({ event: "open-failed", error: toWireError(err) });
     return;

@@ -11,6 +11,7 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+import type { TaskLimits } from "../../shared/task-input";
 import { DATASET_FORMATS, type Hyperparameters, TRAINER_KINDS } from "../../trainers/protocol";
 import { TASK_STATUSES } from "../tasks/lifecycle";
 
@@ -31,6 +32,8 @@ export const tasks = pgTable(
     hyperparameters: jsonb("hyperparameters").$type<Hyperparameters>().notNull(),
     command: jsonb("command").$type<string[] | null>(),
     gpusRequested: integer("gpus_requested").notNull().default(0),
+    /** What the runner holds the trainer to (memory, CPUs, run time, priority); {} for none. */
+    limits: jsonb("limits").$type<TaskLimits>().notNull().default({}),
     status: text("status", { enum: TASK_STATUSES }).notNull(),
     statusReason: text("status_reason"),
     /** Live progress derived by the monitor (ProgressState), stored with the cursors it came from. */
@@ -42,6 +45,12 @@ export const tasks = pgTable(
     lastCheckpoint: text("last_checkpoint"),
     cancelRequestedAt: ts("cancel_requested_at"),
     currentAttempt: integer("current_attempt").notNull().default(0),
+    /**
+     * The task's folder (absolute), fixed at create. Null on rows from before it was stored:
+     * those live under the supervising studio's own STUDIO_HOME. Stored because a standby studio
+     * with another home that takes over supervision must find the same files.
+     */
+    folder: text("folder"),
     createdAt: ts("created_at").notNull().defaultNow(),
     updatedAt: ts("updated_at").notNull().defaultNow(),
     finishedAt: ts("finished_at"),
@@ -99,6 +108,13 @@ export const taskEvents = pgTable(
     type: text("type").notNull(),
     message: text("message").notNull().default(""),
     data: jsonb("data").$type<Record<string, unknown>>(),
+    /**
+     * The supervision epoch of the studio that wrote it (see `supervision`), filled in by the
+     * database from the writing connection; null for writes made outside a studio.
+     */
+    epoch: integer("epoch").default(
+      sql`nullif(current_setting('studio.epoch', true), '')::integer`,
+    ),
     at: ts("at").notNull().defaultNow(),
   },
   (t) => [index("task_events_task_idx").on(t.taskId, t.id)],
@@ -133,6 +149,31 @@ export const taskMetrics = pgTable(
     uniqueIndex("task_metrics_task_attempt_step_kind_idx").on(t.taskId, t.attempt, t.step, t.kind),
   ],
 );
+
+/** Who supervised, in `supervision.holder`: enough to say who took over from whom. */
+export interface SupervisionHolder {
+  version: 1;
+  host: string;
+  /** pid and start time: the process, even when its pid is reused. */
+  pid: number;
+  startTime: string;
+  home: string;
+  url: string;
+}
+
+/**
+ * The fencing token of supervision: one row whose epoch goes up each time a studio becomes the
+ * supervisor. Every studio connection carries the epoch it acts under (`studio.epoch`), and a
+ * trigger refuses any write to tasks, attempts, events or metrics from a connection whose epoch
+ * is not the current one (migration 0003), so a studio that lost the supervisor lock cannot
+ * change anything even before it notices.
+ */
+export const supervision = pgTable("supervision", {
+  id: integer("id").primaryKey(),
+  epoch: integer("epoch").notNull(),
+  holder: jsonb("holder").$type<SupervisionHolder>().notNull(),
+  acquiredAt: ts("acquired_at").notNull().defaultNow(),
+});
 
 export type TaskRow = typeof tasks.$inferSelect;
 export type AttemptRow = typeof attempts.$inferSelect;

@@ -12,7 +12,7 @@ import {
   type SessionInfo,
   type SessionStore,
 } from "../auth";
-import { serveDownload } from "../downloads";
+import { serveDownload, taskFilesRoot } from "../downloads";
 import type { StudioServices } from "../services";
 import { gateRequest, ServedHosts } from "./request-gate";
 
@@ -248,7 +248,12 @@ export function createStudioHttp(options: StudioHttpOptions) {
         return handleTrpc(req, res);
       case "download":
         if (!auth.authorized) return refuse(req, res, 401, "unauthorized");
-        return serveDownload(env.STUDIO_HOME, decision.path, res, req);
+        return serveDownload(
+          (taskId) => taskFilesRoot(services.database.db, env.STUDIO_HOME, taskId),
+          decision.path,
+          res,
+          req,
+        );
       case "page":
         if (!auth.authorized) {
           res.writeHead(303, { location: "/login" }).end();

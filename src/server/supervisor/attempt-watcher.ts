@@ -6,6 +6,7 @@ import type { AttemptHandle } from "./executor";
 import { AttemptMonitor } from "./monitor";
 import type { AttemptRef } from "./outcomes";
 import { initialProgress, type ProgressState } from "./progress-state";
+import { StepClock } from "./stall-watch";
 
 /**
  * Follows one running attempt: its monitor turns the files into progress and log lines, and
@@ -23,6 +24,10 @@ export class AttemptWatcher {
   /** exit.json as last judged (inode, mtime, size): a record already judged is not looked at per event. */
   private exitSeen = "";
   private readonly warned = new Set<string>();
+  /** When the attempt's steps moved, for the stall watchdog (./stall-watch). */
+  readonly steps = new StepClock();
+  /** The stall being reported, if any: one warning per stall, one note when steps resume. */
+  stall: { step: number; since: number } | null = null;
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -32,7 +37,7 @@ export class AttemptWatcher {
     private readonly decide: (watcher: AttemptWatcher) => Promise<void>,
   ) {
     this.ref = { taskId: task.id, rowId: attempt.id, number: attempt.number };
-    this.dir = taskFolder(ctx, task.id);
+    this.dir = taskFolder(ctx, task);
     this.monitor = monitorFor(ctx, task, attempt);
   }
 
@@ -123,7 +128,7 @@ export function monitorFor(
       taskId: task.id,
       attempt: attempt.number,
       attemptRowId: attempt.id,
-      taskDir: taskFolder(ctx, task.id),
+      taskDir: taskFolder(ctx, task),
       logCursor: attempt.logCursor ?? null,
       progressCursor: attempt.progressCursor ?? null,
       progress: (task.progress as unknown as ProgressState) ?? initialProgress(),

@@ -44,8 +44,16 @@ export class Commands {
     return row ?? (await this.mustGet(id));
   }
 
-  /** A new attempt with the same settings, from the last checkpoint when asked. */
-  async retry(id: string, fromCheckpoint: boolean): Promise<TaskRow> {
+  /**
+   * A new attempt with the same settings, from the last checkpoint when asked. `automatic`: the
+   * retry policy's own (./retry-policy): queued to start no sooner than `notBefore`, and not
+   * refused on a full disk (the launcher waits for space).
+   */
+  async retry(
+    id: string,
+    fromCheckpoint: boolean,
+    automatic?: { notBefore: Date; message: string },
+  ): Promise<TaskRow> {
     const task = await this.mustGet(id);
     if (!RETRYABLE_STATUSES.includes(task.status)) {
       throw new TaskActionError(
@@ -54,7 +62,7 @@ export class Commands {
       );
     }
     await this.preflight(task);
-    await this.assertDiskSpace();
+    if (!automatic) await this.assertDiskSpace();
     if (fromCheckpoint && !task.lastCheckpoint) {
       throw new TaskActionError("CONFLICT", `task ${id} has no checkpoint to resume from`);
     }
@@ -63,7 +71,7 @@ export class Commands {
       id,
       "queued",
       {
-        queuedAt: new Date(),
+        queuedAt: automatic?.notBefore ?? new Date(),
         cancelRequestedAt: null,
         resumeFromCheckpoint: fromCheckpoint,
         statusReason: null,
@@ -72,12 +80,18 @@ export class Commands {
       [task.status],
     );
     if (!row) throw new TaskActionError("CONFLICT", `task ${id} changed meanwhile; try again`);
-    await publish(this.ctx, row, {
-      type: "queued",
-      message: fromCheckpoint
-        ? `queued to resume from ${task.lastCheckpoint}`
-        : "queued to run again",
-    });
+    await publish(
+      this.ctx,
+      row,
+      automatic
+        ? { type: "auto-retry", message: automatic.message }
+        : {
+            type: "queued",
+            message: fromCheckpoint
+              ? `queued to resume from ${task.lastCheckpoint}`
+              : "queued to run again",
+          },
+    );
     this.schedule();
     return row;
   }

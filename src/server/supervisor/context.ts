@@ -25,8 +25,9 @@ export interface TaskEventInput {
   data?: Record<string, unknown>;
 }
 
-export function taskFolder(ctx: SupervisorContext, taskId: string): string {
-  return taskDir(ctx.env.STUDIO_HOME, taskId);
+/** Where a task's files are: the folder stored with it, else (older rows) under this home. */
+export function taskFolder(ctx: SupervisorContext, task: Pick<TaskRow, "id" | "folder">): string {
+  return task.folder ?? taskDir(ctx.env.STUDIO_HOME, task.id);
 }
 
 /** Records the event (when given) and tells subscribers about the task's new row. */

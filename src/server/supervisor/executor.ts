@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { processRefSchema } from "../../runner/record-schemas";
 import type { ExitRecord } from "../../runner/records";
+import type { ResourceLimits } from "../../runner/resource-limits";
 
 export { exitRecordSchema } from "../../runner/record-schemas";
 export type { ExitRecord } from "../../runner/records";
@@ -16,6 +17,8 @@ export interface LaunchSpec {
   taskDir: string;
   attempt: number;
   command: { file: string; args: string[]; env: Record<string, string> };
+  /** What the trainer is held to; applied by the runner (or, on Slurm, partly by Slurm). */
+  limits?: ResourceLimits;
 }
 
 /**

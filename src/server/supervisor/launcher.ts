@@ -72,7 +72,11 @@ export class Launcher {
       .from(tasks)
       .where(inArray(tasks.status, [...OPEN_STATUSES]))
       .orderBy(asc(tasks.queuedAt), asc(tasks.id));
-    const queued = active.filter((t) => t.status === "queued");
+    // An automatic retry is queued for later (its backoff): not a candidate before its time.
+    const now = Date.now();
+    const queued = active.filter(
+      (t) => t.status === "queued" && (t.queuedAt?.getTime() ?? 0) <= now,
+    );
     if (queued.length === 0) return;
     // Below the free-space floor nothing is launched; the queue waits and starts by itself
     // once space is freed (the poll runs this every second).
@@ -122,10 +126,10 @@ export class Launcher {
   /** Intent first (attempt row, status preparing), then the process, then its handle. */
   private async launch(taskId: string, gpus: string[]) {
     const { db, env } = this.ctx;
-    const dir = taskFolder(this.ctx, taskId);
     const prepared = await db.transaction(async (tx) => {
       const task = await transition(tx, taskId, "preparing", { statusReason: null }, ["queued"]);
       if (!task) return null;
+      const dir = taskFolder(this.ctx, task);
       const number = task.currentAttempt + 1;
       const resumeFrom =
         task.resumeFromCheckpoint && task.lastCheckpoint
@@ -156,6 +160,7 @@ export class Launcher {
     });
     if (!prepared) return;
     const { task, attempt } = prepared;
+    const dir = taskFolder(this.ctx, task);
     await publish(this.ctx, task, {
       type: "preparing",
       message: `attempt ${attempt.number}: launching`,
@@ -188,7 +193,16 @@ export class Launcher {
         allowCommandTrainer: env.STUDIO_ALLOW_COMMAND_TRAINER,
         baseEnv: process.env,
       });
-      handle = await this.ctx.executor.start({ taskDir: dir, attempt: attempt.number, command });
+      const { maxRunMinutes, ...limits } = task.limits ?? {};
+      handle = await this.ctx.executor.start({
+        taskDir: dir,
+        attempt: attempt.number,
+        command,
+        limits: {
+          ...limits,
+          ...(maxRunMinutes !== undefined ? { maxRunSeconds: maxRunMinutes * 60 } : {}),
+        },
+      });
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       await failAttempt(
@@ -236,7 +250,8 @@ export class Launcher {
         processStartTime: summary.processStartTime,
         bootId: summary.bootId,
         ...(summary.host ? { host: summary.host } : {}),
-        startedAt: new Date(),
+        // A rebuilt attempt keeps the start its runner recorded.
+        startedAt: attempt.startedAt ?? new Date(),
       })
       .where(eq(attempts.id, attempt.id))
       .returning();

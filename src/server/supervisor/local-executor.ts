@@ -62,7 +62,7 @@ export class LocalExecutor implements Executor<LocalAttemptHandle> {
     const env = { ...command.env };
     // The runner must read the same boot id as the studio that will judge its records.
     if (process.env.STUDIO_BOOT_ID_FILE) env.STUDIO_BOOT_ID_FILE = process.env.STUDIO_BOOT_ID_FILE;
-    const argv = runnerArgv({ taskDir, attempt, daemonize: true, ...command });
+    const argv = runnerArgv({ taskDir, attempt, daemonize: true, ...command, limits: spec.limits });
     const runnerPid = await spawnDaemon(this.runnerPath, argv, env);
     const runner = readIdentity(runnerPid);
 

@@ -94,6 +94,8 @@ export class AttemptMonitor {
   private flush = false;
   /** While draining: how many more reads the tick loop may make (null: not draining). */
   private passesLeft: number | null = null;
+  /** What stopped the last tick loop, if anything: a drain that could not store must not pass as done. */
+  private failure: unknown = null;
 
   constructor(
     readonly target: MonitorTarget,
@@ -110,6 +112,7 @@ export class AttemptMonitor {
       return this.running;
     }
     this.running = (async () => {
+      this.failure = null;
       try {
         do {
           this.again = false;
@@ -118,6 +121,7 @@ export class AttemptMonitor {
           if (this.passesLeft !== null) this.passesLeft--;
         } while (this.again && !this.stopped && this.passesLeft !== 0);
       } catch (err) {
+        this.failure = err;
         this.onError(err);
       } finally {
         this.running = null;
@@ -140,6 +144,8 @@ export class AttemptMonitor {
    * Reads to the end of both files as they are now (used once the attempt has ended), stores the
    * cursors, then stops. Bounded by what the files hold when it begins: a trainer that still
    * writes (one that could not be identified, so nothing could end it) cannot keep it going.
+   * Throws when what it read could not be stored: the attempt must not be ended before its last
+   * lines are (the next try reads again from the stored cursors).
    */
   async drain(): Promise<void> {
     this.flush = true;
@@ -149,8 +155,10 @@ export class AttemptMonitor {
       (await sizeOf(join(t.taskDir, "progress.jsonl")));
     // Each pass reads up to READ_CHUNK of each file; two more cover a reset and the last look.
     this.passesLeft = Math.ceil(bytes / READ_CHUNK) + 2;
+    await this.running;
     await this.tick();
     this.stop();
+    if (this.failure) throw this.failure;
   }
 
   stop() {

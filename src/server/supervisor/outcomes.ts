@@ -3,6 +3,7 @@ import { attempts, type TaskRow } from "../db/schema";
 import { ACTIVE_STATUSES } from "../tasks/lifecycle";
 import { transition } from "../tasks/repository";
 import { publish, type SupervisorContext } from "./context";
+import type { FailureCauseKind } from "./failure-cause";
 
 /**
  * The writes that end an attempt. Each records the attempt's end, moves the task through the
@@ -14,6 +15,8 @@ import { publish, type SupervisorContext } from "./context";
 export interface Outcome {
   status: "completed" | "failed" | "cancelled";
   reason: string;
+  /** Why a failed trainer failed, when that could be named (./failure-cause). */
+  cause?: FailureCauseKind;
   exitCode: number | null;
   signal: string | null;
   error?: string;
@@ -59,7 +62,7 @@ export async function finalizeAttempt(
     type: "exited",
     message: `${outcome.status}: ${outcome.reason}${how}`,
     attempt: attempt.number,
-    data: { exitCode: outcome.exitCode, signal: outcome.signal },
+    data: { exitCode: outcome.exitCode, signal: outcome.signal, cause: outcome.cause ?? null },
   });
   return row;
 }

@@ -110,6 +110,10 @@ export function outcomeOfExit(
   cancelRequested: boolean,
 ): { status: "completed" | "failed" | "cancelled"; reason: string } {
   if (cancelRequested) return { status: "cancelled", reason: "cancelled" };
+  // A trainer that saved and exited 0 on the run-time limit's SIGTERM did not finish its run.
+  if (exit.stoppedBy === "max-run-time") {
+    return { status: "failed", reason: "stopped at its maximum run time" };
+  }
   if (exit.exitCode === 0) return { status: "completed", reason: "finished" };
   if (exit.error) return { status: "failed", reason: `could not start the trainer: ${exit.error}` };
   if (exit.signal) return { status: "failed", reason: `trainer killed by ${exit.signal}` };

@@ -1,13 +1,21 @@
+import { join } from "node:path";
 import { and, eq, inArray } from "drizzle-orm";
 import { removeStaleTempFiles } from "../../runner/atomic-json";
 import { type AttemptRow, attempts, type TaskRow, tasks } from "../db/schema";
 import { describeDiskSpace, diskSpace } from "../disk-space";
 import { ACTIVE_STATUSES, OPEN_STATUSES } from "../tasks/lifecycle";
-import { getTask, transition } from "../tasks/repository";
+import { automaticRetriesInARow, getTask, transition } from "../tasks/repository";
 import type { AttemptWatcher, AttemptWatchers } from "./attempt-watcher";
 import { monitorFor } from "./attempt-watcher";
 import { note, publish, type SupervisorContext, taskFolder } from "./context";
-import { type AttemptHandle, describeHandle, parseAttemptHandle } from "./executor";
+import {
+  type AttemptHandle,
+  describeHandle,
+  type ExitRecord,
+  parseAttemptHandle,
+} from "./executor";
+import { classifyFailure } from "./failure-cause";
+import { readLinesBefore } from "./log-cursor";
 import { hasCheckpoint, observeAttempt } from "./observe";
 import {
   type AttemptRef,
@@ -21,7 +29,12 @@ import {
   type ReconcileDecision,
   type ReconcileInput,
   reconcile,
+  TERMINATED_UNEXPECTEDLY,
 } from "./reconcile";
+import { type RetryCause, retryDecision } from "./retry-policy";
+
+/** How much of the end of training.log a failure is judged from. */
+const FAILURE_LOG_LINES = 200;
 
 /** What the reconciler needs from the rest of the supervisor. */
 export interface ReconcilerDeps {
@@ -30,6 +43,12 @@ export interface ReconcilerDeps {
   schedule: () => void;
   /** Queues the task again from its last checkpoint (auto-resume after a reboot). */
   resumeFromCheckpoint: (taskId: string) => Promise<unknown>;
+  /** Queues a failed task again by the retry policy, to start no sooner than `notBefore`. */
+  retryAutomatically: (
+    taskId: string,
+    fromCheckpoint: boolean,
+    automatic: { notBefore: Date; message: string },
+  ) => Promise<unknown>;
   /** Stores the handle of an attempt whose launch was confirmed; returns the updated row. */
   recordHandle: (attempt: AttemptRow, handle: AttemptHandle) => Promise<AttemptRow>;
   launchTimeoutMs: number;
@@ -43,26 +62,44 @@ export interface ReconcilerDeps {
  * that task alone and never stops the others.
  */
 export class Reconciler {
+  /** Why trainers found running went on without this supervisor (for the "recovered" events). */
+  private resumeReason = "the studio restarted";
+  /** Set when this supervisor stops: its pending retries end (the next term reconciles afresh). */
+  private stopped = false;
+
   constructor(
     private readonly ctx: SupervisorContext,
     private readonly deps: ReconcilerDeps,
   ) {}
 
-  /** Boot: every open task once. Returns a one-line summary for the studio log. */
-  async reconcileOpenTasks(): Promise<string> {
+  /**
+   * Boot (and every new term of supervision): every open task once, or only those of `only`
+   * (tasks rebuilt from their folders while the studio runs). `resumeReason` says why running
+   * trainers were not followed until now. Returns a one-line summary for the studio log.
+   */
+  async reconcileOpenTasks(resumeReason: string, only?: readonly string[]): Promise<string> {
+    if (only?.length === 0) return "nothing to do";
+    // A term's reason stays for its later retries; a rebuild's is for its own tasks only.
+    if (!only) this.resumeReason = resumeReason;
     const open = await this.ctx.db
       .select()
       .from(tasks)
-      .where(inArray(tasks.status, [...OPEN_STATUSES]));
+      .where(
+        and(
+          inArray(tasks.status, [...OPEN_STATUSES]),
+          only ? inArray(tasks.id, [...only]) : undefined,
+        ),
+      );
     const counts: Record<string, number> = {};
     await Promise.all(
       open.map(async (task) => {
         let action: string;
         try {
-          action = await this.reconcileAtBoot(task);
+          action = await this.reconcileAtBoot(task, resumeReason);
         } catch (err) {
-          // The database failing mid-way: this task is looked at again at the next start.
-          this.ctx.log(`boot reconciliation of task ${task.id} failed: ${err}`);
+          // The database failing mid-way: this task is looked at again in a second.
+          this.ctx.log(`boot reconciliation of task ${task.id} failed: ${err}; trying again`);
+          setTimeout(() => void this.reconcileAgain(task.id), 1_000).unref();
           action = "error";
         }
         counts[action] = (counts[action] ?? 0) + 1;
@@ -80,8 +117,8 @@ export class Reconciler {
     return attempt ?? null;
   }
 
-  private async reconcileAtBoot(task: TaskRow): Promise<string> {
-    const dir = taskFolder(this.ctx, task.id);
+  private async reconcileAtBoot(task: TaskRow, resumeReason = this.resumeReason): Promise<string> {
+    const dir = taskFolder(this.ctx, task);
     const removed = removeStaleTempFiles(dir);
     if (removed.length) this.ctx.log(`task ${task.id}: removed stale ${removed.join(", ")}`);
     const attempt = task.status === "queued" ? null : await this.latestAttempt(task);
@@ -115,7 +152,7 @@ export class Reconciler {
         const summary = describeHandle(liveHandle);
         await publish(this.ctx, row, {
           type: "recovered",
-          message: `the studio restarted; training went on (${summary.label})`,
+          message: `${resumeReason}; training went on (${summary.label})`,
           attempt: a.number,
           data: summary.facts,
         });
@@ -153,7 +190,12 @@ export class Reconciler {
     return decision.action;
   }
 
+  stop() {
+    this.stopped = true;
+  }
+
   private async reconcileAgain(taskId: string) {
+    if (this.stopped) return;
     try {
       const task = await getTask(this.ctx.db, taskId);
       if (!task || !ACTIVE_STATUSES.includes(task.status)) return;
@@ -189,6 +231,7 @@ export class Reconciler {
       case "reattach":
         if (decision.warning) await this.warn(watcher, decision.warning);
         await this.escalateCancel(task, watcher);
+        await this.watchForStall(task, watcher);
         return;
       case "await-runner":
         watcher.checkSoon();
@@ -202,8 +245,8 @@ export class Reconciler {
         this.ctx.log(`task ${task.id}: unexpected live decision ${decision.action}`);
         return;
       default:
-        await this.deps.watchers.release(watcher, true);
         try {
+          await this.deps.watchers.release(watcher, true);
           await this.end(
             task,
             { id: watcher.ref.rowId, number: watcher.ref.number },
@@ -212,8 +255,9 @@ export class Reconciler {
             observed,
           );
         } catch (err) {
-          // The database did not take the outcome: decide again (as at boot) until it does, so
-          // the task never stays "training" with nothing following it.
+          // The database did not take the last lines or the outcome: decide again (as at boot,
+          // from the stored cursors) until it does, so the task never stays "training" with
+          // nothing following it, and never ends without its last lines.
           this.ctx.log(`task ${task.id}: recording the end failed (${err}); trying again`);
           setTimeout(() => void this.reconcileAgain(task.id), 1_000).unref();
         }
@@ -237,7 +281,7 @@ export class Reconciler {
         intentAt: attempt.intentAt.getTime(),
       },
       observed,
-      hasCheckpoint: hasCheckpoint(taskFolder(this.ctx, task.id)),
+      hasCheckpoint: hasCheckpoint(taskFolder(this.ctx, task)),
       autoResume: this.ctx.env.STUDIO_AUTO_RESUME,
       now: Date.now(),
       launchTimeoutMs: this.deps.launchTimeoutMs,
@@ -258,19 +302,24 @@ export class Reconciler {
       number: attempt.number,
     };
     switch (decision.action) {
-      case "finalize":
+      case "finalize": {
+        // A trainer that failed on its own: name the cause from what it left behind.
+        const named =
+          decision.status === "failed" && !observed.exit?.error
+            ? await this.failureCause(task, decision, observed.exit)
+            : null;
         await finalizeAttempt(this.ctx, ref!, {
           status: decision.status,
-          reason:
-            decision.status === "failed"
-              ? decision.reason + (await this.fullDiskNote())
-              : decision.reason,
+          reason: named?.reason ?? decision.reason,
+          cause: named?.cause,
           exitCode: decision.exitCode,
           signal: decision.signal,
           error: observed.exit?.error,
           endedAt: observed.exit ? new Date(observed.exit.endedAt) : undefined,
         });
+        if (named) await this.applyRetryPolicy(task.id, named.cause);
         break;
+      }
       case "interrupted":
         await interruptAttempt(this.ctx, ref!, decision);
         if (decision.autoResume) {
@@ -295,6 +344,9 @@ export class Reconciler {
           decision.reason,
           decision.seen + (await this.fullDiskNote()),
         );
+        if (decision.reason === TERMINATED_UNEXPECTEDLY) {
+          await this.applyRetryPolicy(task.id, "runner-lost");
+        }
         break;
       case "launch-failed":
         if (ref) await failAttempt(this.ctx, ref, "could not launch", decision.reason, "failed");
@@ -310,9 +362,117 @@ export class Reconciler {
    * failed on a full disk most likely failed of it. Looked at only for failures.
    */
   private async fullDiskNote(): Promise<string> {
+    const full = await this.diskFull();
+    return full ? `; disk full: ${full}` : "";
+  }
+
+  private async diskFull(): Promise<string | null> {
     const home = this.ctx.env.STUDIO_HOME;
     const space = await diskSpace(home, this.ctx.env.STUDIO_MIN_FREE_MB).catch(() => null);
-    return space?.verdict === "full" ? `; disk full: ${describeDiskSpace(space)}` : "";
+    return space?.verdict === "full" ? describeDiskSpace(space) : null;
+  }
+
+  /** The evidence of a failed attempt (steps reached, the log's end, free space), judged. */
+  private async failureCause(
+    task: TaskRow,
+    decision: { exitCode: number | null; signal: string | null },
+    exit: ExitRecord | null,
+  ) {
+    // The row as the drain left it: the steps the attempt reached.
+    const fresh = (await getTask(this.ctx.db, task.id)) ?? task;
+    const progress = fresh.progress as { step?: number };
+    const tail = await readLinesBefore(
+      join(taskFolder(this.ctx, task), "training.log"),
+      Number.MAX_SAFE_INTEGER,
+      FAILURE_LOG_LINES,
+    ).catch(() => ({ lines: [] }));
+    return classifyFailure({
+      exitCode: decision.exitCode,
+      signal: decision.signal,
+      steps: progress.step ?? 0,
+      logTail: tail.lines.map((l) => l.text),
+      diskFull: await this.diskFull(),
+      memory: exit?.memory ?? null,
+      stoppedBy: exit?.stoppedBy ?? null,
+    });
+  }
+
+  /**
+   * The stall watchdog: a warning when the steps stop for longer than the policy allows, and a
+   * note when they move again. It warns and does not act: a long evaluation is not a hang.
+   */
+  private async watchForStall(task: TaskRow, watcher: AttemptWatcher) {
+    const now = Date.now();
+    if (task.status !== "training" || task.cancelRequestedAt) {
+      watcher.steps.reset();
+      return;
+    }
+    const step = (task.progress as { step?: number | null }).step ?? null;
+    watcher.steps.observe(step, now);
+    if (watcher.stall && step !== watcher.stall.step) {
+      const stalledS = Math.round((now - watcher.stall.since) / 1000);
+      watcher.stall = null;
+      await note(this.ctx, task.id, {
+        type: "stall-cleared",
+        message: `steps moved again (step ${step}) after ${stalledS} s without one`,
+        attempt: watcher.ref.number,
+      });
+      return;
+    }
+    const verdict = watcher.steps.verdict(now, {
+      factor: this.ctx.env.STUDIO_STALL_FACTOR,
+      minMs: this.ctx.env.STUDIO_STALL_MIN_SECONDS * 1000,
+    });
+    if (!verdict.stalled || watcher.stall) return;
+    watcher.stall = { step: verdict.step, since: now - verdict.sinceMs };
+    const s = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+    await note(this.ctx, task.id, {
+      type: "stalled",
+      message: `no new step for ${s(verdict.sinceMs)} after step ${verdict.step} (median step time ${s(verdict.medianStepMs)}; the watchdog allows ${s(verdict.budgetMs)}): the trainer may be hung`,
+      attempt: watcher.ref.number,
+      data: {
+        step: verdict.step,
+        sinceMs: verdict.sinceMs,
+        medianStepMs: verdict.medianStepMs,
+        budgetMs: verdict.budgetMs,
+      },
+    });
+  }
+
+  /** After a failure: queue the task again when the retry policy says so, or say why not. */
+  private async applyRetryPolicy(taskId: string, cause: RetryCause) {
+    if (this.ctx.env.STUDIO_RETRY_LIMIT === 0) return;
+    const task = await getTask(this.ctx.db, taskId);
+    if (task?.status !== "failed") return;
+    const decision = retryDecision(
+      {
+        cause,
+        retriesSoFar: await automaticRetriesInARow(this.ctx.db, taskId),
+        hasCheckpoint: task.lastCheckpoint !== null,
+      },
+      {
+        limit: this.ctx.env.STUDIO_RETRY_LIMIT,
+        backoffSeconds: this.ctx.env.STUDIO_RETRY_BACKOFF_SECONDS,
+      },
+    );
+    if (!decision.retry) {
+      if (decision.message) {
+        await note(this.ctx, taskId, { type: "retry-policy", message: decision.message });
+      }
+      return;
+    }
+    try {
+      await this.deps.retryAutomatically(taskId, decision.fromCheckpoint, {
+        notBefore: new Date(Date.now() + decision.delayMs),
+        message: decision.message,
+      });
+    } catch (err) {
+      // Refused (the trainer is no longer set up, the dataset changed): it stays failed, saying why.
+      await note(this.ctx, taskId, {
+        type: "retry-policy",
+        message: `could not retry automatically: ${err instanceof Error ? err.message : err}`,
+      });
+    }
   }
 
   private async warn(watcher: AttemptWatcher, warning: string) {

@@ -72,8 +72,10 @@ type JobQuery =
   | { kind: "unreachable"; detail: string };
 
 /** The job id, written next to the attempt's files so that readOutcome and recovery find it. */
+export const SLURM_JOB_FILE = "slurm-job.json";
+
 function handleFile(taskDir: string) {
-  return join(taskDir, "slurm-job.json");
+  return join(taskDir, SLURM_JOB_FILE);
 }
 
 /**

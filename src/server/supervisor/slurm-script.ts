@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { runnerArgv } from "../../runner/args";
+import type { ResourceLimits } from "../../runner/resource-limits";
 
 /**
  * How an attempt becomes a Slurm batch job. Pure: the script text, sbatch's argv and its
@@ -21,6 +22,11 @@ export interface SlurmJobSpec {
   taskDir: string;
   attempt: number;
   command: { file: string; args: string[] };
+  /**
+   * Memory and CPUs are Slurm's to enforce (`--mem`, `--cpus-per-task`: it owns the node's
+   * control groups); the run-time limit and priority are kept by the runner as elsewhere.
+   */
+  limits?: ResourceLimits;
 }
 
 export interface SlurmSubmitOptions {
@@ -79,6 +85,8 @@ export function sbatchArgv(spec: SlurmJobSpec, options: SlurmSubmitOptions): str
     ...(options.partition ? [`--partition=${options.partition}`] : []),
     ...(options.gpus > 0 ? [`--gres=gpu:${options.gpus}`] : []),
     ...(options.timeLimit ? [`--time=${options.timeLimit}`] : []),
+    ...(spec.limits?.memoryMb !== undefined ? [`--mem=${spec.limits.memoryMb}M`] : []),
+    ...(spec.limits?.cpus !== undefined ? [`--cpus-per-task=${Math.ceil(spec.limits.cpus)}`] : []),
     ...(options.extraArgs ?? []),
     batchScriptPath(spec.taskDir, spec.attempt),
     options.nodePath,
@@ -91,6 +99,7 @@ export function sbatchArgv(spec: SlurmJobSpec, options: SlurmSubmitOptions): str
       // trainer stays in that group to receive them; the runner itself ignores SIGTERM.
       daemonize: false,
       shareGroup: true,
+      limits: { maxRunSeconds: spec.limits?.maxRunSeconds, nice: spec.limits?.nice },
       file: spec.command.file,
       args: spec.command.args,
     }),

@@ -1,4 +1,7 @@
 import type { TaskRow } from "../db/schema";
+import { rebuildFromFolders } from "../recovery/rebuild";
+import type { RebuildReport } from "../recovery/rebuild-report";
+import { getTask } from "../tasks/repository";
 import { AttemptWatchers } from "./attempt-watcher";
 import { Commands } from "./commands";
 import type { SupervisorContext } from "./context";
@@ -15,7 +18,7 @@ const POLL_MS = 1_000;
  * - AttemptWatchers (./attempt-watcher): follow each running attempt's files and processes;
  * - Reconciler (./reconciler): decides (./reconcile, pure) and writes what every observation
  *   means, at boot and live alike.
- * Exactly one supervisor runs per database (see the lock taken by the server).
+ * Exactly one supervisor acts per database at a time (see ../supervision).
  */
 export class Supervisor {
   /** How long a launch may take to confirm; reconciliation waits this long for a half-started one. */
@@ -25,8 +28,10 @@ export class Supervisor {
   private readonly reconciler: Reconciler;
   private readonly commands: Commands;
   private poller: NodeJS.Timeout | null = null;
+  /** The rebuild in progress, if any: rebuilds run one at a time. */
+  private recovering: Promise<unknown> = Promise.resolve();
 
-  constructor(ctx: SupervisorContext) {
+  constructor(private readonly ctx: SupervisorContext) {
     this.watchers = new AttemptWatchers(ctx, (watcher) => this.reconciler.reconcileLive(watcher));
     this.launcher = new Launcher(ctx, this.watchers);
     const schedule = () => this.launcher.schedule();
@@ -35,14 +40,63 @@ export class Supervisor {
       watchers: this.watchers,
       schedule,
       resumeFromCheckpoint: (id) => this.commands.retry(id, true),
+      retryAutomatically: (id, fromCheckpoint, automatic) =>
+        this.commands.retry(id, fromCheckpoint, automatic),
       recordHandle: (attempt, handle) => this.launcher.recordHandle(attempt, handle),
       launchTimeoutMs: this.launchTimeoutMs,
     });
   }
 
-  /** Boot reconciliation: every open task once, before the loop starts. One-line summary. */
-  reconcileAtBoot(): Promise<string> {
-    return this.reconciler.reconcileOpenTasks();
+  /**
+   * Boot, before reconciliation: gives back the tasks the database lost from their folders
+   * (src/server/recovery). They are inserted open, so boot reconciliation then judges them with
+   * every other open task: ended ones finalized from exit.json, live trainers re-attached by
+   * identity.
+   */
+  rebuildAtBoot(): Promise<RebuildReport> {
+    return rebuildFromFolders(this.ctx.db, this.ctx.env.STUDIO_HOME);
+  }
+
+  /**
+   * On demand (`studio recover`): the same rebuild while the studio runs, then the rebuilt
+   * tasks reconciled as at boot. The report carries each task's status after that.
+   */
+  recover(): Promise<RebuildReport> {
+    const run = this.recovering.then(() => this.recoverOnce());
+    this.recovering = run.catch(() => {});
+    return run;
+  }
+
+  private async recoverOnce(): Promise<RebuildReport> {
+    const report = await this.rebuildAtBoot();
+    const ids = report.rebuilt.map((t) => t.taskId);
+    // A watcher still following a task whose row was deleted stops before the new row's starts.
+    for (const id of ids) {
+      const stale = this.watchers.get(id);
+      if (stale) await this.watchers.release(stale, false);
+    }
+    const summary = await this.reconciler.reconcileOpenTasks(
+      "the task was rebuilt from its folder",
+      ids,
+    );
+    if (ids.length) this.ctx.log(`recover: reconciliation of the rebuilt tasks: ${summary}`);
+    this.launcher.schedule();
+    for (const rebuilt of report.rebuilt) {
+      const row = await getTask(this.ctx.db, rebuilt.taskId);
+      if (!row) continue;
+      rebuilt.status = row.status;
+      rebuilt.statusReason = row.statusReason;
+      this.ctx.bus.publishTask(row);
+    }
+    return report;
+  }
+
+  /**
+   * Boot reconciliation: every open task once, before the loop starts; `resumeReason` says why
+   * trainers ran unfollowed (a restart, another studio's term). One-line summary.
+   */
+  reconcileAtBoot(resumeReason: string): Promise<string> {
+    return this.reconciler.reconcileOpenTasks(resumeReason);
   }
 
   /** Starts the periodic check that backs up file events. Boot reconciliation runs before. */
@@ -57,6 +111,7 @@ export class Supervisor {
   /** Stops following trainers. The trainers themselves keep running; the next studio re-attaches. */
   async stop() {
     if (this.poller) clearInterval(this.poller);
+    this.reconciler.stop();
     await this.launcher.stop();
     await this.watchers.stopAll();
   }

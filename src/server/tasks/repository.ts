@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { and, count, desc, eq, inArray, lt, or, type SQL } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { attempts, type TaskRow, taskEvents, taskMetrics, tasks } from "../db/schema";
@@ -6,7 +7,7 @@ import { sourcesOf, type TaskStatus } from "./lifecycle";
 
 export type NewTask = Omit<
   typeof tasks.$inferInsert,
-  "id" | "status" | "createdAt" | "updatedAt" | "progress"
+  "id" | "status" | "createdAt" | "updatedAt" | "progress" | "folder"
 >;
 
 /** Short, URL- and shell-safe ids that a person can type: "t" + 10 base-32 characters. */
@@ -18,12 +19,13 @@ export function newTaskId(): string {
   return id;
 }
 
-export async function insertTask(db: Db, input: NewTask): Promise<TaskRow> {
+/** A new task, pending, with its folder fixed under `tasksRoot`. */
+export async function insertTask(db: Db, input: NewTask, tasksRoot: string): Promise<TaskRow> {
   const id = newTaskId();
   return db.transaction(async (tx) => {
     const [row] = await tx
       .insert(tasks)
-      .values({ ...input, id, status: "pending" })
+      .values({ ...input, id, status: "pending", folder: join(tasksRoot, id) })
       .returning();
     await tx.insert(taskEvents).values({ taskId: id, type: "created", message: "task created" });
     return row!;
@@ -163,4 +165,16 @@ export async function queuePositionOf(db: Db, task: TaskRow): Promise<number> {
       ),
     );
   return (row?.n ?? 0) + 1;
+}
+
+/** Automatic retries since a person last queued the task (its "auto-retry" events in a row). */
+export async function automaticRetriesInARow(db: Db, taskId: string): Promise<number> {
+  const rows = await db
+    .select({ type: taskEvents.type })
+    .from(taskEvents)
+    .where(and(eq(taskEvents.taskId, taskId), inArray(taskEvents.type, ["queued", "auto-retry"])))
+    .orderBy(desc(taskEvents.id))
+    .limit(101);
+  const firstByPerson = rows.findIndex((r) => r.type === "queued");
+  return firstByPerson === -1 ? rows.length : firstByPerson;
 }

@@ -1,11 +1,5 @@
 import { stat } from "node:fs/promises";
-import { join } from "node:path";
-import { taskDir } from "../home";
 import { type LogCursor, type LogLine, readNewLines } from "../supervisor/log-cursor";
-
-export function trainingLogPath(home: string, taskId: string): string {
-  return join(taskDir(home, taskId), "training.log");
-}
 
 /**
  * Complete lines after the line that starts at byte `after` (null: from the beginning), reading

@@ -1,6 +1,7 @@
+import { TRPCError } from "@trpc/server";
 import { conditionKey, studioCondition } from "../../studio-condition";
 import { countByStatus } from "../../tasks/repository";
-import { publicProcedure, router } from "../trpc";
+import { mutatingProcedure, publicProcedure, router } from "../trpc";
 
 /** How long studio.info waits for the task counts: it answers without them when the database does not. */
 const COUNTS_TIMEOUT_MS = 2_000;
@@ -70,5 +71,16 @@ export const studioRouter = router({
     } finally {
       unsubscribe();
     }
+  }),
+
+  /**
+   * Rebuilds the tasks the database lost from their folders (as `studio start` does at boot)
+   * and reconciles them: the report says what came back, in what status, and what could not.
+   */
+  recover: mutatingProcedure.mutation(({ ctx }) => {
+    if (!ctx.supervisor) {
+      throw new TRPCError({ code: "PRECONDITION_FAILED", message: `read-only: ${ctx.readOnly}` });
+    }
+    return ctx.supervisor.recover();
   }),
 });

@@ -1,13 +1,16 @@
 import { on } from "node:events";
+import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { TRPCError, tracked } from "@trpc/server";
 import { z } from "zod";
 import { createTaskInput, taskIdInput } from "../../../shared/task-input";
 import { hyperparametersSchema } from "../../../trainers/protocol";
 import { assertPinnedDataset } from "../../datasets/pinned";
-import { assertNoLinkInside, PathRefusal } from "../../datasets/safe-paths";
+import { assertNoLinkInside } from "../../datasets/safe-paths";
+import type { TaskRow } from "../../db/schema";
 import type { LogChunk, TaskUpdate } from "../../events/bus";
-import { studioPaths, taskDir } from "../../home";
+import { studioPaths, tasksRootOf } from "../../home";
 import { readLinesBefore } from "../../supervisor/log-cursor";
 import {
   allowedActions,
@@ -26,7 +29,8 @@ import {
   listTasks,
   queuePositionOf,
 } from "../../tasks/repository";
-import { readLinesAfter, trainingLogPath } from "../../tasks/task-log";
+import { readLinesAfter } from "../../tasks/task-log";
+import { taskRecordOf, writeTaskRecord } from "../../tasks/task-record";
 import { type Context, mutatingProcedure, publicProcedure, router } from "../trpc";
 
 async function mustGetTask(ctx: { database: { db: Parameters<typeof getTask>[0] } }, id: string) {
@@ -54,18 +58,29 @@ async function datasetStillPinned(ctx: Context, id: string, launchableFrom: read
   }
 }
 
-/** A task's training.log as readers open it by path: never a link out of the task folder. */
-async function logPathOf(ctx: Context, id: string): Promise<string> {
+/**
+ * A task's training.log as readers open it by path: never a link out of the task folder. A task
+ * whose folder is not on this machine (started through a studio elsewhere) is refused as such,
+ * rather than shown with an empty log.
+ */
+async function logPathOf(ctx: Context, task: TaskRow): Promise<string> {
+  let root: string;
   try {
-    await assertNoLinkInside(studioPaths(ctx.env.STUDIO_HOME).tasks, `${id}/training.log`);
+    root = tasksRootOf(ctx.env.STUDIO_HOME, task);
+    await assertNoLinkInside(root, `${task.id}/training.log`);
   } catch (err) {
-    if (!(err instanceof PathRefusal)) throw err;
     throw new TRPCError({
       code: "FORBIDDEN",
-      message: `task ${id}'s log is refused: ${err.message}`,
+      message: `task ${task.id}'s log is refused: ${err instanceof Error ? err.message : err}`,
     });
   }
-  return trainingLogPath(ctx.env.STUDIO_HOME, id);
+  if (!existsSync(root)) {
+    throw new TRPCError({
+      code: "NOT_FOUND",
+      message: `task ${task.id}'s folder ${join(root, task.id)} is not on this machine; read its log through the studio that started it`,
+    });
+  }
+  return join(root, task.id, "training.log");
 }
 
 const LOG_PAGE_BYTES = 256 * 1024;
@@ -90,17 +105,39 @@ export const taskRouter = router({
     }
     // Checked, read once and copied under its content hash: what the task will train on.
     const dataset = await ctx.datasets.pinForTask(input.dataset);
-    return insertTask(ctx.database.db, {
-      name: input.name,
-      model: input.model,
-      trainer: input.trainer,
-      mode: input.mode,
-      datasetPath: dataset.path,
-      datasetFormat: dataset.format,
-      hyperparameters: hyperparametersSchema.parse(input.hyperparameters),
-      command: input.command ?? null,
-      gpusRequested: input.gpus,
-    });
+    const row = await insertTask(
+      ctx.database.db,
+      {
+        name: input.name,
+        model: input.model,
+        trainer: input.trainer,
+        mode: input.mode,
+        datasetPath: dataset.path,
+        datasetFormat: dataset.format,
+        hyperparameters: hyperparametersSchema.parse(input.hyperparameters),
+        command: input.command ?? null,
+        gpusRequested: input.gpus,
+        limits: input.limits,
+      },
+      studioPaths(ctx.env.STUDIO_HOME).tasks,
+    );
+    // After the row is committed, so that a rebuild running meanwhile finds the row with the
+    // folder and leaves it alone. A task whose folder cannot be written is not kept: without
+    // task.json it could not be rebuilt should the database lose it.
+    const folder = join(tasksRootOf(ctx.env.STUDIO_HOME, row), row.id);
+    try {
+      writeTaskRecord(folder, taskRecordOf(row));
+    } catch (err) {
+      await deleteTask(ctx.database.db, row.id, ["pending"]);
+      // Whatever part of the folder was made; the refusal below says what went wrong.
+      await rm(folder, { recursive: true, force: true }).catch(() => {});
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new TRPCError({
+        code: "PRECONDITION_FAILED",
+        message: `the task's folder could not be written (${why}); nothing was created`,
+      });
+    }
+    return row;
   }),
 
   list: publicProcedure
@@ -170,8 +207,8 @@ export const taskRouter = router({
       }),
     )
     .query(async ({ ctx, input }) => {
-      await mustGetTask(ctx, input.id);
-      const path = await logPathOf(ctx, input.id);
+      const task = await mustGetTask(ctx, input.id);
+      const path = await logPathOf(ctx, task);
       return readLinesBefore(path, input.before ?? Number.MAX_SAFE_INTEGER, input.limit);
     }),
 
@@ -202,12 +239,8 @@ export const taskRouter = router({
       }),
     )
     .query(async ({ ctx, input }) => {
-      await mustGetTask(ctx, input.id);
-      const read = await readLinesAfter(
-        await logPathOf(ctx, input.id),
-        input.after,
-        LOG_PAGE_BYTES,
-      );
+      const task = await mustGetTask(ctx, input.id);
+      const read = await readLinesAfter(await logPathOf(ctx, task), input.after, LOG_PAGE_BYTES);
       return { lines: read.lines.slice(0, input.limit) };
     }),
 
@@ -226,9 +259,9 @@ export const taskRouter = router({
       }),
     )
     .subscription(async function* ({ ctx, input, signal }) {
-      await mustGetTask(ctx, input.id);
+      const task = await mustGetTask(ctx, input.id);
       const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
-      const path = await logPathOf(ctx, input.id);
+      const path = await logPathOf(ctx, task);
       // Listen first, then catch up from the file, then drop what the catch-up already covered.
       const live = on(ctx.bus.emitterForSubscriptions, `log:${input.id}`, {
         signal: stop,
@@ -266,7 +299,10 @@ export const taskRouter = router({
         message: `task ${task.id} is ${task.status}; cancel it before deleting`,
       });
     }
-    await rm(taskDir(ctx.env.STUDIO_HOME, task.id), { recursive: true, force: true });
+    await rm(join(tasksRootOf(ctx.env.STUDIO_HOME, task), task.id), {
+      recursive: true,
+      force: true,
+    });
     return { id: task.id };
   }),
 });

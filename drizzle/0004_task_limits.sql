@@ -1,0 +1,1 @@
+ALTER TABLE "tasks" ADD COLUMN "limits" jsonb DEFAULT '{}'::jsonb NOT NULL;

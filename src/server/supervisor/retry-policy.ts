@@ -1,0 +1,67 @@
+import type { FailureCauseKind } from "./failure-cause";
+
+/**
+ * Whether a failed attempt is tried again by itself, pure. Only failures of the world around
+ * the trainer are retried (killed by a signal the studio did not send, its runner gone, a full
+ * disk: the launch waits for space), from the last checkpoint when there is one, with a
+ * doubling wait, at most `limit` times in a row. A failure the same settings would repeat
+ * (configuration, data, a trainer error, divergence, out of memory at the same batch size, an
+ * unexplained exit code) is never retried blindly, and a run that keeps failing stops and says so.
+ */
+
+export interface RetryPolicy {
+  /** Automatic retries in a row; 0 turns them off. */
+  limit: number;
+  /** The first wait; each further retry in a row waits twice as long (at most an hour). */
+  backoffSeconds: number;
+}
+
+/** A failure's cause as the reconciler knows it: a named cause, or the runner gone. */
+export type RetryCause = FailureCauseKind | "runner-lost";
+
+export interface RetryInput {
+  cause: RetryCause;
+  /** Automatic retries since the last one a person asked for. */
+  retriesSoFar: number;
+  hasCheckpoint: boolean;
+}
+
+export type RetryDecision =
+  | { retry: true; delayMs: number; fromCheckpoint: boolean; message: string }
+  | { retry: false; message: string | null };
+
+const RETRIED: readonly RetryCause[] = ["killed", "runner-lost", "disk-full"];
+const MAX_DELAY_MS = 3_600_000;
+
+const WHY_NOT: Partial<Record<RetryCause, string>> = {
+  "out-of-memory": "out of memory would happen again at the same batch size; lower it and retry",
+  "config-error": "a configuration error would happen again; fix the settings and retry",
+  "data-error": "a data error would happen again; fix the dataset and retry",
+  "trainer-bug": "a trainer error would likely happen again",
+  diverged: "a run that diverged would likely diverge again; lower the learning rate and retry",
+  exited: "the exit code does not say the failure came from outside the trainer",
+  "time-limit": "it reached its maximum run time",
+};
+
+export function retryDecision(input: RetryInput, policy: RetryPolicy): RetryDecision {
+  if (policy.limit === 0) return { retry: false, message: null };
+  if (!RETRIED.includes(input.cause)) {
+    return {
+      retry: false,
+      message: `not retried automatically: ${WHY_NOT[input.cause] ?? input.cause}`,
+    };
+  }
+  if (input.retriesSoFar >= policy.limit) {
+    return {
+      retry: false,
+      message: `stopped retrying automatically: it failed ${input.retriesSoFar + 1} times in a row (the limit is ${policy.limit} retries)`,
+    };
+  }
+  const delayMs = Math.min(MAX_DELAY_MS, policy.backoffSeconds * 1000 * 2 ** input.retriesSoFar);
+  return {
+    retry: true,
+    delayMs,
+    fromCheckpoint: input.hasCheckpoint,
+    message: `retrying automatically in ${Math.round(delayMs / 1000)} s (${input.retriesSoFar + 1} of ${policy.limit})${input.hasCheckpoint ? " from the last checkpoint" : ""}`,
+  };
+}
