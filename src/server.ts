@@ -155,6 +155,9 @@ process.on("unhandledRejection", (reason) => {
 });
 
 main().catch((err) => {
-  console.error(`studio: ${err instanceof Error ? err.message : err}`);
-  process.exit(1);
+  const message = err instanceof Error ? err.message : String(err);
+  console.error(`studio: ${message}`);
+  // studio.log may be on a full disk: `studio start` hears the reason over its channel as well.
+  if (process.send) process.send({ fatal: message }, () => process.exit(1));
+  else process.exit(1);
 });

@@ -152,3 +152,27 @@ describe("a full disk under the embedded database", () => {
     rmSync(fillFile);
   }, 150_000);
 });
+
+describe("a disk too small for the embedded database", () => {
+  let studio: TestStudio | null = null;
+  let mounted = false;
+
+  afterAll(async () => {
+    if (!studio) return;
+    if (mounted) execFileSync("umount", [studio.home]);
+    await studio.dispose();
+  });
+
+  it("`studio start` names the cause: the disk is full, with the free space", async () => {
+    studio = await TestStudio.create("pglite");
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=20m", "tmpfs", studio.home]);
+    mounted = true;
+    const started = studio.start().then(
+      () => "started",
+      (e: Error) => e.message,
+    );
+    expect(await started).toBe(
+      `studio: cannot open the embedded database in ${join(studio.home, "pglite")}: disk full (0 MB free) (see ${join(studio.home, "studio.log")})`,
+    );
+  }, 60_000);
+});
