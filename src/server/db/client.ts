@@ -86,10 +86,16 @@ async function openPostgres(
       onnotice: () => {},
       connect_timeout: CONNECT_TIMEOUT_S,
       backoff: () => RECONNECT_AFTER_S,
-      connection: {
-        statement_timeout: STATEMENT_TIMEOUT_MS,
-        ...(epoch === null ? {} : { "studio.epoch": String(epoch) }),
-      },
+      // Migrations run on the first pool (no epoch yet): a migration may run long, a studio's
+      // own statement does not.
+      ...(epoch === null
+        ? {}
+        : {
+            connection: {
+              statement_timeout: STATEMENT_TIMEOUT_MS,
+              "studio.epoch": String(epoch),
+            },
+          }),
     });
     return { client, db: drizzlePostgres(client, { schema }) as unknown as Db };
   };

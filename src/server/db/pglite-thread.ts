@@ -21,8 +21,12 @@ const MiB = 1024 * 1024;
  * database, with less free.
  */
 export const ROOM_TO_WRITE_BYTES = 16 * MiB;
-/** A thread that answers no ping for this long is stuck (PGlite spinning) and is ended. */
-const STUCK_MS = 15_000;
+/**
+ * A thread that answers no ping for this long is stuck and is ended. The known spin (after a
+ * PANIC) is caught at once by the PANIC itself; this is the backstop for any other, generous
+ * enough that a long statement of a migration on a busy machine is not taken for one.
+ */
+const STUCK_MS = 60_000;
 const PING_MS = 1_000;
 const REOPEN_EVERY_MS = 2_000;
 const OPEN_TIMEOUT_MS = 120_000;
@@ -215,7 +219,9 @@ export class PgliteThread {
   }
 
   private scheduleReopen() {
-    this.reopenTimer = setTimeout(() => void this.reopen(), REOPEN_EVERY_MS);
+    this.reopenTimer = setTimeout(() => {
+      this.reopen().catch((err) => this.opts.log(`embedded database: reopening failed: ${err}`));
+    }, REOPEN_EVERY_MS);
     this.reopenTimer.unref();
   }
 
