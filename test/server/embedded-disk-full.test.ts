@@ -165,7 +165,7 @@ describe("a disk too small for the embedded database", () => {
 
   it("`studio start` names the cause: the disk is full, with the free space", async () => {
     studio = await TestStudio.create("pglite");
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=20m", "tmpfs", studio.home]);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", studio.home]);
     mounted = true;
     const started = studio.start().then(
       () => "started",
