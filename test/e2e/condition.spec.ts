@@ -13,8 +13,8 @@ const mounts: string[] = [];
 test.beforeAll(async () => {
   // The home on a real 128 MiB tmpfs (as root): about 85 MB free once the embedded database is
   // in, under four floors of 24 MB, so the page warns from the start. The tasks folder on a
-  // tmpfs of its own, so that with the home full a task's files can still be written and only
-  // the database cannot grow.
+  // 100 MiB tmpfs of its own (no warning of its own), so that with the home full a task's files
+  // can still be written and only the database cannot grow.
   studio = await CliStudio.start({ STUDIO_MIN_FREE_MB: "24" }, (home) => {
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m", "tmpfs", home]);
     mounts.unshift(home);
