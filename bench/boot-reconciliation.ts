@@ -60,7 +60,7 @@ async function loaded() {
     for (const id of ids) trainers.push((await trainerOf(studio, id)).trainerPid);
     const startupMs = await timeStarts(studio, async () => {
       const { counts } = await studio.client.studio.info.query();
-      if (counts.training !== flags.running || counts.completed !== flags.finished) {
+      if (counts?.training !== flags.running || counts?.completed !== flags.finished) {
         throw new Error(`after the restart: ${JSON.stringify(counts)}`);
       }
     });

@@ -188,7 +188,7 @@ async function studioStarts() {
       const lost = await studio.cliJson<{ startupMs: number }>("start");
       rebuildStarts.push(lost.startupMs);
       const { counts } = await studio.client.studio.info.query();
-      if (counts.completed !== flags.tasks) {
+      if (counts?.completed !== flags.tasks) {
         throw new Error(`after the rebuild: ${JSON.stringify(counts)}`);
       }
       summary = studio

@@ -4,6 +4,7 @@ import { build } from "esbuild";
 
 const entries = {
   server: "src/server.ts",
+  "pglite-worker": "src/server/db/pglite-worker.ts",
   cli: "src/cli/main.ts",
   runner: "src/runner/main.ts",
   "builtin-trainer": "src/trainers/builtin/main.ts",

@@ -7,6 +7,7 @@ import next from "next";
 import { SessionStore } from "./server/auth";
 import { DatasetStore } from "./server/datasets/store";
 import { openDatabase } from "./server/db/client";
+import { openFailureReason } from "./server/db/open-failure";
 import { loadEnv } from "./server/env";
 import { StudioBus } from "./server/events/bus";
 import { studioPaths } from "./server/home";
@@ -31,11 +32,13 @@ async function main() {
   const database = await openDatabase({
     databaseUrl: env.DATABASE_URL,
     pgliteDir: paths.pglite,
-  }).catch((err) => {
+    log,
+  }).catch(async (err) => {
     const where = env.DATABASE_URL
       ? "the PostgreSQL database"
       : `the embedded database in ${paths.pglite}`;
-    throw new Error(`cannot open ${where}: ${err instanceof Error ? err.message : err}`);
+    const reason = await openFailureReason(err, env.DATABASE_URL ? null : paths.pglite);
+    throw new Error(`cannot open ${where}: ${reason}`);
   });
   const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
   const bus = new StudioBus();
@@ -152,6 +155,9 @@ process.on("unhandledRejection", (reason) => {
 });
 
 main().catch((err) => {
-  console.error(`studio: ${err instanceof Error ? err.message : err}`);
-  process.exit(1);
+  const message = err instanceof Error ? err.message : String(err);
+  console.error(`studio: ${message}`);
+  // studio.log may be on a full disk: `studio start` hears the reason over its channel as well.
+  if (process.send) process.send({ fatal: message }, () => process.exit(1));
+  else process.exit(1);
 });

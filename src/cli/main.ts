@@ -76,12 +76,18 @@ program
       [
         `studio ${info.version}: running, pid ${info.pid}, up ${formatDuration(uptimeMs)}`,
         `url:      ${holder.url}`,
-        `database: ${info.database}${info.readOnly ? ` (read-only: ${info.readOnly})` : ""}`,
+        `database: ${info.database}${info.readOnly ? ` (read-only: ${info.readOnly})` : ""}${
+          info.databaseHealth.status === "failing"
+            ? ` (${info.databaseHealth.kind} since ${new Date(info.databaseHealth.since).toISOString()}: ${info.databaseHealth.message})`
+            : ""
+        }`,
         `home:     ${info.home}`,
         `tasks:    ${
-          Object.entries(info.counts)
-            .map(([s, n]) => `${s} ${n}`)
-            .join(", ") || "none"
+          info.counts
+            ? Object.entries(info.counts)
+                .map(([s, n]) => `${s} ${n}`)
+                .join(", ") || "none"
+            : "unknown (the database did not answer)"
         }`,
       ].join("\n"),
     );

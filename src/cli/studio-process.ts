@@ -37,39 +37,52 @@ export async function startBackground(home: string, timeoutMs = 120_000): Promis
   mkdirSync(home, { recursive: true });
   const logOffset = existsSync(paths.log) ? statSync(paths.log).size : 0;
   const logFd = openSync(paths.log, "a");
+  // The IPC channel carries a fatal start error too: studio.log may be on the disk that is full.
   const child = spawn(process.execPath, [join(DIST_DIR, "server.js")], {
     detached: true,
-    stdio: ["ignore", logFd, logFd],
+    stdio: ["ignore", logFd, logFd, "ipc"],
     env: { ...process.env, STUDIO_HOME: home },
   });
   closeSync(logFd);
   let exited: number | null = null;
+  let fatal: string | null = null;
+  const channelClosed = new Promise((resolve) => child.once("disconnect", resolve));
+  child.on("message", (message: { fatal?: unknown }) => {
+    if (typeof message?.fatal === "string") fatal = message.fatal;
+  });
   child.once("exit", (code) => {
     exited = code ?? 1;
   });
   child.unref();
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (exited !== null) {
-      // logOffset counts bytes: slice the bytes, then decode (a string index would cut elsewhere).
-      const output = readFileSync(paths.log).subarray(logOffset).toString("utf8").trim();
-      const last = output.split("\n").at(-1);
-      throw new Error(
-        last
-          ? `${last.replace(/^studio: /, "")} (see ${paths.log})`
-          : `the studio exited with code ${exited} and printed nothing (see ${paths.log})`,
-      );
+  try {
+    while (Date.now() < deadline) {
+      if (exited !== null) {
+        // Every message sent before the exit has arrived once the channel is closed.
+        await Promise.race([channelClosed, sleep(1_000)]);
+        // logOffset counts bytes: slice the bytes, then decode (a string index would cut elsewhere).
+        const output = readFileSync(paths.log).subarray(logOffset).toString("utf8").trim();
+        const last = fatal ?? output.split("\n").at(-1);
+        throw new Error(
+          last
+            ? `${last.replace(/^studio: /, "")} (see ${paths.log})`
+            : `the studio exited with code ${exited} and printed nothing (see ${paths.log})`,
+        );
+      }
+      const holder = runningStudio(home);
+      if (holder && holder.pid === child.pid) {
+        try {
+          // Another program may answer on that port: only our server's own answer counts.
+          if ((await askPid(holder.url)) === child.pid) return holder;
+        } catch {}
+      }
+      await sleep(100);
     }
-    const holder = runningStudio(home);
-    if (holder && holder.pid === child.pid) {
-      try {
-        // Another program may answer on that port: only our server's own answer counts.
-        if ((await askPid(holder.url)) === child.pid) return holder;
-      } catch {}
-    }
-    await sleep(100);
+    throw new Error(`the studio did not answer within ${timeoutMs / 1000} s; see ${paths.log}`);
+  } finally {
+    // The studio outlives this command: the channel goes, so neither waits on the other.
+    if (child.connected) child.disconnect();
   }
-  throw new Error(`the studio did not answer within ${timeoutMs / 1000} s; see ${paths.log}`);
 }
 
 /**

@@ -3,6 +3,7 @@
 import { usePathname, useRouter, useSearchParams } from "next/navigation";
 import { useTranslation } from "react-i18next";
 import type { TaskStatusName } from "../trpc/types";
+import { ConditionBanners } from "./ConditionBanners";
 import { CreateTaskForm } from "./CreateTaskForm";
 import { LiveIndicator } from "./LiveIndicator";
 import { RestartBanner } from "./RestartBanner";
@@ -41,6 +42,7 @@ export function FinetunePage() {
   return (
     <main className="finetune">
       <div className="finetune-banner">
+        <ConditionBanners />
         <RestartBanner />
       </div>
       <div className="finetune-list">

@@ -13,6 +13,15 @@ export function useFormat() {
         new Date(value),
       );
     },
+    /** A time of today to the second, on a 24-hour clock: 14:03:07. */
+    time(value: string | Date): string {
+      return new Intl.DateTimeFormat(locale, {
+        hour: "2-digit",
+        minute: "2-digit",
+        second: "2-digit",
+        hourCycle: "h23",
+      }).format(new Date(value));
+    },
     /** For table cells: minutes are enough, and the column stays narrow. */
     shortDateTime(value: string | Date): string {
       return new Intl.DateTimeFormat(locale, { dateStyle: "short", timeStyle: "short" }).format(

@@ -232,6 +232,13 @@ export const en = {
       "The studio restarted at {{time}}. Training went on: {{count}} running tasks were re-attached.",
     dismiss: "Dismiss",
   },
+  condition: {
+    databaseDown: "Database unreachable, retrying since {{since}}.",
+    databaseDiskFull: "Database writes failing (disk full), retrying since {{since}}.",
+    diskLow: "{{free}} MB free on {{path}}; launches stop below {{floor}} MB.",
+    diskFull:
+      "Disk full: {{free}} MB free on {{path}}, under the {{floor}} MB floor. No task starts and no dataset is uploaded until space is freed; queued tasks wait.",
+  },
   datasets: {
     stored: "Stored datasets",
     choose: "Choose a dataset…",

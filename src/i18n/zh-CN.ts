@@ -232,6 +232,13 @@ export const zhCN: Messages = {
     restarted_other: "工作室已于 {{time}} 重启。训练未中断：已重新接管 {{count}} 个运行中的任务。",
     dismiss: "知道了",
   },
+  condition: {
+    databaseDown: "无法连接数据库，自 {{since}} 起持续重试。",
+    databaseDiskFull: "数据库写入失败（磁盘已满），自 {{since}} 起持续重试。",
+    diskLow: "{{path}} 仅剩 {{free}} MB 可用空间；低于 {{floor}} MB 时将停止启动任务。",
+    diskFull:
+      "磁盘已满：{{path}} 仅剩 {{free}} MB，低于 {{floor}} MB 的下限。释放空间之前不会启动任务，也不接受数据集上传；排队的任务将继续等待。",
+  },
   datasets: {
     stored: "已存数据集",
     choose: "选择数据集…",

@@ -26,6 +26,12 @@ export function diskVerdict(freeBytes: number, floorBytes: number): DiskSpace["v
   return "ok";
 }
 
+/** Bytes an unprivileged writer may still use on the file system holding `path`. */
+export async function freeBytes(path: string): Promise<number> {
+  const st = await statfs(path);
+  return Number(st.bavail) * Number(st.bsize);
+}
+
 /**
  * Free space where the studio writes: STUDIO_HOME (the embedded database, datasets) and its tasks
  * folder (logs, checkpoints), which an operator may mount elsewhere. The fuller one counts.
@@ -34,11 +40,10 @@ export async function diskSpace(home: string, floorMb: number): Promise<DiskSpac
   const floorBytes = floorMb * MiB;
   let worst: DiskSpace | null = null;
   for (const path of [home, join(home, "tasks")]) {
-    const st = await statfs(path).catch(() => null);
-    if (!st) continue;
-    const freeBytes = Number(st.bavail) * Number(st.bsize);
-    if (worst && worst.freeBytes <= freeBytes) continue;
-    worst = { path, freeBytes, floorBytes, verdict: diskVerdict(freeBytes, floorBytes) };
+    const free = await freeBytes(path).catch(() => null);
+    if (free === null) continue;
+    if (worst && worst.freeBytes <= free) continue;
+    worst = { path, freeBytes: free, floorBytes, verdict: diskVerdict(free, floorBytes) };
   }
   if (!worst) throw new Error(`cannot read the free space of ${home}`);
   return worst;

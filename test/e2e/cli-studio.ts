@@ -21,7 +21,10 @@ export class CliStudio {
   readonly client: StudioClient;
   private readonly env: NodeJS.ProcessEnv;
 
-  private constructor(readonly port: number) {
+  private constructor(
+    readonly port: number,
+    extraEnv: Record<string, string>,
+  ) {
     this.url = `http://127.0.0.1:${port}`;
     this.env = {
       ...process.env,
@@ -32,12 +35,18 @@ export class CliStudio {
       STUDIO_TOKEN: "",
       DATABASE_URL: "",
       STUDIO_ALLOW_COMMAND_TRAINER: "1",
+      ...extraEnv,
     };
     this.client = createClient(this.url);
   }
 
-  static async start(): Promise<CliStudio> {
-    const studio = new CliStudio(await freePort());
+  /** `prepare` runs on the empty home before the studio starts (to mount a small disk there). */
+  static async start(
+    extraEnv: Record<string, string> = {},
+    prepare: (home: string) => void = () => {},
+  ): Promise<CliStudio> {
+    const studio = new CliStudio(await freePort(), extraEnv);
+    prepare(studio.home);
     await studio.cli("start");
     return studio;
   }

@@ -5,6 +5,7 @@ import { initTRPC } from "@trpc/server";
 import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { createInstance } from "i18next";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { conditionBanners } from "../../src/components/condition-banners";
 import { appendLogLines } from "../../src/components/log-lines";
 import { progressPercent } from "../../src/components/progress-percent";
 import { serverValidationIssues } from "../../src/components/server-issues";
@@ -222,5 +223,51 @@ describe("progress and language", () => {
         typeof v === "object" ? keys(v, `${prefix}${k}.`) : [`${prefix}${k}`],
       );
     expect(keys(resources["zh-CN"].translation)).toEqual(keys(resources.en.translation));
+  });
+});
+
+describe("condition banners", () => {
+  const MiB = 1024 * 1024;
+  const disk = (freeMb: number, verdict: "ok" | "low" | "full") => ({
+    path: "/home/u/.finetune-studio",
+    freeBytes: freeMb * MiB,
+    floorBytes: 100 * MiB,
+    verdict,
+  });
+  const since = new Date("2026-01-02T03:04:05Z");
+
+  it("shows nothing while the database works and the disk has room", () => {
+    expect(conditionBanners({ database: { status: "ok" }, disk: disk(900, "ok") })).toEqual([]);
+    expect(conditionBanners({ database: { status: "ok" }, disk: null })).toEqual([]);
+  });
+
+  it("says since when the database fails, unreachable or unable to write", () => {
+    const failing = (kind: "unreachable" | "disk-full") =>
+      conditionBanners({
+        database: { status: "failing", kind, message: "connection refused", since },
+        disk: disk(900, "ok"),
+      });
+    expect(failing("unreachable")).toEqual([
+      {
+        id: "database",
+        tone: "error",
+        key: "condition.databaseDown",
+        values: { since },
+        detail: "connection refused",
+      },
+    ]);
+    expect(failing("disk-full")[0]?.key).toBe("condition.databaseDiskFull");
+  });
+
+  it("warns before the floor and says when it is reached, with the figures", () => {
+    const [low] = conditionBanners({ database: { status: "ok" }, disk: disk(150.7, "low") });
+    expect(low).toEqual({
+      id: "disk",
+      tone: "warning",
+      key: "condition.diskLow",
+      values: { free: 150, path: "/home/u/.finetune-studio", floor: 100 },
+    });
+    const [full] = conditionBanners({ database: { status: "ok" }, disk: disk(3, "full") });
+    expect(full).toMatchObject({ tone: "error", key: "condition.diskFull", values: { free: 3 } });
   });
 });

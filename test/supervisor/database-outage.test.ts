@@ -10,7 +10,8 @@ import { killGroups, waitFor } from "../helpers/wait";
  * trainer exits while the database refuses every connection (backends terminated,
  * `allow_connections` off for 12 s). Once it is back, the task must end as recorded within
  * seconds, with its last step, and the queued task behind it must start: nothing that failed to
- * be written is dropped.
+ * be written is dropped. Meanwhile the studio must say since when the database fails, answer
+ * studio.info without it, fail page reads fast, and clear the failure once the database is back.
  */
 describe.skipIf(!process.env.DATABASE_URL)("a database outage (postgres)", () => {
   let studio: TestStudio;
@@ -57,9 +58,45 @@ describe.skipIf(!process.env.DATABASE_URL)("a database outage (postgres)", () =>
     await waitFor("some output", () => studio.logOf(first.id).length >= 5);
 
     await outage(database, true);
+    const outageStarted = new Date();
     writeFileSync(until, "");
-    await new Promise((r) => setTimeout(r, 12_000));
+    // Meanwhile the studio answers at once: studio.info says since when the database fails
+    // (without the counts it cannot read), and a page read fails fast instead of hanging.
+    const failing = await waitFor(
+      "studio.info to report the outage",
+      async () => {
+        const info = await studio.client.studio.info.query();
+        return info.databaseHealth.status === "failing" ? info : null;
+      },
+      10_000,
+      200,
+    );
+    expect(failing.databaseHealth).toMatchObject({ kind: "unreachable" });
+    const since = (failing.databaseHealth as { since: Date }).since;
+    expect(since.getTime()).toBeGreaterThanOrEqual(outageStarted.getTime() - 1_000);
+    const readStarted = Date.now();
+    // bounded, so that a read that hangs fails the time check below instead of the whole test
+    await expect(
+      studio.client.task.list.query(undefined, { signal: AbortSignal.timeout(10_000) }),
+    ).rejects.toThrow();
+    expect(Date.now() - readStarted).toBeLessThan(7_000);
+    const infoStarted = Date.now();
+    const during = await studio.client.studio.info.query(undefined, {
+      signal: AbortSignal.timeout(10_000),
+    });
+    expect(Date.now() - infoStarted).toBeLessThan(4_000);
+    expect(during.counts).toBeNull();
+    expect(during.databaseHealth).toMatchObject({ status: "failing", since });
+    await new Promise((r) =>
+      setTimeout(r, Math.max(0, outageStarted.getTime() + 12_000 - Date.now())),
+    );
     await outage(database, false);
+    await waitFor(
+      "the health to clear",
+      async () => (await studio.client.studio.info.query()).databaseHealth.status === "ok",
+      10_000,
+      200,
+    );
 
     const done = await waitFor(
       "the first task to complete",

@@ -117,7 +117,7 @@ export class PostgresSupervisionLease implements SupervisionLease {
  * the same fencing trigger holds.
  */
 export class PgliteSupervisionLease implements SupervisionLease {
-  constructor(private readonly client: PGlite) {}
+  constructor(private readonly client: Pick<PGlite, "query">) {}
 
   async tryAcquire(holder: SupervisionHolder): Promise<SupervisionClaim> {
     const { rows } = await this.client.query<ClaimRow>(CLAIM_SQL, [holder]);

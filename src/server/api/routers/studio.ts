@@ -1,22 +1,77 @@
 import { TRPCError } from "@trpc/server";
-import { diskSpace } from "../../disk-space";
+import { conditionKey, studioCondition } from "../../studio-condition";
 import { countByStatus } from "../../tasks/repository";
 import { mutatingProcedure, publicProcedure, router } from "../trpc";
 
+/** How long studio.info waits for the task counts: it answers without them when the database does not. */
+const COUNTS_TIMEOUT_MS = 2_000;
+/** How often the condition stream looks at the disk (health changes are pushed at once). */
+const DISK_EVERY_MS = 5_000;
+
 export const studioRouter = router({
-  info: publicProcedure.query(async ({ ctx }) => ({
-    version: ctx.version,
-    startedAt: ctx.startedAt,
-    pid: process.pid,
-    database: ctx.database.kind,
-    home: ctx.env.STUDIO_HOME,
-    readOnly: ctx.readOnly,
-    concurrency: ctx.env.STUDIO_CONCURRENCY,
-    gpus: ctx.env.STUDIO_GPUS,
-    counts: await countByStatus(ctx.database.db),
-    /** Free space on STUDIO_HOME against the floor: the page warns when it is low. */
-    disk: await diskSpace(ctx.env.STUDIO_HOME, ctx.env.STUDIO_MIN_FREE_MB),
-  })),
+  info: publicProcedure.query(async ({ ctx }) => {
+    let timer: NodeJS.Timeout | undefined;
+    const counts = await Promise.race([
+      countByStatus(ctx.database.db),
+      new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), COUNTS_TIMEOUT_MS);
+      }),
+    ])
+      .catch(() => null)
+      .finally(() => clearTimeout(timer));
+    const condition = await studioCondition(ctx);
+    return {
+      version: ctx.version,
+      startedAt: ctx.startedAt,
+      pid: process.pid,
+      database: ctx.database.kind,
+      home: ctx.env.STUDIO_HOME,
+      readOnly: ctx.readOnly,
+      concurrency: ctx.env.STUDIO_CONCURRENCY,
+      gpus: ctx.env.STUDIO_GPUS,
+      /** Tasks per status; null when the database did not answer in time. */
+      counts,
+      /** Whether database calls work, or since when they fail and why. */
+      databaseHealth: condition.database,
+      /** Free space on STUDIO_HOME against the floor: the page warns when it is low. */
+      disk: condition.disk,
+    };
+  }),
+
+  /** The database's health and the free space, now and whenever either changes: one stream per page. */
+  onCondition: publicProcedure.subscription(async function* ({ ctx, signal }) {
+    const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
+    // Woken by a health change (at once), by the end of the stream, or every few seconds for the disk.
+    let wake: () => void = () => {};
+    let changed = false;
+    const unsubscribe = ctx.database.health.onChange(() => {
+      changed = true;
+      wake();
+    });
+    stop.addEventListener("abort", () => wake());
+    let last = "";
+    try {
+      while (!stop.aborted) {
+        changed = false;
+        const condition = await studioCondition(ctx);
+        const key = conditionKey(condition);
+        if (key !== last) {
+          last = key;
+          yield condition;
+        }
+        // a change that came while this one was read or sent is not waited for
+        if (changed || stop.aborted) continue;
+        let timer: NodeJS.Timeout | undefined;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          timer = setTimeout(resolve, DISK_EVERY_MS);
+        });
+        clearTimeout(timer);
+      }
+    } finally {
+      unsubscribe();
+    }
+  }),
 
   /**
    * Rebuilds the tasks the database lost from their folders (as `studio start` does at boot)
