@@ -8,6 +8,7 @@ import { DatasetStore } from "./server/datasets/store";
 import { openDatabase } from "./server/db/client";
 import { loadEnv } from "./server/env";
 import { StudioBus } from "./server/events/bus";
+import { HfPeftReadiness } from "./server/hf-peft-readiness";
 import { studioPaths } from "./server/home";
 import { acquireHomeLock } from "./server/home-lock";
 import { createStudioHttp } from "./server/http/handler";
@@ -37,6 +38,7 @@ async function main() {
   const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
   const bus = new StudioBus();
   const datasets = new DatasetStore(paths.datasets, env.STUDIO_DATASET_ROOTS);
+  const hfPeft = new HfPeftReadiness(env.STUDIO_PYTHON, env.STUDIO_HOME);
   const releaseSupervisorLock = await database.trySupervisorLock();
   const supervisor = releaseSupervisorLock
     ? new Supervisor({
@@ -45,6 +47,7 @@ async function main() {
         bus,
         executor: executorFromEnv(env),
         datasets,
+        hfPeft,
         log,
       })
     : null;
@@ -60,6 +63,7 @@ async function main() {
     database,
     bus,
     datasets,
+    hfPeft,
     supervisor,
     startedAt: new Date(),
     version,

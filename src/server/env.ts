@@ -70,7 +70,12 @@ const envSchema = z
       )
       .pipe(z.array(z.string().regex(/^[0-9A-Za-z-]+$/, "GPU ids are digits or UUIDs"))),
     STUDIO_CANCEL_GRACE_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
-    STUDIO_PYTHON: z.string().min(1).default("python3"),
+    /** The hf-peft trainer's interpreter; unset: the one `studio setup hf-peft` recorded, else python3. */
+    STUDIO_PYTHON: z
+      .string()
+      .min(1)
+      .optional()
+      .or(z.literal("").transform(() => undefined)),
     STUDIO_ALLOW_COMMAND_TRAINER: flag,
     STUDIO_AUTO_RESUME: flag,
     /** Extra folders (colon-separated, absolute) whose datasets may be registered by path. */

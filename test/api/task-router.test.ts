@@ -8,6 +8,7 @@ import { DatasetStore } from "../../src/server/datasets/store";
 import type { Database } from "../../src/server/db/client";
 import { loadEnv } from "../../src/server/env";
 import { StudioBus } from "../../src/server/events/bus";
+import { HfPeftReadiness } from "../../src/server/hf-peft-readiness";
 import { createTestDatabase, type TestDatabase, testDatabaseKinds } from "../helpers/databases";
 
 describe.each(testDatabaseKinds())("task router on %s", (kind) => {
@@ -26,6 +27,7 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
       database,
       bus: new StudioBus(),
       datasets: new DatasetStore(join(home, "datasets"), []),
+      hfPeft: new HfPeftReadiness(env.STUDIO_PYTHON, home),
       supervisor: null,
       startedAt: new Date(),
       version: "test",

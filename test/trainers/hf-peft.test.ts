@@ -1,9 +1,10 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { PREFLIGHT_SCRIPT, runPreflight } from "../../src/trainers/hf-peft/preflight";
+import { PreflightCache } from "../../src/trainers/hf-peft/preflight-cache";
 import { hfPeftScriptPath } from "../../src/trainers/launch";
 
 const TRAIN_SCRIPT = hfPeftScriptPath(join(import.meta.dirname, "../../dist"));
@@ -67,13 +68,13 @@ describe("hf-peft trainer scripts", () => {
     expect(result.ok).toBe(false);
     expect(result.problems).toEqual(
       ["torch", "transformers", "peft", "accelerate"].map(
-        (name) => `${name} is not installed for ${result.details.executable} (pip install ${name})`,
+        (name) => `${name} is not installed for ${result.details.executable}`,
       ),
     );
     expect(result.details).toMatchObject({
       python: expect.stringMatching(/^3\.\d+\.\d+$/),
       packages: { torch: { ok: false, version: null } },
-      cuda: { available: false, device_count: 0 },
+      cuda: { available: false, device_count: 0, version: null, devices: [] },
     });
   });
 
@@ -87,7 +88,7 @@ describe("hf-peft trainer scripts", () => {
     const result = await runPreflight(join(dir, "no-such-python"));
     expect(result.ok).toBe(false);
     expect(result.problems).toEqual([
-      `Python interpreter not found: ${join(dir, "no-such-python")} (set STUDIO_PYTHON to a Python 3 with torch, transformers and peft)`,
+      `Python interpreter not found: ${join(dir, "no-such-python")} (run "studio setup hf-peft", or set STUDIO_PYTHON to a Python 3 with torch, transformers and peft)`,
     ]);
   });
 
@@ -107,5 +108,43 @@ describe("hf-peft trainer scripts", () => {
     chmodSync(slow, 0o755);
     const result = await runPreflight(slow, { timeoutMs: 200 });
     expect(result.problems).toEqual([`the preflight check with ${slow} took more than 0.2 s`]);
+  });
+
+  it("caches a preflight per interpreter until a package is installed or removed", async () => {
+    // A real environment of its own (no pip: made in a fraction of a second), so this test can
+    // install a package by hand.
+    const venv = join(dir, "venv");
+    execFileSync(python, ["-m", "venv", "--without-pip", venv]);
+    const venvPython = join(venv, "bin", "python");
+    let runs = 0;
+    const cache = new PreflightCache((interpreter) => {
+      runs++;
+      return runPreflight(interpreter);
+    });
+    const first = await cache.check(venvPython);
+    expect(first.ok).toBe(false);
+    const [site] = first.details.site_dirs as string[];
+    expect(site).toMatch(/site-packages$/);
+    const [again] = await Promise.all([cache.check(venvPython), cache.check(venvPython)]);
+    expect(again).toBe(first);
+    expect(runs).toBe(1);
+
+    // "Installing" peft: a package folder appears in site-packages, so the result is stale.
+    mkdirSync(join(site!, "peft"));
+    writeFileSync(join(site!, "peft", "__init__.py"), "__version__ = '0.0.1'\n");
+    const after = await cache.check(venvPython);
+    expect(runs).toBe(2);
+    expect((after.details.packages as Record<string, unknown>).peft).toEqual({
+      ok: true,
+      version: "0.0.1",
+    });
+    await cache.check(venvPython);
+    expect(runs).toBe(2);
+
+    // An interpreter that cannot be found is asked again each time.
+    const missing = join(dir, "missing-python");
+    await cache.check(missing);
+    await cache.check(missing);
+    expect(runs).toBe(4);
   });
 });

@@ -184,7 +184,7 @@ export class Launcher {
       const command = trainerCommand(config, {
         nodePath: process.execPath,
         distDir: DIST_DIR,
-        pythonPath: env.STUDIO_PYTHON,
+        pythonPath: this.ctx.hfPeft.interpreter().path,
         allowCommandTrainer: env.STUDIO_ALLOW_COMMAND_TRAINER,
         baseEnv: process.env,
       });

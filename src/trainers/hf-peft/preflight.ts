@@ -39,7 +39,7 @@ export function runPreflight(
           resolve({ ok: false, problems: [problem], details: { stderr: stderr.trim() } });
         if (error && (error as NodeJS.ErrnoException).code === "ENOENT") {
           return failed(
-            `Python interpreter not found: ${pythonPath} (set STUDIO_PYTHON to a Python 3 with torch, transformers and peft)`,
+            `Python interpreter not found: ${pythonPath} (run "studio setup hf-peft", or set STUDIO_PYTHON to a Python 3 with torch, transformers and peft)`,
           );
         }
         if (error?.killed) {

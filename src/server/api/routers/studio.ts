@@ -1,4 +1,5 @@
 import { diskSpace } from "../../disk-space";
+import { HF_PEFT_SETUP_COMMAND } from "../../hf-peft-readiness";
 import { countByStatus } from "../../tasks/repository";
 import { publicProcedure, router } from "../trpc";
 
@@ -15,5 +16,9 @@ export const studioRouter = router({
     counts: await countByStatus(ctx.database.db),
     /** Free space on STUDIO_HOME against the floor: the page warns when it is low. */
     disk: await diskSpace(ctx.env.STUDIO_HOME, ctx.env.STUDIO_MIN_FREE_MB),
+  })),
+  /** Whether each trainer that needs more than the studio can run: the create form says so. */
+  trainers: publicProcedure.query(async ({ ctx }) => ({
+    hfPeft: { ...(await ctx.hfPeft.check()), setupCommand: HF_PEFT_SETUP_COMMAND },
   })),
 });
