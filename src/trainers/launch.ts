@@ -28,8 +28,8 @@ export interface TrainerCommand {
 const STUDIO_SECRETS = new Set(["STUDIO_TOKEN", "DATABASE_URL"]);
 
 /** The Python trainer's path, found from the bundles' folder so it works from any install. */
-export function hfPeftScriptPath(distDir: string): string {
-  return resolve(distDir, "..", "src", "trainers", "hf-peft", "train.py");
+export function hfPeftScriptPath(distDir: string, script = "train.py"): string {
+  return resolve(distDir, "..", "src", "trainers", "hf-peft", script);
 }
 
 /** Decides how a task's trainer is started; pure, so every kind's argv is tested exactly. */

@@ -14,10 +14,14 @@ import { writeJsonAtomic } from "../../runner/atomic-json";
 export const SETUP_RECORD_VERSION = 1;
 export const SETUP_RECORD_FILE = "hf-peft.json";
 
-const preflightResultSchema = z.object({
-  ok: z.boolean(),
-  problems: z.array(z.string()),
-  details: z.record(z.string(), z.unknown()),
+/** A preflight report with the fingerprint it holds for (see preflight-cache.ts). */
+export const preflightEntrySchema = z.object({
+  result: z.object({
+    ok: z.boolean(),
+    problems: z.array(z.string()),
+    details: z.record(z.string(), z.unknown()),
+  }),
+  fingerprint: z.array(z.string()),
 });
 
 export const setupRecordSchema = z.object({
@@ -31,7 +35,7 @@ export const setupRecordSchema = z.object({
   torchRequirement: z.string(),
   setupAt: z.string(),
   /** The preflight report at setup, reused while `fingerprint` still describes the interpreter. */
-  preflight: z.object({ result: preflightResultSchema, fingerprint: z.array(z.string()) }),
+  preflight: preflightEntrySchema,
 });
 export type SetupRecord = z.infer<typeof setupRecordSchema>;
 

@@ -7,10 +7,10 @@ import { writeJsonAtomic } from "../../runner/atomic-json";
 import { acquireHomeLock, HomeLockedError } from "../../server/home-lock";
 import { PACKAGE_ROOT } from "../../server/package-root";
 import { parsePipConfigList, pipSources } from "./pip-sources";
-import { PreflightCache } from "./preflight-cache";
+import { PreflightCache, type PreflightEntry } from "./preflight-cache";
 import { requirementsHash, torchRequirementOf, withTorch } from "./requirements";
 import {
-  readSetupRecord,
+  preflightEntrySchema,
   SETUP_RECORD_VERSION,
   type SetupRecord,
   writeSetupRecord,
@@ -86,13 +86,14 @@ export async function setupHfPeft(options: SetupOptions): Promise<SetupRecord> {
     release();
   }
 
+  // The environment keeps its last preflight report: another home set up with the same
+  // environment, or the same setup run again, imports nothing while the packages are unchanged.
   const cache = new PreflightCache();
-  const earlier = readSetupRecord(home);
-  if (earlier && "record" in earlier && earlier.record.python === python) {
-    cache.remember(python, earlier.record.preflight);
-  }
+  const kept = readKeptPreflight(venv);
+  if (kept) cache.remember(python, kept);
   const result = await cache.check(python);
   const entry = cache.entry(python);
+  if (entry && entry !== kept) writeJsonAtomic(join(venv, PREFLIGHT_FILE), entry);
   if (!result.ok || !entry) {
     throw new Error(
       `the environment ${venv} cannot run the hf-peft trainer: ${result.problems.join("; ") || "its interpreter could not be found"}`,
@@ -213,6 +214,19 @@ function stream(file: string, args: string[], what: string, quiet: boolean): Pro
       );
     });
   });
+}
+
+const PREFLIGHT_FILE = "studio-preflight.json";
+
+function readKeptPreflight(venv: string): PreflightEntry | null {
+  try {
+    const parsed = preflightEntrySchema.safeParse(
+      JSON.parse(readFileSync(join(venv, PREFLIGHT_FILE), "utf8")),
+    );
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
 }
 
 function readStamp(venv: string): Stamp | null {
