@@ -39,6 +39,7 @@ interface CreateOptions {
   loraAlpha?: number;
   seed?: number;
   saveSteps?: number;
+  processes?: number;
   json?: boolean;
 }
 
@@ -107,6 +108,7 @@ export function registerTaskCommands(task: Command) {
     .option("--lora-alpha <x>", "LoRA alpha", num)
     .option("--seed <n>", "random seed", int)
     .option("--save-steps <n>", "checkpoint every N steps", int)
+    .option("--processes <n>", "hf-peft on the CPU: processes training together (torchrun)", int)
     .option("--json", "machine-readable output")
     .action(async (opts: CreateOptions) => {
       const hyperparameters = Object.fromEntries(
@@ -119,6 +121,7 @@ export function registerTaskCommands(task: Command) {
           loraAlpha: opts.loraAlpha,
           seed: opts.seed,
           saveSteps: opts.saveSteps,
+          processes: opts.processes,
         }).filter(([, v]) => v !== undefined),
       );
       const created = await connect().task.create.mutate({

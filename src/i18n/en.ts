@@ -155,6 +155,7 @@ export const en = {
       evalSteps: "Eval every (steps)",
       saveSteps: "Save every (steps)",
       loggingSteps: "Log every (steps)",
+      processes: "Processes (torchrun)",
     },
     attempt: {
       number: "Attempt {{number}}",

@@ -157,6 +157,7 @@ export const zhCN: Messages = {
       evalSteps: "评估间隔（步）",
       saveSteps: "保存间隔（步）",
       loggingSteps: "日志间隔（步）",
+      processes: "进程数（torchrun）",
     },
     attempt: {
       number: "第 {{number}} 次运行",

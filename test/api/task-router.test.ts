@@ -113,6 +113,21 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
     ).rejects.toThrow(/GPUs/);
   });
 
+  it("takes several processes for hf-peft on the CPU only", async () => {
+    const hf = { ...valid, trainer: "hf-peft" as const, model: "org/model" };
+    const task = await caller.task.create({ ...hf, hyperparameters: { processes: 2 } });
+    expect(task.hyperparameters.processes).toBe(2);
+    await expect(
+      caller.task.create({ ...valid, hyperparameters: { processes: 2 } }),
+    ).rejects.toThrow(/only the hf-peft trainer runs several processes/);
+    await expect(
+      caller.task.create({ ...hf, gpus: 1, hyperparameters: { processes: 2 } }),
+    ).rejects.toThrow(/one process per GPU/);
+    await expect(caller.task.create({ ...hf, hyperparameters: { processes: 0 } })).rejects.toThrow(
+      /"processes"[\s\S]*expected number to be >=1/,
+    );
+  });
+
   it("deletes a task that is not running; unknown ids are NOT_FOUND", async () => {
     const task = await caller.task.create(valid);
     await caller.task.delete({ id: task.id });

@@ -401,20 +401,35 @@ describe("real recorded output", () => {
     );
   }
 
-  it("train.py: every loss, eval loss and the summary its progress.jsonl has, in order, and the last step", async () => {
-    const { values, state } = await parseRecording("train-py.log");
-    const events = readFileSync(join(dir, "train-py.progress.jsonl"), "utf8")
+  /** What train.py's own progress.jsonl says it logged, as the parser should read it. */
+  function progressTruth(name: string): Value[] {
+    const events = readFileSync(join(dir, name), "utf8")
       .trim()
       .split("\n")
       .map((line) => JSON.parse(line) as Record<string, number | string>);
-    const expected = events.flatMap((e): Value[] => {
+    return events.flatMap((e): Value[] => {
       if (e.event === "progress") return [["loss", g4(e.loss as number)]];
       if (e.event === "eval") return [["eval_loss", g4(e.eval_loss as number)]];
       if (e.event === "completed") return [["train_loss", g4(e.train_loss as number)]];
       return [];
     });
-    expect(values).toEqual(expected);
+  }
+
+  it("train.py: every loss, eval loss and the summary its progress.jsonl has, in order, and the last step", async () => {
+    const { values, state } = await parseRecording("train-py.log");
+    expect(values).toEqual(progressTruth("train-py.progress.jsonl"));
     expect(state).toMatchObject({ step: 46, totalSteps: 46, percent: 100 });
+  });
+
+  it("train.py under torchrun, a worker killed: every dict before the failure, none from the tracebacks", async () => {
+    const { values, state, lines } = await parseRecording("torchrun-worker-killed.log");
+    expect(lines.some((l) => l.includes("Root Cause (first observed failure)"))).toBe(true);
+    expect(lines).toContainEqual(
+      expect.stringMatching(/^\[hf-peft\] worker rank 1 .* was killed by SIGKILL/),
+    );
+    expect(values).toEqual(progressTruth("torchrun-worker-killed.progress.jsonl"));
+    expect(state.step).toBeGreaterThan(0);
+    expect(state.percent).toBeLessThan(100);
   });
 
   it("a Trainer script with PrinterCallback: the dicts printed after unfinished bars too", async () => {

@@ -163,6 +163,24 @@ describe("reduceProgress with progress.jsonl events", () => {
     expect(stopped).toMatchObject({ step: 60, etaSeconds: null, lastCheckpoint: { step: 50 } });
   });
 
+  it("keeps the last reason a trainer gives for failing, and starts without one", () => {
+    expect(initialProgress().failure).toBeNull();
+    const { state, metrics } = run([
+      progress(step(10, 1)),
+      progress({ event: "failed", reason: "RuntimeError: connection reset by peer" }),
+      progress({
+        event: "failed",
+        reason: "worker rank 1 (local rank 1, pid 7) was killed by SIGKILL",
+      }),
+    ]);
+    expect(state).toMatchObject({
+      step: 10,
+      failure: "worker rank 1 (local rank 1, pid 7) was killed by SIGKILL",
+    });
+    expect(metrics).toHaveLength(0);
+    expect(parseProgressLine('{"event": "failed", "reason": ""}')).toBeNull();
+  });
+
   it("keeps the last finite value when a trainer reports nan", () => {
     const { state, metrics } = run([
       progress(step(1, 1, { loss: 2 })),

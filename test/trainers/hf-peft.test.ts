@@ -1,5 +1,5 @@
-import { execFileSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -82,6 +82,33 @@ describe("hf-peft trainer scripts", () => {
     const result = await runPreflight(python);
     expect(result.details.python).toMatch(/^3\.\d+\.\d+$/);
     expect(result.ok).toBe(result.problems.length === 0);
+  });
+
+  it('train.py says why it fails in a "failed" event before it exits', () => {
+    // A checkpoint that is not there fails before torch is imported: any python3 will do.
+    const task = join(dir, "failing-task");
+    mkdirSync(task);
+    const config = {
+      taskId: "t",
+      attempt: 2,
+      trainer: "hf-peft",
+      model: "m",
+      dataset: { path: join(task, "d.jsonl"), format: "alpaca" },
+      taskDir: task,
+      hyperparameters: {},
+      resumeFrom: join(task, "checkpoints", "checkpoint-9"),
+    };
+    writeFileSync(join(task, "config.json"), JSON.stringify(config));
+    const result = spawnSync(python, [TRAIN_SCRIPT, "--task-dir", task], { encoding: "utf8" });
+    expect(result.status).toBe(1);
+    const events = readFileSync(join(task, "progress.jsonl"), "utf8").trim().split("\n");
+    expect(events.map((line) => JSON.parse(line))).toEqual([
+      {
+        event: "failed",
+        time: expect.any(Number),
+        reason: `checkpoint to resume from does not exist: ${config.resumeFrom}`,
+      },
+    ]);
   });
 
   it("preflight says so when the interpreter is missing", async () => {

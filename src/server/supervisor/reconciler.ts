@@ -263,7 +263,7 @@ export class Reconciler {
           status: decision.status,
           reason:
             decision.status === "failed"
-              ? decision.reason + (await this.fullDiskNote())
+              ? decision.reason + (await this.trainerSaid(task.id)) + (await this.fullDiskNote())
               : decision.reason,
           exitCode: decision.exitCode,
           signal: decision.signal,
@@ -303,6 +303,15 @@ export class Reconciler {
       default:
         break;
     }
+  }
+
+  /**
+   * ": <reason>" when the trainer said why it failed (a "failed" event of this attempt, read by
+   * the monitor's drain before this runs), else "".
+   */
+  private async trainerSaid(taskId: string): Promise<string> {
+    const progress = (await getTask(this.ctx.db, taskId))?.progress as { failure?: unknown };
+    return typeof progress?.failure === "string" ? `: ${progress.failure}` : "";
   }
 
   /**
