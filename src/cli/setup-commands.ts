@@ -58,7 +58,7 @@ export function registerSetupCommands(setup: Command) {
     );
 }
 
-export function describeSetup(record: SetupRecord, recordPath: string): string {
+function describeSetup(record: SetupRecord, recordPath: string): string {
   const summary = summarizePreflight(record.preflight.result.details);
   const { torch, transformers, peft, accelerate } = summary.packages;
   return [

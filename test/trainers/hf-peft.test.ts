@@ -111,6 +111,30 @@ describe("hf-peft trainer scripts", () => {
     ]);
   });
 
+  it("studio setup hf-peft refuses what it cannot use, before installing anything", () => {
+    const cli = join(import.meta.dirname, "../../dist/cli.js");
+    const setup = (...args: string[]) =>
+      spawnSync(process.execPath, [cli, "setup", "hf-peft", ...args], {
+        encoding: "utf8",
+        env: { ...process.env, STUDIO_HOME: join(dir, "setup-home") },
+      });
+    const missing = setup("--python", join(dir, "no-such-python"));
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain(
+      `studio: Python interpreter not found: ${join(dir, "no-such-python")} (give one with --python)`,
+    );
+    expect(setup("--torch", "torch>=2").stderr).toContain(
+      'studio: --torch takes an exact pin such as torch==2.13.0, not "torch>=2"',
+    );
+    const foreign = join(dir, "not-an-environment");
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, "notes.txt"), "mine");
+    expect(setup("--venv", foreign).stderr).toContain(
+      `studio: ${foreign} exists and was not made by "studio setup"; choose another --venv`,
+    );
+    expect(readFileSync(join(foreign, "notes.txt"), "utf8")).toBe("mine");
+  });
+
   it("preflight says so when the interpreter is missing", async () => {
     const result = await runPreflight(join(dir, "no-such-python"));
     expect(result.ok).toBe(false);

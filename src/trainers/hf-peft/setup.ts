@@ -49,6 +49,8 @@ const stampSchema = z.object({
 });
 type Stamp = z.infer<typeof stampSchema>;
 const STAMP_FILE = "studio-setup.json";
+/** The environment's last preflight report (a PreflightEntry), kept inside it. */
+const PREFLIGHT_FILE = "studio-preflight.json";
 
 /**
  * `studio setup hf-peft`: a virtual environment with the pinned requirements, checked by the
@@ -216,7 +218,6 @@ function stream(file: string, args: string[], what: string, quiet: boolean): Pro
   });
 }
 
-const PREFLIGHT_FILE = "studio-preflight.json";
 
 function readKeptPreflight(venv: string): PreflightEntry | null {
   try {
