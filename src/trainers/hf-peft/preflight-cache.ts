@@ -85,12 +85,12 @@ export async function interpreterFingerprint(
   if (!file) return null;
   const real = await realpath(file).catch(() => null);
   if (!real) return null;
-  const parts = [`python ${file} -> ${await describe(real)}`];
-  for (const dir of siteDirs) parts.push(`site ${await describe(dir)}`);
+  const parts = [`python ${file} -> ${await fileFacts(real)}`];
+  for (const dir of siteDirs) parts.push(`site ${await fileFacts(dir)}`);
   return parts;
 }
 
-async function describe(path: string): Promise<string> {
+async function fileFacts(path: string): Promise<string> {
   const st = await stat(path, { bigint: true }).catch(() => null);
   return st ? `${path} ${st.ino} ${st.size} ${st.mtimeNs}` : `${path} absent`;
 }

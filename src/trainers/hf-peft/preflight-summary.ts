@@ -19,7 +19,9 @@ const object = (value: unknown): Loose =>
 export function summarizePreflight(details: Record<string, unknown>): PreflightSummary {
   const packages = object(details.packages);
   const cuda = object(details.cuda);
-  const devices = Array.isArray(cuda?.devices) ? cuda.devices.filter((d) => typeof d === "string") : [];
+  const devices = Array.isArray(cuda?.devices)
+    ? cuda.devices.filter((d) => typeof d === "string")
+    : [];
   return {
     python: text(details.python),
     packages: Object.fromEntries(

@@ -43,7 +43,9 @@ export function runPreflight(
           );
         }
         if (error?.killed) {
-          return failed(`the preflight check with ${pythonPath} took more than ${timeoutMs / 1000} s`);
+          return failed(
+            `the preflight check with ${pythonPath} took more than ${timeoutMs / 1000} s`,
+          );
         }
         const report = parseReport(stdout);
         if (!report) {

@@ -21,7 +21,9 @@ export function withTorch(text: string, torch: string | undefined): string {
   torchRequirementOf(text);
   if (torch === undefined) return text;
   if (!TORCH_REQUIREMENT.test(torch)) {
-    throw new Error(`--torch takes an exact pin such as torch==2.13.0, not ${JSON.stringify(torch)}`);
+    throw new Error(
+      `--torch takes an exact pin such as torch==2.13.0, not ${JSON.stringify(torch)}`,
+    );
   }
   return text.replace(TORCH_LINE, torch);
 }
@@ -35,7 +37,5 @@ export function requirementsHash(text: string, basePython: string): string {
     .split("\n")
     .map((line) => line.replace(/#.*/, "").trim())
     .filter(Boolean);
-  return createHash("sha256")
-    .update(JSON.stringify({ pins, basePython }))
-    .digest("hex");
+  return createHash("sha256").update(JSON.stringify({ pins, basePython })).digest("hex");
 }

@@ -18,7 +18,27 @@ import {
 
 const run = promisify(execFile);
 
-export const REQUIREMENTS_PATH = join(PACKAGE_ROOT, "src", "trainers", "hf-peft", "requirements.txt");
+export const REQUIREMENTS_PATH = join(
+  PACKAGE_ROOT,
+  "src",
+  "trainers",
+  "hf-peft",
+  "requirements.txt",
+);
+
+/**
+ * What train.py, torchrun.py and sample.py import. pip is told not to compile the packages (torch
+ * and transformers are tens of thousands of files; compiling them all takes most of an install),
+ * and these imports, run once with bytecode writing on, compile just what the trainers load, so
+ * that they start fast even where PYTHONDONTWRITEBYTECODE is set. Anything else compiles when
+ * first used.
+ */
+const PRECOMPILE = [
+  "import torch, torch.distributed.run, transformers, peft, accelerate, safetensors, tokenizers",
+  "from torch.distributed.elastic.multiprocessing.errors import ChildFailedError",
+  "from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments",
+  "from peft import LoraConfig, PeftModel, get_peft_model",
+].join("\n");
 
 /** numpy 2.4, pinned in requirements.txt, needs Python 3.11. */
 const MIN_PYTHON = [3, 11] as const;
@@ -114,7 +134,9 @@ export async function setupHfPeft(options: SetupOptions): Promise<SetupRecord> {
   return record;
 }
 
-async function describeBasePython(python: string): Promise<{ executable: string; version: string }> {
+async function describeBasePython(
+  python: string,
+): Promise<{ executable: string; version: string }> {
   const code =
     "import json, sys; print(json.dumps({'executable': sys.executable, 'version': '.'.join(map(str, sys.version_info[:3]))}))";
   let stdout: string;
@@ -164,19 +186,23 @@ async function buildEnvironment(o: {
     findLinks: o.findLinks ?? [],
     torchRequirement: torchRequirementOf(o.requirements),
   });
-  o.log(`installing ${torchRequirementOf(o.requirements)} and the pinned packages from ${sources.description}`);
+  o.log(
+    `installing ${torchRequirementOf(o.requirements)} and the pinned packages from ${sources.description}`,
+  );
   await stream(
     o.python,
-    [
-      "-m",
-      "pip",
-      "install",
-      "-r",
-      requirementsFile,
-      ...sources.args,
-    ],
+    ["-m", "pip", "install", "--no-compile", "-r", requirementsFile, ...sources.args],
     "pip install",
     o.quiet ?? false,
+  );
+  o.log("compiling what the trainer imports");
+  const { PYTHONDONTWRITEBYTECODE: _, ...compiling } = pipEnv();
+  await stream(
+    o.python,
+    ["-c", PRECOMPILE],
+    "compiling the trainer's imports",
+    o.quiet ?? false,
+    compiling,
   );
   writeStamp(o.venv, { version: 1, state: "ready", requirementsHash: o.hash });
 }
@@ -193,11 +219,17 @@ const QUIET_TAIL_BYTES = 32 * 1024;
  * Runs a program with its output on this process's stderr (stdout may carry --json); quiet, the
  * output is kept and shown only when the program fails.
  */
-function stream(file: string, args: string[], what: string, quiet: boolean): Promise<void> {
+function stream(
+  file: string,
+  args: string[],
+  what: string,
+  quiet: boolean,
+  env: NodeJS.ProcessEnv = pipEnv(),
+): Promise<void> {
   return new Promise((resolveRun, reject) => {
     const child = spawn(file, args, {
       stdio: quiet ? ["ignore", "pipe", "pipe"] : ["ignore", 2, 2],
-      env: pipEnv(),
+      env,
     });
     let tail = "";
     const keep = (chunk: Buffer) => {
@@ -218,7 +250,6 @@ function stream(file: string, args: string[], what: string, quiet: boolean): Pro
   });
 }
 
-
 function readKeptPreflight(venv: string): PreflightEntry | null {
   try {
     const parsed = preflightEntrySchema.safeParse(
@@ -232,9 +263,7 @@ function readKeptPreflight(venv: string): PreflightEntry | null {
 
 function readStamp(venv: string): Stamp | null {
   try {
-    const parsed = stampSchema.safeParse(
-      JSON.parse(readFileSync(join(venv, STAMP_FILE), "utf8")),
-    );
+    const parsed = stampSchema.safeParse(JSON.parse(readFileSync(join(venv, STAMP_FILE), "utf8")));
     return parsed.success ? parsed.data : null;
   } catch {
     return null;
