@@ -66,6 +66,8 @@ export default defineConfig({
       HOST: "127.0.0.1",
       STUDIO_TOKEN: "",
       DATABASE_URL: "",
+      // No hf-peft interpreter on this studio, whatever the machine has: the form says how to set one up.
+      STUDIO_PYTHON: "/nonexistent/python3",
     },
     reuseExistingServer: false,
     timeout: 60_000,

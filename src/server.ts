@@ -10,6 +10,7 @@ import { openDatabase } from "./server/db/client";
 import { openFailureReason } from "./server/db/open-failure";
 import { loadEnv } from "./server/env";
 import { StudioBus } from "./server/events/bus";
+import { HfPeftReadiness } from "./server/hf-peft-readiness";
 import { studioPaths } from "./server/home";
 import { acquireHomeLock } from "./server/home-lock";
 import { createStudioHttp } from "./server/http/handler";
@@ -43,6 +44,7 @@ async function main() {
   const version = JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")).version;
   const bus = new StudioBus();
   const datasets = new DatasetStore(paths.datasets, env.STUDIO_DATASET_ROOTS);
+  const hfPeft = new HfPeftReadiness(env.STUDIO_PYTHON, env.STUDIO_HOME);
   const self = readIdentity(process.pid);
   if (!self) throw new Error("cannot read this process's identity from /proc");
   const executor = executorFromEnv(env);
@@ -58,7 +60,7 @@ async function main() {
       home: env.STUDIO_HOME,
       url,
     },
-    makeSupervisor: (db) => new Supervisor({ env, db, bus, executor, datasets, log }),
+    makeSupervisor: (db) => new Supervisor({ env, db, bus, executor, datasets, hfPeft, log }),
     log,
   });
   await supervision.start();
@@ -67,6 +69,7 @@ async function main() {
     database,
     bus,
     datasets,
+    hfPeft,
     get supervisor() {
       return supervision.supervisor;
     },

@@ -3,6 +3,7 @@ import { createClient, home } from "./client";
 import { formatDuration, print } from "./format";
 import { registerRecoverCommand } from "./recover-command";
 import { registerSessionCommands } from "./session-commands";
+import { registerSetupCommands } from "./setup-commands";
 import { runningStudio, startBackground, startForeground, stopStudio } from "./studio-process";
 import { registerTaskCommands } from "./task-commands";
 
@@ -98,5 +99,6 @@ registerTaskCommands(program.command("task").description("create, inspect and co
 registerSessionCommands(
   program.command("sessions").description("list and revoke the page's signed-in sessions"),
 );
+registerSetupCommands(program.command("setup").description("prepare what a trainer needs"));
 
 program.parseAsync(process.argv).catch(fail);

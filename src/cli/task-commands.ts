@@ -2,8 +2,11 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { type Command, InvalidArgumentError } from "commander";
+import { loadEnv } from "../server/env";
 import { taskDir } from "../server/home";
 import { DIST_DIR } from "../server/package-root";
+import { hfPeftPython } from "../trainers/hf-peft/setup-record";
+import { hfPeftScriptPath } from "../trainers/launch";
 import { connect, home } from "./client";
 import { formatCell, print, table } from "./format";
 
@@ -40,6 +43,7 @@ interface CreateOptions {
   cpus?: number;
   maxMinutes?: number;
   nice?: number;
+  processes?: number;
   json?: boolean;
 }
 
@@ -112,6 +116,7 @@ export function registerTaskCommands(task: Command) {
     .option("--cpus <x>", "CPU limit, in cores (a control group)", num)
     .option("--max-minutes <n>", "stop the trainer after this many minutes", int)
     .option("--nice <n>", "CPU priority of the trainer, 0-19", int)
+    .option("--processes <n>", "hf-peft on the CPU: processes training together (torchrun)", int)
     .option("--json", "machine-readable output")
     .action(async (opts: CreateOptions) => {
       const hyperparameters = Object.fromEntries(
@@ -124,6 +129,7 @@ export function registerTaskCommands(task: Command) {
           loraAlpha: opts.loraAlpha,
           seed: opts.seed,
           saveSteps: opts.saveSteps,
+          processes: opts.processes,
         }).filter(([, v]) => v !== undefined),
       );
       const created = await connect().task.create.mutate({
@@ -181,7 +187,7 @@ export function registerTaskCommands(task: Command) {
 
   task
     .command("sample <id>")
-    .description("generate text with a finished built-in task's adapter")
+    .description("generate text with a completed task's adapter on its base model")
     .requiredOption("--prompt <text>", "the text to continue")
     .option("--max-new-tokens <n>", "how much to generate", int, 200)
     .option("--temperature <x>", "0 = always the most likely next byte", num, 0.8)
@@ -192,15 +198,12 @@ export function registerTaskCommands(task: Command) {
         opts: { prompt: string; maxNewTokens: number; temperature: number; seed: number },
       ) => {
         const { task: row } = await connect().task.get.query({ id });
-        if (row.trainer !== "builtin" || row.status !== "completed") {
+        if (row.trainer === "command" || row.status !== "completed") {
           throw new Error(
-            `task ${id} is a ${row.status} ${row.trainer} task; sampling needs a completed built-in task`,
+            `task ${id} is a ${row.status} ${row.trainer} task; sampling needs a completed built-in or hf-peft task`,
           );
         }
-        // The trainer's own program samples, so this command loads no tensor library itself.
-        const { stdout } = await execFileAsync(process.execPath, [
-          join(DIST_DIR, "builtin-trainer.js"),
-          "sample",
+        const args = [
           "--task-dir",
           taskDir(home(), id),
           "--prompt",
@@ -211,7 +214,21 @@ export function registerTaskCommands(task: Command) {
           String(opts.temperature),
           "--seed",
           String(opts.seed),
-        ]);
+        ];
+        // The trainer's own program samples (base model + adapter), so this command loads no
+        // tensor library itself; the hf-peft one runs with the interpreter the studio would use.
+        const [file, argv] =
+          row.trainer === "builtin"
+            ? [process.execPath, [join(DIST_DIR, "builtin-trainer.js"), "sample", ...args]]
+            : [
+                hfPeftPython(loadEnv().STUDIO_PYTHON, home()).path,
+                [hfPeftScriptPath(DIST_DIR, "sample.py"), ...args],
+              ];
+        const { stdout, stderr } = await execFileAsync(file, argv, {
+          env: { ...process.env, TOKENIZERS_PARALLELISM: "false" },
+          maxBuffer: 16 * 1024 * 1024,
+        });
+        process.stderr.write(stderr);
         process.stdout.write(stdout);
       },
     );

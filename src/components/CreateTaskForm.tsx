@@ -9,6 +9,7 @@ import { DatasetPicker } from "./DatasetPicker";
 import { ErrorNote } from "./ErrorNote";
 import { FormField } from "./FormField";
 import { serverValidationIssues } from "./server-issues";
+import { TrainerReadiness } from "./TrainerReadiness";
 import {
   defaultFormValues,
   type FieldErrors,
@@ -159,6 +160,7 @@ export function CreateTaskForm({ onCreated }: { onCreated: (id: string) => void 
             )}
           </FormField>
         </div>
+        {values.trainer === "hf-peft" && <TrainerReadiness />}
         {values.trainer === "command" && (
           <FormField id="command" label={t("form.fields.command")} issue={fieldErrors.command}>
             {(control) => (

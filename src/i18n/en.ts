@@ -84,6 +84,14 @@ export const en = {
       dataset: "A dataset id such as sample, or an absolute path",
       gpus: "0 runs on the CPU",
     },
+    hfPeft: {
+      ready: "Runs with {{python}}: torch {{torch}}, {{devices}}.",
+      cpu: "on the CPU",
+      gpus_one: "{{count}} GPU",
+      gpus_other: "{{count}} GPUs",
+      notReady: "The Hugging Face PEFT trainer is not set up on the studio's machine:",
+      setUp: "Set it up there once, then start the task:",
+    },
   },
   validation: {
     required: "Required",
@@ -147,6 +155,7 @@ export const en = {
       evalSteps: "Eval every (steps)",
       saveSteps: "Save every (steps)",
       loggingSteps: "Log every (steps)",
+      processes: "Processes (torchrun)",
     },
     attempt: {
       number: "Attempt {{number}}",

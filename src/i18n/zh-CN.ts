@@ -86,6 +86,14 @@ export const zhCN: Messages = {
       dataset: "数据集 ID（如 sample）或绝对路径",
       gpus: "0 表示在 CPU 上运行",
     },
+    hfPeft: {
+      ready: "使用 {{python}} 运行：torch {{torch}}，{{devices}}。",
+      cpu: "在 CPU 上",
+      gpus_one: "{{count}} 块 GPU",
+      gpus_other: "{{count}} 块 GPU",
+      notReady: "工作室所在机器上尚未配置 Hugging Face PEFT 训练器：",
+      setUp: "在该机器上运行一次以下命令，然后启动任务：",
+    },
   },
   validation: {
     required: "必填",
@@ -149,6 +157,7 @@ export const zhCN: Messages = {
       evalSteps: "评估间隔（步）",
       saveSteps: "保存间隔（步）",
       loggingSteps: "日志间隔（步）",
+      processes: "进程数（torchrun）",
     },
     attempt: {
       number: "第 {{number}} 次运行",

@@ -76,7 +76,12 @@ const envSchema = z
     /** Automatic retries in a row of a task that failed from outside (killed, runner lost, disk full); 0: off. */
     STUDIO_RETRY_LIMIT: z.coerce.number().int().min(0).max(100).default(0),
     STUDIO_RETRY_BACKOFF_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
-    STUDIO_PYTHON: z.string().min(1).default("python3"),
+    /** The hf-peft trainer's interpreter; unset: the one `studio setup hf-peft` recorded, else python3. */
+    STUDIO_PYTHON: z
+      .string()
+      .min(1)
+      .optional()
+      .or(z.literal("").transform(() => undefined)),
     STUDIO_ALLOW_COMMAND_TRAINER: flag,
     STUDIO_AUTO_RESUME: flag,
     /** Extra folders (colon-separated, absolute) whose datasets may be registered by path. */

@@ -2,6 +2,7 @@ import type { DatasetStore } from "./datasets/store";
 import type { Database } from "./db/client";
 import type { Env } from "./env";
 import type { StudioBus } from "./events/bus";
+import type { HfPeftReadiness } from "./hf-peft-readiness";
 import type { Supervisor } from "./supervisor/supervisor";
 
 /** Everything a request handler may use; built once by the server at start. */
@@ -10,6 +11,7 @@ export interface StudioServices {
   database: Database;
   bus: StudioBus;
   datasets: DatasetStore;
+  hfPeft: HfPeftReadiness;
   /** Null while another studio supervises this database (then this one is read-only). Changes as supervision moves. */
   readonly supervisor: Supervisor | null;
   startedAt: Date;

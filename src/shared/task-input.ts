@@ -71,6 +71,21 @@ export const createTaskInput = createTaskFields
     if (v.trainer === "builtin" && v.gpus > 0) {
       ctx.addIssue({ code: "custom", path: ["gpus"], message: "the built-in trainer runs on CPU" });
     }
+    const processes = v.hyperparameters.processes ?? 1;
+    if (processes > 1 && v.trainer !== "hf-peft") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["hyperparameters", "processes"],
+        message: "only the hf-peft trainer runs several processes",
+      });
+    }
+    if (processes > 1 && v.gpus > 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["hyperparameters", "processes"],
+        message: "with GPUs the trainer runs one process per GPU; leave processes at 1",
+      });
+    }
   })
   .transform((v) => ({
     ...v,

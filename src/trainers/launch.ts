@@ -28,8 +28,8 @@ export interface TrainerCommand {
 const STUDIO_SECRETS = new Set(["STUDIO_TOKEN", "DATABASE_URL"]);
 
 /** The Python trainer's path, found from the bundles' folder so it works from any install. */
-export function hfPeftScriptPath(distDir: string): string {
-  return resolve(distDir, "..", "src", "trainers", "hf-peft", "train.py");
+export function hfPeftScriptPath(distDir: string, script = "train.py"): string {
+  return resolve(distDir, "..", "src", "trainers", "hf-peft", script);
 }
 
 /** Decides how a task's trainer is started; pure, so every kind's argv is tested exactly. */
@@ -47,21 +47,22 @@ export function trainerCommand(config: TaskConfig, settings: LaunchSettings): Tr
       };
     case "hf-peft": {
       const script = hfPeftScriptPath(settings.distDir);
-      if (config.gpus.length <= 1) {
+      const workers = hfPeftWorkers(config);
+      if (workers === 1) {
         return { file: settings.pythonPath, args: [script, ...taskArgs], env };
       }
-      // torchrun through the interpreter the operator chose, so no second PATH lookup can pick
-      // another Python; --standalone gives each task its own rendezvous on a free local port.
+      // torchrun (through torchrun.py, which keeps every worker in the trainer's process group)
+      // with the interpreter the operator chose, so no second PATH lookup can pick another
+      // Python; --standalone gives each task its own rendezvous on a free local port.
       return {
         file: settings.pythonPath,
         args: [
-          "-m",
-          "torch.distributed.run",
+          hfPeftScriptPath(settings.distDir, "torchrun.py"),
           "--standalone",
           "--nnodes",
           "1",
           "--nproc_per_node",
-          String(config.gpus.length),
+          String(workers),
           script,
           ...taskArgs,
         ],
@@ -81,6 +82,11 @@ export function trainerCommand(config: TaskConfig, settings: LaunchSettings): Tr
       return { file, args, env };
     }
   }
+}
+
+/** One process per GPU; on the CPU, as many as the task asks for (gloo). */
+export function hfPeftWorkers(config: TaskConfig): number {
+  return config.gpus.length > 0 ? config.gpus.length : (config.hyperparameters.processes ?? 1);
 }
 
 function trainerEnv(

@@ -52,6 +52,11 @@ export const hyperparametersSchema = z.object({
   evalSteps: z.number().int().min(1).max(1_000_000).default(50),
   saveSteps: z.number().int().min(1).max(1_000_000).default(100),
   loggingSteps: z.number().int().min(1).max(1_000_000).default(5),
+  /**
+   * hf-peft on the CPU: how many processes train together under torchrun (gloo); the global
+   * batch is batchSize times this. A task given GPUs runs one process per GPU instead.
+   */
+  processes: z.number().int().min(1).max(64).optional(),
 });
 export type Hyperparameters = z.infer<typeof hyperparametersSchema>;
 
@@ -162,6 +167,16 @@ export const progressEventSchema = z.discriminatedUnion("event", [
     time,
     step: steps,
     reason: z.string().max(MAX_EVENT_STRING),
+  }),
+  /**
+   * Why the trainer is about to exit with a failure, in its own words (an exception, a worker of
+   * torchrun that died and its rank); the studio adds it to the task's failure reason. The last
+   * one of an attempt counts.
+   */
+  z.object({
+    event: z.literal("failed"),
+    time,
+    reason: z.string().min(1).max(MAX_EVENT_STRING),
   }),
 ]);
 export type ProgressEvent = z.infer<typeof progressEventSchema>;

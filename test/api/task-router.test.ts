@@ -8,6 +8,7 @@ import { DatasetStore } from "../../src/server/datasets/store";
 import type { Database } from "../../src/server/db/client";
 import { loadEnv } from "../../src/server/env";
 import { StudioBus } from "../../src/server/events/bus";
+import { HfPeftReadiness } from "../../src/server/hf-peft-readiness";
 import { taskRecordOf } from "../../src/server/tasks/task-record";
 import { createTestDatabase, type TestDatabase, testDatabaseKinds } from "../helpers/databases";
 
@@ -27,6 +28,7 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
       database,
       bus: new StudioBus(),
       datasets: new DatasetStore(join(home, "datasets"), []),
+      hfPeft: new HfPeftReadiness(env.STUDIO_PYTHON, home),
       supervisor: null,
       startedAt: new Date(),
       version: "test",
@@ -113,6 +115,21 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
     await expect(
       caller.task.create({ ...valid, trainer: "hf-peft", model: "org/model", gpus: 2 }),
     ).rejects.toThrow(/GPUs/);
+  });
+
+  it("takes several processes for hf-peft on the CPU only", async () => {
+    const hf = { ...valid, trainer: "hf-peft" as const, model: "org/model" };
+    const task = await caller.task.create({ ...hf, hyperparameters: { processes: 2 } });
+    expect(task.hyperparameters.processes).toBe(2);
+    await expect(
+      caller.task.create({ ...valid, hyperparameters: { processes: 2 } }),
+    ).rejects.toThrow(/only the hf-peft trainer runs several processes/);
+    await expect(
+      caller.task.create({ ...hf, gpus: 1, hyperparameters: { processes: 2 } }),
+    ).rejects.toThrow(/one process per GPU/);
+    await expect(caller.task.create({ ...hf, hyperparameters: { processes: 0 } })).rejects.toThrow(
+      /"processes"[\s\S]*expected number to be >=1/,
+    );
   });
 
   it("deletes a task that is not running; unknown ids are NOT_FOUND", async () => {

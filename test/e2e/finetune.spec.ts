@@ -174,3 +174,17 @@ test("a dataset upload lists its problems by line; a good one is picked and prev
   await expect(page.getByTestId("dataset-preview")).toContainText("question 0");
   await page.screenshot({ path: testInfo.outputPath("dataset-preview.png") });
 });
+
+test("choosing the Hugging Face PEFT trainer says it is not set up here, and how to set it up", async ({
+  page,
+}) => {
+  await page.goto("/finetune");
+  await expect(page.getByTestId("hf-peft-not-ready")).toHaveCount(0);
+  await page.getByLabel("Trainer").selectOption("hf-peft");
+  const note = page.getByTestId("hf-peft-not-ready");
+  await expect(note).toContainText("The Hugging Face PEFT trainer is not set up");
+  await expect(note).toContainText("Python interpreter not found: /nonexistent/python3");
+  await expect(note.locator("code")).toHaveText("npx studio setup hf-peft");
+  await page.getByLabel("Trainer").selectOption("builtin");
+  await expect(note).toHaveCount(0);
+});

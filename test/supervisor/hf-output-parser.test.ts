@@ -1,12 +1,21 @@
 import { readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   isTrainingBar,
+  type ParsedHfLine,
   parseHfLine,
   parseHfOutput,
   type TqdmBar,
 } from "../../src/server/supervisor/hf-output-parser";
+import { type LogCursor, readNewLines } from "../../src/server/supervisor/log-cursor";
+import {
+  initialProgress,
+  type MetricRow,
+  reduceProgress,
+} from "../../src/server/supervisor/progress-state";
 
 describe("parseHfLine: logs dicts", () => {
   it("reads a training log with raw floats (older transformers)", () => {
@@ -130,7 +139,6 @@ describe("parseHfLine: logs dicts", () => {
     ["None", "{'loss': None, 'epoch': 1}"],
     ["eval keys mixed with others", "{'eval_loss': 0.5, 'accuracy': 0.9}"],
     ["an empty dict", "{}"],
-    ["text after the dict", "{'loss': 0.5, 'epoch': 1} and more"],
     ["an unterminated dict", "{'loss': 0.5, 'epoch': 1"],
     ["an unterminated string", "{'loss: 0.5, 'epoch': 1}"],
     ["an unquoted key", "{loss: 0.5, epoch: 1}"],
@@ -236,29 +244,6 @@ describe("parseHfOutput", () => {
     ]);
     expect(parseHfOutput("\r   \r")).toEqual([]);
   });
-
-  it("finds every logs dict and the training bar in a recorded Trainer log", () => {
-    const text = readFileSync(join(__dirname, "../fixtures/logs/hf-trainer-tqdm.log"), "utf8");
-    const parsed = text.split("\n").flatMap((line) => parseHfOutput(line));
-    const kinds = parsed.filter((p) => p.kind !== "tqdm").map((p) => p.kind);
-    expect(kinds).toEqual([
-      "train-log",
-      "train-log",
-      "eval-log",
-      "train-log",
-      "train-log",
-      "eval-log",
-      "train-log",
-      "train-log",
-      "eval-log",
-      "train-summary",
-    ]);
-    const steps = parsed
-      .filter((p): p is TqdmBar => p.kind === "tqdm" && isTrainingBar(p) && p.total === 30)
-      .map((p) => p.step);
-    expect(steps).toContain(30);
-    expect(steps.slice(0, 2)).toEqual([5, 10]);
-  });
 });
 
 describe("parseHfLine: never a value the database cannot store", () => {
@@ -285,5 +270,219 @@ describe("parseHfLine: never a value the database cannot store", () => {
     expect(parseHfLine(bar("1", "10", "00:01<00:02", `${"9".repeat(400)}it/s`))).toMatchObject({
       rate: null,
     });
+  });
+});
+
+describe("whatever lands on a line", () => {
+  const bar = (step: number, total = 30) =>
+    ` ${Math.floor((step * 100) / total)}%|██        | ${step}/${total} [00:01<00:02,  9.50it/s]`;
+
+  it("reads a dict printed right after an unfinished bar, with the bar's step (the reported bug)", () => {
+    const line = `\r${bar(29)}\r${bar(30)}{'loss': 0.4321, 'learning_rate': 1e-05, 'epoch': 3.0}`;
+    expect(parseHfOutput(line)).toEqual([
+      expect.objectContaining({ kind: "tqdm", step: 30, total: 30 }),
+      expect.objectContaining({ kind: "train-log", loss: 0.4321, epoch: 3 }),
+    ]);
+    expect(parseHfLine(line)).toMatchObject({ kind: "train-log", loss: 0.4321 });
+  });
+
+  it("keeps every dict of a line, each after the bars drawn before it, and the line's last bar", () => {
+    const line =
+      `\r${bar(4)}{'loss': 1.5, 'epoch': 0.1}\r${bar(5)}\r${" ".repeat(40)}\r` +
+      `{'eval_loss': 1.4, 'epoch': 0.2} {'loss': 1.3, 'epoch': 0.2}\r${bar(6)}`;
+    expect(parseHfOutput(line).map((p) => (p.kind === "tqdm" ? p.step : p.kind))).toEqual([
+      4,
+      "train-log",
+      5,
+      "eval-log",
+      "train-log",
+      6,
+    ]);
+  });
+
+  it("takes a dict wherever it stands in the text, and still none that is not a training log", () => {
+    expect(parseHfOutput("[rank0]: metrics {'loss': 0.5, 'epoch': 1} (step 10)")).toEqual([
+      expect.objectContaining({ kind: "train-log", loss: 0.5 }),
+    ]);
+    expect(parseHfOutput("config {'model': 'gpt2'} then {'lr': 1, 'epoch': 2}")).toEqual([]);
+  });
+
+  it("keeps the copy furthest on when several ranks draw one bar into a line", () => {
+    const line = `\r${bar(4)}\r${bar(4)}\r${bar(5)}\r${bar(4)}\rrank 1 says hello`;
+    const parsed = parseHfOutput(line);
+    expect(parsed).toEqual([expect.objectContaining({ kind: "tqdm", step: 5 })]);
+    // An evaluation bar (another total) is kept beside it, in the order last drawn.
+    const nested = `\r${bar(10)}\r${bar(1, 4)}\u001b[A\r${bar(10)}\r${bar(2, 4)}\u001b[A`;
+    expect(parseHfOutput(nested).map((p) => p.kind === "tqdm" && [p.step, p.total])).toEqual([
+      [10, 30],
+      [2, 4],
+    ]);
+  });
+
+  it("reads through ANSI codes before and inside a segment", () => {
+    const line = `\u001b[A\u001b[2K${bar(7)}\u001b[0m{'eval_loss': '2.5', 'epoch': '1'}`;
+    expect(parseHfOutput(line).map((p) => p.kind)).toEqual(["tqdm", "eval-log"]);
+  });
+
+  it("bounds the work on a line full of braces", () => {
+    const braces = `${"{'a".repeat(4000)}{'loss': 1, 'epoch': 1}`;
+    const started = performance.now();
+    parseHfOutput(braces);
+    // A failed attempt scans to the end of the line: 64 of them over 12 KiB stay far below this.
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
+});
+
+/**
+ * Output recorded from real runs (test/fixtures/hf-output/record.sh): the studio's train.py, a
+ * Trainer script with PrinterCallback, a custom loop that prints while its bar is active, the same
+ * loop under torchrun with a bar on every rank, and a run that fails with a traceback. Each came
+ * with what its program printed (a truth file, or train.py's own progress.jsonl), and the parser
+ * must find exactly that, read through the studio's log cursor in small windows.
+ */
+describe("real recorded output", () => {
+  const dir = join(import.meta.dirname, "../fixtures/hf-output");
+  type Value = [key: "loss" | "eval_loss" | "train_loss", value: number];
+  /** As Trainer prints it: 4 significant digits. */
+  const g4 = (value: number) => Number(value.toPrecision(4));
+
+  async function parseRecording(name: string) {
+    const work = await mkdtemp(join(tmpdir(), "hf-output-"));
+    try {
+      const path = join(work, "training.log");
+      await writeFile(path, readFileSync(join(dir, name)));
+      const items: ParsedHfLine[] = [];
+      let cursor: LogCursor | null = null;
+      let state = initialProgress();
+      const metrics: MetricRow[] = [];
+      const lines: string[] = [];
+      for (let read = 0; read < 10_000; read++) {
+        const result = await readNewLines(path, cursor, 256);
+        for (const line of result.lines) {
+          lines.push(line.text);
+          for (const item of parseHfOutput(line.text)) {
+            items.push(item);
+            const next = reduceProgress(state, { source: "log", event: item, at: read });
+            state = next.state;
+            metrics.push(...next.metrics);
+          }
+        }
+        if (result.partial !== undefined) break;
+        cursor = result.cursor;
+      }
+      const values: Value[] = items.flatMap((item): Value[] => {
+        if (item.kind === "train-log") return [["loss", g4(item.loss)]];
+        if (item.kind === "eval-log" && item.evalLoss !== null)
+          return [["eval_loss", g4(item.evalLoss)]];
+        if (item.kind === "train-summary" && item.trainLoss !== null)
+          return [["train_loss", g4(item.trainLoss)]];
+        return [];
+      });
+      return { items, values, state, metrics, lines };
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /** What a script said it printed, as the parser should read it. */
+  function truth(name: string): Value[] {
+    const printed = JSON.parse(readFileSync(join(dir, name), "utf8")) as Record<string, number>[];
+    return printed.map((dict): Value => {
+      if ("train_runtime" in dict) return ["train_loss", g4(dict.train_loss!)];
+      if ("eval_loss" in dict) return ["eval_loss", g4(dict.eval_loss!)];
+      return ["loss", g4(dict.loss!)];
+    });
+  }
+
+  /** A dict printed twice in a row (PrinterCallback's print and Trainer's tqdm.write) counts once. */
+  function once(values: Value[]): Value[] {
+    return values.filter(
+      (v, i) => i === 0 || v[0] !== values[i - 1]![0] || v[1] !== values[i - 1]![1],
+    );
+  }
+
+  /** What train.py's own progress.jsonl says it logged, as the parser should read it. */
+  function progressTruth(name: string): Value[] {
+    const events = readFileSync(join(dir, name), "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as Record<string, number | string>);
+    return events.flatMap((e): Value[] => {
+      if (e.event === "progress") return [["loss", g4(e.loss as number)]];
+      if (e.event === "eval") return [["eval_loss", g4(e.eval_loss as number)]];
+      if (e.event === "completed") return [["train_loss", g4(e.train_loss as number)]];
+      return [];
+    });
+  }
+
+  it("train.py: every loss, eval loss and the summary its progress.jsonl has, in order, and the last step", async () => {
+    const { values, state } = await parseRecording("train-py.log");
+    expect(values).toEqual(progressTruth("train-py.progress.jsonl"));
+    expect(state).toMatchObject({ step: 46, totalSteps: 46, percent: 100 });
+  });
+
+  it("train.py under torchrun, a worker killed: every dict before the failure, none from the tracebacks", async () => {
+    const { values, state, lines } = await parseRecording("torchrun-worker-killed.log");
+    expect(lines.some((l) => l.includes("Root Cause (first observed failure)"))).toBe(true);
+    expect(lines).toContainEqual(
+      expect.stringMatching(/^\[hf-peft\] worker rank 1 .* was killed by SIGKILL/),
+    );
+    expect(values).toEqual(progressTruth("torchrun-worker-killed.progress.jsonl"));
+    expect(state.step).toBeGreaterThan(0);
+    expect(state.percent).toBeLessThan(100);
+  });
+
+  it("a Trainer script with PrinterCallback: the dicts printed after unfinished bars too", async () => {
+    const { values, state, lines } = await parseRecording("trainer-printer-callback.log");
+    // The recording has the bug's shape: a dict straight after a bar's frame.
+    expect(lines.some((l) => /\d+\/30 \[[^\]]*\]\{'loss'/.test(l))).toBe(true);
+    expect(once(values)).toEqual(truth("trainer-printer-callback.truth.json"));
+    expect(state).toMatchObject({ step: 30, totalSteps: 30, percent: 100 });
+  });
+
+  it("a custom loop that prints while its bar runs: every dict, with a step for each loss", async () => {
+    const { values, state, metrics } = await parseRecording("custom-loop.log");
+    const expected = truth("custom-loop.truth.json");
+    expect(values).toEqual(expected);
+    expect(metrics.filter((m) => m.loss !== undefined).map((m) => g4(m.loss!))).toEqual(
+      expected.filter(([key]) => key === "loss").map(([, value]) => value),
+    );
+    expect(metrics.filter((m) => m.evalLoss !== undefined)).toHaveLength(2);
+    expect(state).toMatchObject({ step: 30, totalSteps: 30, percent: 100 });
+    expect(state.loss).not.toBeNull();
+  });
+
+  it("the loop under torchrun, a bar from every rank in one line: every dict, steps never back", async () => {
+    const { values, items, state } = await parseRecording("custom-loop-torchrun.log");
+    expect(values).toEqual(truth("custom-loop-torchrun.truth.json"));
+    const steps = items.filter((i) => i.kind === "tqdm" && isTrainingBar(i) && i.total === 30);
+    const numbers = steps.map((i) => (i as TqdmBar).step);
+    expect(numbers).toEqual([...numbers].sort((a, b) => a - b));
+    expect(state).toMatchObject({ step: 30, totalSteps: 30, percent: 100 });
+  });
+
+  it("a run that fails with a traceback: no dict, no step, nothing invented", async () => {
+    const { values, state, lines } = await parseRecording("train-py-error.log");
+    expect(lines.some((l) => l.includes("NoMatchingPeftModuleError"))).toBe(true);
+    expect(values).toEqual([]);
+    expect(state).toMatchObject({ step: null, totalSteps: null, loss: null });
+  });
+
+  it("a line cut anywhere (a partial line) yields no dict the whole line does not have", () => {
+    for (const name of [
+      "train-py.log",
+      "trainer-printer-callback.log",
+      "custom-loop-torchrun.log",
+    ]) {
+      for (const line of readFileSync(join(dir, name), "utf8").split("\n")) {
+        const whole = parseHfOutput(line).filter((p) => p.kind !== "tqdm");
+        for (let cut = 1; cut < line.length; cut += 7) {
+          for (const item of parseHfOutput(line.slice(0, cut))) {
+            if (item.kind === "tqdm") expect(item.step).toBeLessThanOrEqual(item.total);
+            else expect(whole).toContainEqual(item);
+          }
+        }
+      }
+    }
   });
 });

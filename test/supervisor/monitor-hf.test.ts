@@ -1,10 +1,13 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TestStudio } from "../helpers/studio";
 import { waitFor } from "../helpers/wait";
 
 const REPLAY = join(import.meta.dirname, "../fixtures/monitor/replay.mjs");
-const HF_LOG = join(import.meta.dirname, "../fixtures/logs/hf-trainer-tqdm.log");
+/** Recorded from a loop that prints its metrics while its tqdm bar is active (see record.sh there). */
+const HF_LOG = join(import.meta.dirname, "../fixtures/hf-output/custom-loop.log");
+const TRUTH = join(import.meta.dirname, "../fixtures/hf-output/custom-loop.truth.json");
 
 describe("progress from an unmodified Hugging Face script's output", () => {
   let studio: TestStudio;
@@ -20,7 +23,7 @@ describe("progress from an unmodified Hugging Face script's output", () => {
       model: "gpt2",
       dataset: "sample",
       trainer: "command",
-      command: [process.execPath, REPLAY, HF_LOG, "48", "15"],
+      command: [process.execPath, REPLAY, HF_LOG, "24", "15"],
     });
     await studio.client.task.start.mutate({ id: task.id });
     // Seen mid-bar, before the line that holds it is complete.
@@ -37,8 +40,15 @@ describe("progress from an unmodified Hugging Face script's output", () => {
     expect(done.progress).toMatchObject({ step: 30, totalSteps: 30, percent: 100 });
     const metrics = await studio.client.task.metrics.query({ id: task.id });
     const losses = metrics.filter((m) => m.loss !== null);
-    expect(losses.length).toBeGreaterThanOrEqual(3);
-    expect(losses[0]).toMatchObject({ step: 5, loss: 2.811 });
-    expect(metrics.some((m) => m.evalLoss !== null)).toBe(true);
+    // Every dict came right after an unfinished bar: none may be lost, nor the last step. What
+    // the script printed is in its truth file.
+    const printed = JSON.parse(readFileSync(TRUTH, "utf8")) as Record<string, number>[];
+    const trainLosses = printed.filter((d) => "loss" in d).map((d) => d.loss);
+    const evalLosses = printed.filter((d) => "eval_loss" in d).map((d) => d.eval_loss);
+    expect(losses.map((m) => m.loss)).toEqual(trainLosses);
+    const steps = losses.map((m) => m.step);
+    expect(steps).toEqual([...new Set(steps)].sort((a, b) => a - b));
+    expect(metrics.filter((m) => m.evalLoss !== null).map((m) => m.evalLoss)).toEqual(evalLosses);
+    expect(done.progress).toMatchObject({ loss: trainLosses.at(-1), evalLoss: evalLosses.at(-1) });
   });
 });

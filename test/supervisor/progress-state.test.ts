@@ -163,6 +163,24 @@ describe("reduceProgress with progress.jsonl events", () => {
     expect(stopped).toMatchObject({ step: 60, etaSeconds: null, lastCheckpoint: { step: 50 } });
   });
 
+  it("keeps the last reason a trainer gives for failing, and starts without one", () => {
+    expect(initialProgress().failure).toBeNull();
+    const { state, metrics } = run([
+      progress(step(10, 1)),
+      progress({ event: "failed", reason: "RuntimeError: connection reset by peer" }),
+      progress({
+        event: "failed",
+        reason: "worker rank 1 (local rank 1, pid 7) was killed by SIGKILL",
+      }),
+    ]);
+    expect(state).toMatchObject({
+      step: 10,
+      failure: "worker rank 1 (local rank 1, pid 7) was killed by SIGKILL",
+    });
+    expect(metrics).toHaveLength(0);
+    expect(parseProgressLine('{"event": "failed", "reason": ""}')).toBeNull();
+  });
+
   it("keeps the last finite value when a trainer reports nan", () => {
     const { state, metrics } = run([
       progress(step(1, 1, { loss: 2 })),
@@ -221,11 +239,11 @@ describe("reduceProgress with Hugging Face output", () => {
     expect(state).toMatchObject({ step: 5, loss: 2.4 });
   });
 
-  it("replays a recorded Trainer log read through the log cursor", async () => {
+  it("replays a recorded log read through the log cursor (test/fixtures/hf-output/record.sh)", async () => {
     const dir = await mkdtemp(join(tmpdir(), "progress-state-"));
     try {
       const path = join(dir, "training.log");
-      await writeFile(path, readFileSync(join(__dirname, "../fixtures/logs/hf-trainer-tqdm.log")));
+      await writeFile(path, readFileSync(join(__dirname, "../fixtures/hf-output/custom-loop.log")));
       let cursor: LogCursor | null = null;
       let state = initialProgress();
       const metrics: MetricRow[] = [];
@@ -241,24 +259,30 @@ describe("reduceProgress with Hugging Face output", () => {
         if (result.partial !== undefined) break;
         cursor = result.cursor;
       }
+      // A loop that prints its metrics while its bar runs: each dict takes the step of the bar
+      // frame drawn before it (tqdm redraws at most every 0.1 s, so a frame can lag its step).
       expect(state).toMatchObject({
         step: 30,
         totalSteps: 30,
         percent: 100,
-        loss: 1.874,
-        evalLoss: 1.4,
-        epoch: 3,
+        loss: 5.9761,
+        evalLoss: 5.9765,
+        epoch: 0.6667,
         etaSeconds: 0,
       });
-      expect(metrics.filter((m) => m.loss !== undefined).map((m) => m.step)).toEqual([
-        5, 10, 15, 20, 25, 30,
+      expect(metrics.filter((m) => m.loss !== undefined).map((m) => [m.step, m.loss])).toEqual([
+        [4, 6.2096],
+        [8, 6.1233],
+        [14, 6.0497],
+        [18, 6.0531],
+        [24, 5.9653],
+        [28, 5.9761],
       ]);
       expect(
         metrics.filter((m) => m.evalLoss !== undefined).map((m) => [m.step, m.evalLoss]),
       ).toEqual([
-        [10, 2.4],
-        [20, 1.9],
-        [30, 1.4],
+        [14, 6.039],
+        [28, 5.9765],
       ]);
     } finally {
       await rm(dir, { recursive: true, force: true });

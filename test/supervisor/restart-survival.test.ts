@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { testDatabaseKinds } from "../helpers/databases";
@@ -103,6 +103,70 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
       expect(detail.attempts).toHaveLength(1);
       expect(detail.task.progress).toMatchObject({ step: total });
     }, 120_000);
+
+    it("keeps the built-in trainer training through `studio restart`; it completes with an adapter", async () => {
+      await open();
+      // 36 training rows of the shipped sample, batch 4: 9 steps an epoch, 36 steps (5 to 15 s).
+      const rows = readFileSync(join(import.meta.dirname, "../../data/sample.jsonl"), "utf8")
+        .split("\n")
+        .slice(0, 40)
+        .join("\n");
+      const dataset = await studio.client.dataset.upload.mutate({
+        fileName: "forty.jsonl",
+        contentBase64: Buffer.from(rows).toString("base64"),
+      });
+      const task = await studio.client.task.create.mutate({
+        name: "built-in",
+        model: "builtin:tiny",
+        dataset: dataset.id,
+        hyperparameters: { epochs: 4, batchSize: 4, maxLength: 48, loraRank: 4, loggingSteps: 1 },
+      });
+      await studio.client.task.start.mutate({ id: task.id });
+      const before = await waitFor("the launch", () => studio.processes(task.id), 30_000);
+      trainers.push(before.trainer);
+      await waitFor(
+        "a trained step",
+        async () =>
+          ((await statusOf(studio, task.id)).progress as { step: number | null }).step! > 0,
+        60_000,
+      );
+
+      await studio.cli("restart");
+      expect(isAlive(before.trainer)).toBe(true);
+      expect(await studio.processes(task.id)).toEqual(before);
+      expect((await statusOf(studio, task.id)).status).toBe("training");
+
+      const done = await waitFor(
+        "completion",
+        async () => {
+          const t = await statusOf(studio, task.id);
+          return t.status === "completed" ? t : null;
+        },
+        90_000,
+        50,
+      );
+      expect(done.statusReason).toBe("finished");
+      const detail = await studio.client.task.get.query({ id: task.id });
+      expect(detail.events.map((e) => e.type)).toContain("recovered");
+      expect(detail.attempts).toHaveLength(1);
+      // Every step's loss once, across the restart.
+      const metrics = await studio.client.task.metrics.query({ id: task.id });
+      const steps = metrics.filter((m) => m.loss !== null).map((m) => m.step);
+      expect(steps).toEqual(Array.from({ length: 36 }, (_, i) => i + 1));
+      for (const file of ["adapter_config.json", "adapter_model.safetensors"]) {
+        expect(existsSync(join(studio.home, "tasks", task.id, file))).toBe(true);
+      }
+      const text = await studio.cli(
+        "task",
+        "sample",
+        task.id,
+        "--prompt",
+        "### Instruction:",
+        "--max-new-tokens",
+        "20",
+      );
+      expect(text.length).toBeGreaterThan(0);
+    }, 180_000);
 
     it.each([
       ["exits 0", ["--exit-code", "0"], "completed", { exitCode: 0, signal: null }],

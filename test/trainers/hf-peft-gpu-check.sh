@@ -28,38 +28,7 @@ echo "== preflight"
 "$PYTHON" "$REPO/src/trainers/hf-peft/preflight.py"
 
 echo "== building a tiny Llama and tokenizer in $WORK/model"
-"$PYTHON" - "$WORK/model" "$REPO/data/sample.jsonl" <<'PY'
-import json, sys
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-out, data = sys.argv[1], sys.argv[2]
-rows = [json.loads(line) for line in open(data, encoding="utf-8") if line.strip()]
-texts = [" ".join(str(v) for v in row.values()) + " Instruction Input Response ###" for row in rows]
-bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-bpe.decoder = decoders.ByteLevel()
-bpe.train_from_iterator(
-    texts,
-    trainers.BpeTrainer(
-        vocab_size=512,
-        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    ),
-)
-tokenizer = PreTrainedTokenizerFast(
-    tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
-)
-tokenizer.save_pretrained(out)
-config = LlamaConfig(
-    vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-    num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-    bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    pad_token_id=tokenizer.pad_token_id,
-)
-LlamaForCausalLM(config).save_pretrained(out)
-print(f"vocab {len(tokenizer)}, model saved to {out}")
-PY
+"$PYTHON" "$REPO/test/fixtures/hf-peft/tiny_llama.py" "$WORK/model" "$REPO/data/sample.jsonl"
 
 mkdir -p "$WORK/task"
 cat >"$WORK/task/config.json" <<JSON

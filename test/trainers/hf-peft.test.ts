@@ -1,9 +1,10 @@
-import { execFileSync } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { PREFLIGHT_SCRIPT, runPreflight } from "../../src/trainers/hf-peft/preflight";
+import { PreflightCache } from "../../src/trainers/hf-peft/preflight-cache";
 import { hfPeftScriptPath } from "../../src/trainers/launch";
 
 const TRAIN_SCRIPT = hfPeftScriptPath(join(import.meta.dirname, "../../dist"));
@@ -67,13 +68,13 @@ describe("hf-peft trainer scripts", () => {
     expect(result.ok).toBe(false);
     expect(result.problems).toEqual(
       ["torch", "transformers", "peft", "accelerate"].map(
-        (name) => `${name} is not installed for ${result.details.executable} (pip install ${name})`,
+        (name) => `${name} is not installed for ${result.details.executable}`,
       ),
     );
     expect(result.details).toMatchObject({
       python: expect.stringMatching(/^3\.\d+\.\d+$/),
       packages: { torch: { ok: false, version: null } },
-      cuda: { available: false, device_count: 0 },
+      cuda: { available: false, device_count: 0, version: null, devices: [] },
     });
   });
 
@@ -83,11 +84,62 @@ describe("hf-peft trainer scripts", () => {
     expect(result.ok).toBe(result.problems.length === 0);
   });
 
+  it('train.py says why it fails in a "failed" event before it exits', () => {
+    // A checkpoint that is not there fails before torch is imported: any python3 will do.
+    const task = join(dir, "failing-task");
+    mkdirSync(task);
+    const config = {
+      taskId: "t",
+      attempt: 2,
+      trainer: "hf-peft",
+      model: "m",
+      dataset: { path: join(task, "d.jsonl"), format: "alpaca" },
+      taskDir: task,
+      hyperparameters: {},
+      resumeFrom: join(task, "checkpoints", "checkpoint-9"),
+    };
+    writeFileSync(join(task, "config.json"), JSON.stringify(config));
+    const result = spawnSync(python, [TRAIN_SCRIPT, "--task-dir", task], { encoding: "utf8" });
+    expect(result.status).toBe(1);
+    const events = readFileSync(join(task, "progress.jsonl"), "utf8").trim().split("\n");
+    expect(events.map((line) => JSON.parse(line))).toEqual([
+      {
+        event: "failed",
+        time: expect.any(Number),
+        reason: `checkpoint to resume from does not exist: ${config.resumeFrom}`,
+      },
+    ]);
+  });
+
+  it("studio setup hf-peft refuses what it cannot use, before installing anything", () => {
+    const cli = join(import.meta.dirname, "../../dist/cli.js");
+    const setup = (...args: string[]) =>
+      spawnSync(process.execPath, [cli, "setup", "hf-peft", ...args], {
+        encoding: "utf8",
+        env: { ...process.env, STUDIO_HOME: join(dir, "setup-home") },
+      });
+    const missing = setup("--python", join(dir, "no-such-python"));
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain(
+      `studio: Python interpreter not found: ${join(dir, "no-such-python")} (give one with --python)`,
+    );
+    expect(setup("--torch", "torch>=2").stderr).toContain(
+      'studio: --torch takes an exact pin such as torch==2.13.0, not "torch>=2"',
+    );
+    const foreign = join(dir, "not-an-environment");
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, "notes.txt"), "mine");
+    expect(setup("--venv", foreign).stderr).toContain(
+      `studio: ${foreign} exists and was not made by "studio setup"; choose another --venv`,
+    );
+    expect(readFileSync(join(foreign, "notes.txt"), "utf8")).toBe("mine");
+  });
+
   it("preflight says so when the interpreter is missing", async () => {
     const result = await runPreflight(join(dir, "no-such-python"));
     expect(result.ok).toBe(false);
     expect(result.problems).toEqual([
-      `Python interpreter not found: ${join(dir, "no-such-python")} (set STUDIO_PYTHON to a Python 3 with torch, transformers and peft)`,
+      `Python interpreter not found: ${join(dir, "no-such-python")} (run "studio setup hf-peft", or set STUDIO_PYTHON to a Python 3 with torch, transformers and peft)`,
     ]);
   });
 
@@ -107,5 +159,43 @@ describe("hf-peft trainer scripts", () => {
     chmodSync(slow, 0o755);
     const result = await runPreflight(slow, { timeoutMs: 200 });
     expect(result.problems).toEqual([`the preflight check with ${slow} took more than 0.2 s`]);
+  });
+
+  it("caches a preflight per interpreter until a package is installed or removed", async () => {
+    // A real environment of its own (no pip: made in a fraction of a second), so this test can
+    // install a package by hand.
+    const venv = join(dir, "venv");
+    execFileSync(python, ["-m", "venv", "--without-pip", venv]);
+    const venvPython = join(venv, "bin", "python");
+    let runs = 0;
+    const cache = new PreflightCache((interpreter) => {
+      runs++;
+      return runPreflight(interpreter);
+    });
+    const first = await cache.check(venvPython);
+    expect(first.ok).toBe(false);
+    const [site] = first.details.site_dirs as string[];
+    expect(site).toMatch(/site-packages$/);
+    const [again] = await Promise.all([cache.check(venvPython), cache.check(venvPython)]);
+    expect(again).toBe(first);
+    expect(runs).toBe(1);
+
+    // "Installing" peft: a package folder appears in site-packages, so the result is stale.
+    mkdirSync(join(site!, "peft"));
+    writeFileSync(join(site!, "peft", "__init__.py"), "__version__ = '0.0.1'\n");
+    const after = await cache.check(venvPython);
+    expect(runs).toBe(2);
+    expect((after.details.packages as Record<string, unknown>).peft).toEqual({
+      ok: true,
+      version: "0.0.1",
+    });
+    await cache.check(venvPython);
+    expect(runs).toBe(2);
+
+    // An interpreter that cannot be found is asked again each time.
+    const missing = join(dir, "missing-python");
+    await cache.check(missing);
+    await cache.check(missing);
+    expect(runs).toBe(4);
   });
 });

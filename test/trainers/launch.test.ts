@@ -2,7 +2,11 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { hfPeftScriptPath, type LaunchSettings, trainerCommand } from "../../src/trainers/launch";
-import { type TaskConfig, taskConfigSchema } from "../../src/trainers/protocol";
+import {
+  hyperparametersSchema,
+  type TaskConfig,
+  taskConfigSchema,
+} from "../../src/trainers/protocol";
 
 const settings: LaunchSettings = {
   nodePath: "/usr/bin/node",
@@ -51,12 +55,11 @@ describe("trainerCommand", () => {
     expect(one.env.CUDA_VISIBLE_DEVICES).toBe("3");
   });
 
-  it("runs torchrun through the same Python with one process per GPU", () => {
+  it("runs torchrun (through torchrun.py) with the same Python, one process per GPU", () => {
     const cmd = trainerCommand(config({ trainer: "hf-peft", gpus: ["0", "2", "5"] }), settings);
     expect(cmd.file).toBe("/venv/bin/python");
     expect(cmd.args).toEqual([
-      "-m",
-      "torch.distributed.run",
+      "/opt/studio/src/trainers/hf-peft/torchrun.py",
       "--standalone",
       "--nnodes",
       "1",
@@ -67,6 +70,28 @@ describe("trainerCommand", () => {
       taskDir,
     ]);
     expect(cmd.env.CUDA_VISIBLE_DEVICES).toBe("0,2,5");
+  });
+
+  it("runs torchrun with the processes asked for on the CPU, and one process when GPUs decide", () => {
+    const hp = hyperparametersSchema.parse({ processes: 2 });
+    const cpu = trainerCommand(config({ trainer: "hf-peft", hyperparameters: hp }), settings);
+    expect(cpu.args).toEqual([
+      "/opt/studio/src/trainers/hf-peft/torchrun.py",
+      "--standalone",
+      "--nnodes",
+      "1",
+      "--nproc_per_node",
+      "2",
+      script,
+      "--task-dir",
+      taskDir,
+    ]);
+    expect(cpu.env.CUDA_VISIBLE_DEVICES).toBe("");
+    const gpu = trainerCommand(
+      config({ trainer: "hf-peft", gpus: ["1"], hyperparameters: hp }),
+      settings,
+    );
+    expect(gpu.args).toEqual([script, "--task-dir", taskDir]);
   });
 
   it("passes the checkpoint to resume from as an argument and in the environment", () => {

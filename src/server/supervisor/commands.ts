@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
-import { runPreflight } from "../../trainers/hf-peft/preflight";
 import { type TaskRow, tasks } from "../db/schema";
 import { noRoomReason } from "../disk-space";
+import { HF_PEFT_SETUP_COMMAND } from "../hf-peft-readiness";
 import { ACTIVE_STATUSES, OPEN_STATUSES, RETRYABLE_STATUSES } from "../tasks/lifecycle";
 import { getTask, transition } from "../tasks/repository";
 import type { AttemptWatchers } from "./attempt-watcher";
@@ -175,17 +175,17 @@ export class Commands {
   }
 
   /**
-   * A Python trainer is checked before it is queued (interpreter, torch, transformers, peft,
-   * GPUs), so a missing package is a clear refusal now rather than a failed run later.
+   * A Python trainer is checked before it is queued (interpreter, torch, transformers, peft),
+   * so a missing package is a clear refusal now rather than a failed run later. The check is
+   * cached while the interpreter and its packages are unchanged.
    */
   private async preflight(task: TaskRow) {
     if (task.trainer !== "hf-peft") return;
-    const python = this.ctx.env.STUDIO_PYTHON;
-    const result = await runPreflight(python);
-    if (!result.ok) {
+    const ready = await this.ctx.hfPeft.check();
+    if (!ready.ok) {
       throw new TaskActionError(
         "PRECONDITION_FAILED",
-        `the Python trainer cannot run here (${python}): ${result.problems.join("; ")}`,
+        `the Python trainer cannot run here (${ready.python}): ${ready.problems.join("; ")}; set it up with "${HF_PEFT_SETUP_COMMAND}"`,
       );
     }
   }

@@ -3,6 +3,7 @@ import type { Db } from "../db/client";
 import type { TaskRow } from "../db/schema";
 import type { Env } from "../env";
 import type { StudioBus } from "../events/bus";
+import type { HfPeftReadiness } from "../hf-peft-readiness";
 import { taskDir } from "../home";
 import { addEvent, getTask } from "../tasks/repository";
 import type { Executor } from "./executor";
@@ -15,6 +16,8 @@ export interface SupervisorContext {
   executor: Executor;
   /** Where datasets are pinned: every launch checks the task's pinned copy again. */
   datasets: DatasetStore;
+  /** The hf-peft trainer's interpreter, and whether it can run (checked before queueing). */
+  hfPeft: HfPeftReadiness;
   log: (msg: string) => void;
 }
 

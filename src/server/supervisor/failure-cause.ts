@@ -33,6 +33,8 @@ export interface FailureEvidence {
   memory?: MemoryEvidence | null;
   /** The runner ended it at its maximum run time. */
   stoppedBy?: "max-run-time" | null;
+  /** What the trainer itself said of its failure (its "failed" progress event), if anything. */
+  trainerSaid?: string | null;
 }
 
 export interface FailureCause {
@@ -108,6 +110,14 @@ export function classifyFailure(e: FailureEvidence): FailureCause {
     return {
       cause: "out-of-memory",
       reason: `out of memory: the kernel killed it at its ${mb(e.memory.limitBytes)} memory limit (memory group: ${e.memory.oomKills} out-of-memory kill${e.memory.oomKills > 1 ? "s" : ""}${peak}) (${exit})`,
+      lines: [],
+    };
+  }
+  // The trainer's own account (a launcher naming the worker rank that died) beats reading its log.
+  if (e.trainerSaid) {
+    return {
+      cause: /killed by SIG/.test(e.trainerSaid) ? "killed" : "exited",
+      reason: `${exit}: ${clip(e.trainerSaid)}`,
       lines: [],
     };
   }

@@ -12,7 +12,11 @@ import { lastSegment } from "./log-cursor";
  *   tokenizer for exactly that grammar, never by evaluating anything.
  * - tqdm bars, redrawn with "\r": ` 50%|█████     | 150/300 [01:23<01:23,  1.80it/s]`.
  *
- * Which dicts count (anything else, such as a user's own print of a dict, gives null):
+ * Whatever lands on a line is read: a dict printed right after an unfinished bar (a plain `print`
+ * while a bar is active), several dicts, bars of several ranks drawn into one line, ANSI cursor
+ * moves. Every dict a person can see in the line is returned, wherever it stands.
+ *
+ * Which dicts count (anything else, such as a user's own print of a dict, is left out):
  * - train-summary: has `train_runtime` (the dict Trainer.train() logs last);
  * - eval-log: has `eval_loss` or `eval_runtime`, and every key is `eval_*`, `epoch` or `step`;
  * - train-log: has `loss` and `epoch` (Trainer.log() always adds `epoch` during training);
@@ -74,45 +78,76 @@ export function isTrainingBar(bar: TqdmBar): boolean {
   return bar.label === "" && bar.unit === "it";
 }
 
-/** Parses what a terminal would show of the line: its last "\r" segment. */
+/** What a terminal shows of the line (its last "\r" segment): the last dict in it, else its bar. */
 export function parseHfLine(text: string): ParsedHfLine | null {
-  return parseSegment(lastSegment(text));
+  return segmentItems(lastSegment(text)).at(-1) ?? null;
 }
 
 /**
- * Everything useful in one complete line, in the order it was printed: the last bar drawn in
- * it, then the logs dict that ends it, if any. Trainer prints its logs dict with tqdm.write(),
- * which clears the bar, prints the dict and a newline, so the dict ends a long "\r"-joined line of
- * bar redraws. The dict has no step; the bar drawn just before it does.
+ * Everything useful in one complete line, in the order it was printed. Each logs dict comes after
+ * the bars drawn before it (a dict has no step; the training bar before it gives one), and the
+ * line's last bars come last. Of the many redraws of a bar only the last is kept; when the line
+ * holds copies of one bar (same label, unit and total) drawn by several ranks, the one furthest
+ * on, so the step never steps back within a line. Trainer prints its dict with tqdm.write(),
+ * which clears the bar (a segment of spaces), prints the dict and a newline; a script's own
+ * `print` puts the dict straight after the bar's last frame.
  */
 export function parseHfOutput(text: string): ParsedHfLine[] {
-  const segments = text.split("\r");
-  // A bar cleared by tqdm.write() leaves a segment of spaces: a terminal shows nothing there.
-  let last = segments.length - 1;
-  while (last >= 0 && segments[last]!.trim() === "") last--;
-  if (last < 0) return [];
-  const final = parseSegment(segments[last]!);
-  if (final?.kind === "tqdm") return [final];
-  for (let i = last - 1; i >= 0; i--) {
-    const bar = segments[i]!.includes("%|") ? parseSegment(segments[i]!) : null;
-    if (bar?.kind === "tqdm") return final ? [bar, final] : [bar];
+  const out: ParsedHfLine[] = [];
+  let bars: TqdmBar[] = [];
+  for (const segment of text.split("\r")) {
+    for (const item of segmentItems(segment)) {
+      if (item.kind === "tqdm") {
+        const copy = bars.find((bar) => sameBar(bar, item));
+        const ahead = copy && copy.step > item.step ? copy : item;
+        bars = [...bars.filter((bar) => !sameBar(bar, item)), ahead];
+      } else {
+        out.push(...bars, item);
+        bars = [];
+      }
+    }
   }
-  return final ? [final] : [];
+  out.push(...bars);
+  return out;
+}
+
+function sameBar(a: TqdmBar, b: TqdmBar): boolean {
+  return a.label === b.label && a.unit === b.unit && a.total === b.total;
 }
 
 // tqdm moves the cursor with ANSI escapes when it draws nested bars (Trainer's evaluation bar).
 const ANSI_ESCAPE = new RegExp(`${String.fromCharCode(0x1b)}\\[[0-9;?]*[A-Za-z]`, "g");
 
-function parseSegment(raw: string): ParsedHfLine | null {
+/**
+ * Tries to read a dict at no more than this many "{" of one segment: a line is at most 16 KiB,
+ * and text full of braces must not cost a read at every one of them.
+ */
+const MAX_DICT_STARTS = 64;
+
+/** A bar at the start of the segment, then every logs dict in the rest of it, in order. */
+function segmentItems(raw: string): ParsedHfLine[] {
   const segment = raw.includes("\u001b") ? raw.replace(ANSI_ESCAPE, "") : raw;
-  const text = segment.trim();
-  if (text.startsWith("{")) return classifyDict(parsePythonDict(text));
-  if (text.includes("%|")) return parseTqdm(segment);
-  return null;
+  const items: ParsedHfLine[] = [];
+  let from = 0;
+  if (segment.includes("%|")) {
+    const bar = parseTqdm(segment);
+    if (bar) {
+      items.push(bar.bar);
+      from = bar.end;
+    }
+  }
+  let starts = 0;
+  for (let at = segment.indexOf("{", from); at >= 0 && starts < MAX_DICT_STARTS; starts++) {
+    const read = readPythonDict(segment, at);
+    const parsed = read ? classifyDict(read.dict) : null;
+    if (parsed) items.push(parsed);
+    at = segment.indexOf("{", read && parsed ? read.end : at + 1);
+  }
+  return items;
 }
 
-function classifyDict(dict: Map<string, PythonValue> | null): ParsedHfLine | null {
-  if (dict === null || dict.size === 0) return null;
+function classifyDict(dict: Map<string, PythonValue>): ParsedHfLine | null {
+  if (dict.size === 0) return null;
   const metrics: HfMetrics = {};
   for (const [key, value] of dict) {
     const number = toNumber(value);
@@ -148,13 +183,15 @@ function classifyDict(dict: Map<string, PythonValue> | null): ParsedHfLine | nul
   return null;
 }
 
-// tqdm's format_meter: "{desc}: {percentage:3.0f}%|{bar}| {n}/{total} [{elapsed}<{remaining}, {rate}{postfix}]"
+// tqdm's format_meter: "{desc}: {percentage:3.0f}%|{bar}| {n}/{total} [{elapsed}<{remaining}, {rate}{postfix}]",
+// at the start of a segment; whatever follows it (a printed dict, another rank's text) is the rest.
 const TQDM =
-  /^\s*(?:(.*?): *)?(\d{1,3})%\|[^|]*\| *(\d+)\/(\d+) \[(\d+(?::\d\d){1,2})<(\?|\d+(?::\d\d){1,2}), *([^,\]]*)(?:,[^\]]*)?\]\s*$/;
+  /^\s*(?:(.*?): *)?(\d{1,3})%\|[^|]*\| *(\d+)\/(\d+) \[(\d+(?::\d\d){1,2})<(\?|\d+(?::\d\d){1,2}), *([^,\]]*)(?:,[^\]]*)?\]/;
 const RATE_PER_SECOND = /^(\d+(?:\.\d+)?|\?) ?([A-Za-z ]*?)\/s$/;
 const SECONDS_PER_ITEM = /^(\d+(?:\.\d+)?)s\/ ?([A-Za-z ]*)$/;
 
-function parseTqdm(segment: string): TqdmBar | null {
+/** The bar that starts the segment, and where it ends. */
+function parseTqdm(segment: string): { bar: TqdmBar; end: number } | null {
   const match = TQDM.exec(segment);
   if (!match) return null;
   const [, label = "", percent, step, total, elapsed, remaining, rateText] = match;
@@ -167,7 +204,7 @@ function parseTqdm(segment: string): TqdmBar | null {
   const elapsedSeconds = parseClock(elapsed!);
   const remainingSeconds = remaining === "?" ? null : parseClock(remaining!);
   if (!Number.isFinite(elapsedSeconds) || !Number.isFinite(remainingSeconds ?? 0)) return null;
-  return {
+  const bar: TqdmBar = {
     kind: "tqdm",
     label: label.trim(),
     percent: Number(percent),
@@ -178,6 +215,7 @@ function parseTqdm(segment: string): TqdmBar | null {
     rate: rate.rate,
     unit: rate.unit,
   };
+  return { bar, end: match[0].length };
 }
 
 function parseRate(text: string): { rate: number | null; unit: string } | null {
@@ -222,9 +260,12 @@ function toNumber(value: PythonValue): number | null {
   return text.toLowerCase() in NAMED_NUMBERS ? NAMED_NUMBERS[text.toLowerCase()]! : null;
 }
 
-/** `{'key': value, ...}` to a map, or null when the text is anything else. */
-function parsePythonDict(text: string): Map<string, PythonValue> | null {
-  const reader = new Reader(text);
+/** `{'key': value, ...}` starting at `start`: the map and where it ends, or null. */
+function readPythonDict(
+  text: string,
+  start: number,
+): { dict: Map<string, PythonValue>; end: number } | null {
+  const reader = new Reader(text, start);
   const dict = new Map<string, PythonValue>();
   if (!reader.take("{")) return null;
   if (!reader.take("}")) {
@@ -238,16 +279,17 @@ function parsePythonDict(text: string): Map<string, PythonValue> | null {
     } while (reader.take(","));
     if (!reader.take("}")) return null;
   }
-  return reader.atEnd() ? dict : null;
+  return { dict, end: reader.offset() };
 }
 
 class Reader {
-  private position = 0;
-  constructor(private readonly text: string) {}
+  constructor(
+    private readonly text: string,
+    private position: number,
+  ) {}
 
-  atEnd(): boolean {
-    this.skipSpaces();
-    return this.position === this.text.length;
+  offset(): number {
+    return this.position;
   }
 
   peek(): string {

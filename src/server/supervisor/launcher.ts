@@ -137,6 +137,13 @@ export class Launcher {
             ? task.lastCheckpoint
             : join(dir, task.lastCheckpoint)
           : null;
+      // training.log and progress.jsonl hold every attempt's output, one after another: this
+      // attempt's monitor starts where the previous one's stopped, so nothing an earlier attempt
+      // wrote is taken for this one's (its metrics, checkpoints, stop).
+      const [previous] = await tx
+        .select({ logCursor: attempts.logCursor, progressCursor: attempts.progressCursor })
+        .from(attempts)
+        .where(and(eq(attempts.taskId, taskId), eq(attempts.number, task.currentAttempt)));
       const [attempt] = await tx
         .insert(attempts)
         .values({
@@ -146,6 +153,8 @@ export class Launcher {
           gpus,
           resumeFrom,
           executor: env.STUDIO_EXECUTOR,
+          logCursor: previous?.logCursor ?? null,
+          progressCursor: previous?.progressCursor ?? null,
         })
         .returning();
       const [updated] = await tx
@@ -189,7 +198,7 @@ export class Launcher {
       const command = trainerCommand(config, {
         nodePath: process.execPath,
         distDir: DIST_DIR,
-        pythonPath: env.STUDIO_PYTHON,
+        pythonPath: this.ctx.hfPeft.interpreter().path,
         allowCommandTrainer: env.STUDIO_ALLOW_COMMAND_TRAINER,
         baseEnv: process.env,
       });

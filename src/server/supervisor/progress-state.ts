@@ -36,6 +36,8 @@ export type ProgressState = {
    * event, a value out of the protocol's ranges). Absent in rows stored by older studios.
    */
   skippedEvents?: number;
+  /** Why the trainer said it failed (a "failed" event); absent in rows stored by older studios. */
+  failure?: string | null;
   /** Bookkeeping, not for display: a progress.jsonl event was seen, so log lines are ignored. */
   structured: boolean;
   /** Bookkeeping: the (step, time) the step rate is measured from; see `measureFrom`. */
@@ -100,6 +102,7 @@ export function initialProgress(): ProgressState {
     updatedAt: null,
     etaSeconds: null,
     skippedEvents: 0,
+    failure: null,
     structured: false,
     rateBase: null,
   };
@@ -229,6 +232,8 @@ function reduceEvent(
       };
     case "stopped":
       return { state: { ...state, step: event.step, etaSeconds: null }, metrics: [] };
+    case "failed":
+      return { state: { ...state, failure: event.reason }, metrics: [] };
   }
 }
 

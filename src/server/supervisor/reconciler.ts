@@ -380,7 +380,7 @@ export class Reconciler {
   ) {
     // The row as the drain left it: the steps the attempt reached.
     const fresh = (await getTask(this.ctx.db, task.id)) ?? task;
-    const progress = fresh.progress as { step?: number };
+    const progress = fresh.progress as { step?: number; failure?: unknown };
     const tail = await readLinesBefore(
       join(taskFolder(this.ctx, task), "training.log"),
       Number.MAX_SAFE_INTEGER,
@@ -394,6 +394,7 @@ export class Reconciler {
       diskFull: await this.diskFull(),
       memory: exit?.memory ?? null,
       stoppedBy: exit?.stoppedBy ?? null,
+      trainerSaid: typeof progress.failure === "string" ? progress.failure : null,
     });
   }
 

@@ -39,11 +39,13 @@ export function runPreflight(
           resolve({ ok: false, problems: [problem], details: { stderr: stderr.trim() } });
         if (error && (error as NodeJS.ErrnoException).code === "ENOENT") {
           return failed(
-            `Python interpreter not found: ${pythonPath} (set STUDIO_PYTHON to a Python 3 with torch, transformers and peft)`,
+            `Python interpreter not found: ${pythonPath} (run "studio setup hf-peft", or set STUDIO_PYTHON to a Python 3 with torch, transformers and peft)`,
           );
         }
         if (error?.killed) {
-          return failed(`the preflight check with ${pythonPath} took more than ${timeoutMs / 1000} s`);
+          return failed(
+            `the preflight check with ${pythonPath} took more than ${timeoutMs / 1000} s`,
+          );
         }
         const report = parseReport(stdout);
         if (!report) {

@@ -6,6 +6,7 @@ to <dir>/progress.jsonl, writes checkpoints to <dir>/checkpoints/checkpoint-N an
 completes, the adapter (adapter_config.json, adapter_model.safetensors) into <dir>.
 
 SIGTERM asks for a checkpoint at the end of the current step, then the process exits with 143.
+A failure is reported as a "failed" event naming the error before the process exits with it.
 Nothing is downloaded unless the model is a hub id and HF_HUB_OFFLINE is unset.
 """
 
@@ -21,6 +22,7 @@ import time
 
 EXIT_STOPPED = 143  # 128 + SIGTERM, as if the signal had ended the process
 IS_MAIN_PROCESS = int(os.environ.get("RANK", "0")) == 0
+MAX_REASON = 1000  # the protocol's strings are at most 1,024 characters
 
 
 def parse_args():
@@ -110,10 +112,35 @@ class StopRequest:
         return self.flag.is_set()
 
 
-def main():
+def run():
+    """main(), with its failure told in a "failed" event (the traceback still goes to the log)."""
     args = parse_args()
     task_dir = os.path.abspath(args.task_dir)
     events = Events(task_dir)
+    try:
+        return main(args, task_dir, events)
+    except BaseException as err:
+        reason = failure_reason(err)
+        if reason:
+            try:
+                events.emit("failed", reason=reason)
+            except OSError:
+                pass  # the folder is gone or full: the exit code still tells
+        raise
+
+
+def failure_reason(err):
+    """One line for the task's failure reason; None for a plain exit code."""
+    if isinstance(err, SystemExit):
+        text = err.code if isinstance(err.code, str) else None
+    elif isinstance(err, Exception):
+        text = f"{type(err).__name__}: {err}"
+    else:
+        text = None
+    return " ".join(text.split())[:MAX_REASON] if text else None
+
+
+def main(args, task_dir, events):
     stop = StopRequest()
     stop.install()
 
@@ -198,6 +225,8 @@ def main():
         eval_steps=hp["evalSteps"],
         bf16=use_bf16,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Without it, several processes on the CPU (torchrun, gloo) would each train alone.
+        use_cpu=not torch.cuda.is_available(),
         report_to="none",
         ddp_find_unused_parameters=False,
         **{eval_strategy_key(TrainingArguments): eval_strategy},
@@ -384,4 +413,4 @@ def log(message):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

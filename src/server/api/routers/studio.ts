@@ -1,4 +1,5 @@
 import { TRPCError } from "@trpc/server";
+import { HF_PEFT_SETUP_COMMAND } from "../../hf-peft-readiness";
 import { conditionKey, studioCondition } from "../../studio-condition";
 import { countByStatus } from "../../tasks/repository";
 import { mutatingProcedure, publicProcedure, router } from "../trpc";
@@ -83,4 +84,8 @@ export const studioRouter = router({
     }
     return ctx.supervisor.recover();
   }),
+  /** Whether each trainer that needs more than the studio can run: the create form says so. */
+  trainers: publicProcedure.query(async ({ ctx }) => ({
+    hfPeft: { ...(await ctx.hfPeft.check()), setupCommand: HF_PEFT_SETUP_COMMAND },
+  })),
 });

@@ -1,0 +1,275 @@
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hfPeftEnvironment, ONE_THREAD } from "../helpers/hf-peft";
+import { TestStudio } from "../helpers/studio";
+import { waitFor } from "../helpers/wait";
+
+const run = promisify(execFile);
+const CLI = join(import.meta.dirname, "../../dist/cli.js");
+
+/**
+ * The uninterrupted and the interrupted run train with these: 23 steps an epoch (180 training
+ * rows of the sample, batch 8), 92 steps, about 20 ms each on one core of an idle machine. The
+ * loss is logged at every step, so the curves compare step for step; dropout is on, so the RNG
+ * state matters; warmup then linear decay, so the scheduler's does; four epochs, so the data
+ * order of the epochs after the stop does.
+ */
+const SETTINGS = {
+  epochs: 4,
+  batchSize: 8,
+  maxLength: 128,
+  learningRate: 0.003,
+  loraRank: 8,
+  loraAlpha: 16,
+  loraDropout: 0.05,
+  warmupRatio: 0.05,
+  seed: 42,
+  evalSplit: 0.1,
+  evalSteps: 23,
+  saveSteps: 23,
+  loggingSteps: 1,
+};
+const TOTAL_STEPS = 92;
+/** How far an interrupted and resumed run's loss may be from the uninterrupted one's, at any step. */
+const RESUME_TOLERANCE = 1e-3;
+
+/**
+ * The Hugging Face PEFT trainer through the studio, as a person uses it: set up with
+ * `studio setup hf-peft` (the environment the global setup made is reused, as a second setup on
+ * one machine would), then tasks created and started through the studio's API, training a tiny
+ * Llama on the CPU.
+ */
+describe("the hf-peft trainer through the studio", () => {
+  const env = hfPeftEnvironment();
+  let studio: TestStudio;
+  const bin = mkdtempSync(join(tmpdir(), "bare-python-"));
+
+  beforeAll(async () => {
+    studio = await TestStudio.create("pglite", {
+      ...ONE_THREAD,
+      STUDIO_PYTHON: "",
+      HF_HUB_OFFLINE: "1",
+      // The uninterrupted and the interrupted run train side by side.
+      STUDIO_CONCURRENCY: "2",
+      // Until the setup runs, the studio's python3 is one without site-packages, so "not set up"
+      // holds whatever this machine's own python3 has installed.
+      PATH: `${bareBin(bin)}:${process.env.PATH}`,
+    });
+    await studio.start();
+  });
+  afterAll(async () => {
+    await studio?.dispose();
+    rmSync(bin, { recursive: true, force: true });
+  });
+
+  it("says it is not set up and how, refuses to start, then runs once `studio setup hf-peft` ran", async () => {
+    const before = await studio.client.studio.trainers.query();
+    expect(before.hfPeft).toMatchObject({
+      ok: false,
+      source: "default",
+      python: "python3",
+      setupCommand: "studio setup hf-peft",
+    });
+    expect(before.hfPeft.problems).toContainEqual(expect.stringMatching(/^torch is not installed/));
+
+    const task = await studio.client.task.create.mutate({
+      name: "peft",
+      model: env.model,
+      dataset: "sample",
+      trainer: "hf-peft",
+    });
+    await expect(studio.client.task.start.mutate({ id: task.id })).rejects.toThrow(
+      /the Python trainer cannot run here \(python3\): torch is not installed.*; set it up with "studio setup hf-peft"/,
+    );
+
+    // The person's command, while the studio runs: it reuses a ready environment of the same
+    // requirements, checks it and records it in this studio's home.
+    const { stdout } = await run(process.execPath, [CLI, "setup", "hf-peft", "--venv", env.venv], {
+      env: { ...process.env, STUDIO_HOME: studio.home },
+    });
+    expect(stdout).toContain(`python:      ${env.python} (Python 3.`);
+    expect(stdout).toMatch(/torch: {7}2\.13\.0\+cpu, CPU only/);
+    expect(stdout).toContain(`recorded in: ${join(studio.home, "hf-peft.json")}`);
+
+    const after = await studio.client.studio.trainers.query();
+    expect(after.hfPeft).toMatchObject({ ok: true, source: "setup", python: env.python });
+    expect(after.hfPeft.summary.packages.torch).toBe("2.13.0+cpu");
+    expect(after.hfPeft.summary.cuda.devices).toEqual([]);
+    await studio.client.task.cancel.mutate({ id: task.id });
+  }, 120_000);
+
+  let reference: string;
+  let interrupted: string;
+  /** The interrupted run: stopped by SIGTERM once its first checkpoint is in, then resumed. */
+  let stopAndResume: Promise<{ stoppedAt: number; checkpoint: string }>;
+
+  const task = async (id: string) => (await studio.client.task.get.query({ id })).task;
+
+  it("trains with live progress and loss, evaluates, checkpoints, and leaves an adapter that peft loads", async () => {
+    const create = (name: string) =>
+      studio.client.task.create.mutate({
+        name,
+        model: env.model,
+        dataset: "sample",
+        trainer: "hf-peft",
+        hyperparameters: SETTINGS,
+      });
+    reference = (await create("uninterrupted")).id;
+    interrupted = (await create("interrupted")).id;
+    await studio.client.task.start.mutate({ id: reference });
+    await studio.client.task.start.mutate({ id: interrupted });
+    // Alongside this run, so that the two cores are used; the next test checks what it did.
+    stopAndResume = stopThenResume(interrupted);
+    stopAndResume.catch(() => {}); // awaited by the next test, which reports a failure
+
+    const live = await waitFor(
+      "a live step with a loss",
+      async () => {
+        const t = await task(reference);
+        const p = t.progress as { step: number | null; loss: number | null; totalSteps: number };
+        const midway = p.step !== null && p.step > 0 && p.step < TOTAL_STEPS;
+        return t.status === "training" && midway && p.loss !== null ? p : null;
+      },
+      120_000,
+      20,
+    );
+    expect(live.totalSteps).toBe(TOTAL_STEPS);
+    await waitFor(
+      "completion",
+      async () => (await task(reference)).status === "completed",
+      120_000,
+      100,
+    );
+
+    const done = await task(reference);
+    expect(done.progress).toMatchObject({
+      step: TOTAL_STEPS,
+      totalSteps: TOTAL_STEPS,
+      percent: 100,
+    });
+    const metrics = await studio.client.task.metrics.query({ id: reference });
+    const losses = metrics.filter((m) => m.loss !== null);
+    expect(losses.map((m) => m.step)).toEqual(steps(1, TOTAL_STEPS));
+    const evals = metrics.filter((m) => m.evalLoss !== null);
+    expect(evals.map((m) => m.step)).toEqual([23, 46, 69, 92]);
+    expect(evals.at(-1)!.evalLoss!).toBeLessThan(evals[0]!.evalLoss!);
+    expect(done.lastCheckpoint).toBe(`checkpoints/checkpoint-${TOTAL_STEPS}`);
+    const dir = join(studio.home, "tasks", reference);
+    for (const step of [23, 46, 69, 92]) {
+      expect(
+        existsSync(join(dir, "checkpoints", `checkpoint-${step}`, "adapter_model.safetensors")),
+      ).toBe(true);
+    }
+    for (const file of ["adapter_config.json", "adapter_model.safetensors"]) {
+      expect(existsSync(join(dir, file))).toBe(true);
+    }
+
+    // The studio's own `task sample`: base model + adapter, loaded with PeftModel.from_pretrained.
+    const sample = await run(
+      process.execPath,
+      [
+        CLI,
+        "task",
+        "sample",
+        reference,
+        "--prompt",
+        "### Instruction:",
+        "--max-new-tokens",
+        "12",
+        "--temperature",
+        "0",
+      ],
+      { env: { ...(studio.env as NodeJS.ProcessEnv) } },
+    );
+    expect(sample.stderr).toMatch(/loaded .* with the adapter of .* \(\d+ LoRA tensors\)/);
+    expect(sample.stdout.trim().length).toBeGreaterThan(0);
+  }, 240_000);
+
+  it(`resumes a run stopped by SIGTERM from its checkpoint, with the same loss at every step (within ${RESUME_TOLERANCE})`, async () => {
+    const { stoppedAt, checkpoint } = await stopAndResume;
+    expect(stoppedAt).toBeGreaterThanOrEqual(SETTINGS.saveSteps);
+    expect(stoppedAt).toBeLessThan(TOTAL_STEPS);
+    const detail = await studio.client.task.get.query({ id: interrupted });
+    const first = detail.attempts.find((a) => a.number === 1);
+    expect(first).toMatchObject({ exitCode: 143 });
+    const saved = join(studio.home, "tasks", interrupted, checkpoint);
+    for (const file of [
+      "adapter_model.safetensors",
+      "optimizer.pt",
+      "scheduler.pt",
+      "rng_state.pth",
+      "trainer_state.json",
+    ]) {
+      expect(existsSync(join(saved, file)), file).toBe(true);
+    }
+    const events = readFileSync(join(studio.home, "tasks", interrupted, "progress.jsonl"), "utf8");
+    expect(events).toContain(`"reason": "SIGTERM: checkpoint saved at step ${stoppedAt}"`);
+    expect(events).toContain(`"resumed_from_step": ${stoppedAt}`);
+
+    await waitFor(
+      "the resumed run to complete",
+      async () => (await task(interrupted)).status === "completed",
+      120_000,
+      100,
+    );
+    const expected = await studio.client.task.metrics.query({ id: reference });
+    const resumed = await studio.client.task.metrics.query({ id: interrupted });
+    // Each attempt's rows are its own: steps up to the stop from the first, the rest from the second.
+    const lossRows = resumed.filter((m) => m.loss !== null);
+    expect(lossRows.filter((m) => m.attempt === 1).map((m) => m.step)).toEqual(steps(1, stoppedAt));
+    expect(lossRows.filter((m) => m.attempt === 2).map((m) => m.step)).toEqual(
+      steps(stoppedAt + 1, TOTAL_STEPS),
+    );
+
+    let largest = 0;
+    for (const kind of ["loss", "evalLoss", "learningRate"] as const) {
+      const want = new Map(expected.filter((m) => m[kind] !== null).map((m) => [m.step, m[kind]!]));
+      const got = new Map(resumed.filter((m) => m[kind] !== null).map((m) => [m.step, m[kind]!]));
+      expect([...got.keys()]).toEqual([...want.keys()]);
+      for (const [step, value] of want) {
+        const difference = Math.abs(got.get(step)! - value);
+        largest = Math.max(largest, difference);
+        expect(difference, `${kind} at step ${step}`).toBeLessThanOrEqual(RESUME_TOLERANCE);
+      }
+    }
+    console.log(
+      `hf-peft resume: stopped at step ${stoppedAt} of ${TOTAL_STEPS}; largest difference from the uninterrupted run: ${largest}`,
+    );
+  }, 240_000);
+
+  async function stopThenResume(id: string) {
+    await waitFor("the first checkpoint", async () => (await task(id)).lastCheckpoint, 120_000, 20);
+    await studio.client.task.cancel.mutate({ id });
+    const stopped = await waitFor(
+      "the cancel to end the run",
+      async () => {
+        const t = await task(id);
+        return t.status === "cancelled" ? t : null;
+      },
+      60_000,
+      50,
+    );
+    const checkpoint = stopped.lastCheckpoint ?? "";
+    const step = /^checkpoints\/checkpoint-(\d+)$/.exec(checkpoint)?.[1];
+    if (!step) throw new Error(`no checkpoint after the stop: ${checkpoint}`);
+    await studio.client.task.retry.mutate({ id, fromCheckpoint: true });
+    return { stoppedAt: Number(step), checkpoint };
+  }
+});
+
+function steps(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+/** `bin`, holding a python3 that is this machine's, run without site-packages. */
+function bareBin(bin: string): string {
+  const real = execFileSync("python3", ["-c", "import sys; print(sys.executable)"], {
+    encoding: "utf8",
+  }).trim();
+  writeFileSync(join(bin, "python3"), `#!/bin/sh\nexec ${real} -S "$@"\n`, { mode: 0o755 });
+  return bin;
+}
