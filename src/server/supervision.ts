@@ -140,10 +140,12 @@ export class Supervision {
     const { supervisor, epoch } = this.state;
     this.state = { kind: "standby", reason };
     this.opts.log(`stopped supervising (epoch ${epoch}): ${reason}`);
-    // A connection under the standby epoch first: nothing this studio still has under way can
-    // land once another studio has raised the epoch, and nothing new starts from here.
+    // The supervisor stops starting anything at once; then a connection under the standby
+    // epoch, so nothing this studio still has under way can land once another studio has raised
+    // the epoch; then what was under way is waited for.
+    const stopped = supervisor.stop();
     await this.opts.database.actUnder(STANDBY_EPOCH);
-    await supervisor.stop();
+    await stopped;
     await this.opts.database.lease.release();
   }
 

@@ -71,6 +71,8 @@ describe.skipIf(!process.env.DATABASE_URL)("supervision moves between studios (p
     const served = await second.client.task.logs.query({ id: task.id });
     expect(served.lines.length).toBeGreaterThanOrEqual(5);
 
+    // Created through the first studio (its dataset pinned under the first home), started later.
+    const later = await first.fixtureTask(["--lines", "3"], "started after the takeover");
     await first.kill("SIGKILL");
     const killedAt = Date.now();
     await waitFor(
@@ -93,6 +95,13 @@ describe.skipIf(!process.env.DATABASE_URL)("supervision moves between studios (p
     expect(recovered?.message).toContain(`training went on (pid ${p.trainer})`);
 
     writeFileSync(until, "");
+    await second.client.task.start.mutate({ id: later.id });
+    await waitFor(
+      "the later task to complete",
+      async () => (await statusOf(second, later.id)) === "completed",
+      30_000,
+      100,
+    );
     await waitFor(
       "completion",
       async () => (await statusOf(second, task.id)) === "completed",

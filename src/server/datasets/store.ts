@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, realpath, rename, stat, writeFile } from "node:fs/promises";
-import { basename, extname, isAbsolute, join, relative } from "node:path";
+import { basename, dirname, extname, isAbsolute, join, relative } from "node:path";
 import { z } from "zod";
 import {
   type DatasetReport,
@@ -190,10 +190,21 @@ export class DatasetStore {
    * Null when a task's dataset file may be used now; otherwise why not. A pinned copy must be
    * a plain file exactly where it was written (no link anywhere) whose content still has the
    * hash it is filed under. A task created before pinning existed must still point inside the
-   * allowed folders, as at its creation.
+   * allowed folders, as at its creation. A task created through another studio on the same
+   * database has its copy under that studio's home (`…/datasets/pinned/<sha>/<name>`): it is
+   * held to the same checks there.
    */
+  /** This studio's pinned folder, or another home's when `path` is a pinned copy there. */
+  private pinnedRootOf(path: string): string {
+    const candidate = dirname(dirname(path));
+    const isPinnedFolder =
+      basename(candidate) === "pinned" && basename(dirname(candidate)) === "datasets";
+    return isPinnedFolder && isAbsolute(candidate) ? candidate : this.pinnedRoot;
+  }
+
   async verifyPinned(path: string): Promise<string | null> {
-    const rel = relative(this.pinnedRoot, path);
+    const root = this.pinnedRootOf(path);
+    const rel = relative(root, path);
     const pinned = /^([0-9a-f]{64})\/([A-Za-z0-9._-]{1,120})$/.exec(rel);
     if (!pinned) {
       try {
@@ -207,7 +218,7 @@ export class DatasetStore {
     }
     let bytes: Buffer;
     try {
-      const { handle } = await openInside(this.pinnedRoot, rel);
+      const { handle } = await openInside(root, rel);
       try {
         bytes = await handle.readFile();
       } finally {

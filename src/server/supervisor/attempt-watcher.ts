@@ -170,7 +170,8 @@ export class AttemptWatchers {
   }
 
   async stopAll() {
-    for (const w of this.all()) await w.close(false);
+    const all = this.all();
     this.byTask.clear();
+    await Promise.all(all.map((w) => w.close(false)));
   }
 }

@@ -112,8 +112,8 @@ export class Supervisor {
   async stop() {
     if (this.poller) clearInterval(this.poller);
     this.reconciler.stop();
-    await this.launcher.stop();
-    await this.watchers.stopAll();
+    // Both stop taking new work at once (before either waits on what is under way).
+    await Promise.all([this.launcher.stop(), this.watchers.stopAll()]);
   }
 
   start(id: string): Promise<TaskRow> {
