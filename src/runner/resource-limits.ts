@@ -140,11 +140,17 @@ function memoryEvidence(group: Group, memoryMb: number): MemoryEvidence {
   };
 }
 
-function removeGroup(dir: string) {
+/**
+ * Removes a group once it is empty. Processes just killed leave it a moment after they are
+ * reaped (EBUSY until then): tried again for a few seconds, then left (a process that escaped).
+ */
+function removeGroup(dir: string, triesLeft = 50) {
   try {
     rmdirSync(dir);
-  } catch {
-    // Still holds a process (one that escaped the kill) or already gone: left for the kernel.
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EBUSY" && triesLeft > 0) {
+      setTimeout(() => removeGroup(dir, triesLeft - 1), 100);
+    }
   }
 }
 

@@ -1,6 +1,6 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { getPriority, tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { readExitRecord } from "../../src/runner/record-schemas";
 import { LocalExecutor } from "../../src/server/supervisor/local-executor";
@@ -43,10 +43,10 @@ describe("resource limits, held by the runner", () => {
     });
     const name = `${dir.split("/").pop()}-a1`;
     const cgroupOf = (pid: number) => readFileSync(`/proc/${pid}/cgroup`, "utf8");
-    // The trainer joins its groups first thing, before it execs the real program.
-    await waitFor(
-      "the trainer to exec",
-      () => !readFileSync(`/proc/${handle.trainer.pid}/cmdline`, "utf8").startsWith("/bin/sh"),
+    // The trainer joins its groups first thing, before it execs the real program: wait for
+    // Python itself (until then the process is the runner's fork, then the joining shell).
+    await waitFor("the trainer to exec", () =>
+      basename(readlinkSync(`/proc/${handle.trainer.pid}/exe`)).startsWith("python"),
     );
     expect(cgroupOf(handle.trainer.pid)).toMatch(
       new RegExp(`memory:/finetune-studio/${name}$`, "m"),
@@ -67,8 +67,15 @@ describe("resource limits, held by the runner", () => {
     process.kill(-handle.trainer.pid, "SIGKILL");
     const exit = await waitFor("exit.json", () => readExitRecord(dir, 1));
     expect(exit.memory).toMatchObject({ limitBytes: 128 * 1024 * 1024, oomKills: 0 });
-    expect(existsSync(`${GROUPS}/memory/finetune-studio/${name}`)).toBe(false);
-    expect(existsSync(`${GROUPS}/cpu/finetune-studio/${name}`)).toBe(false);
+    // Removed once the killed trainer has left them (the kernel takes a moment after the reap).
+    await waitFor(
+      "the groups to be removed",
+      () =>
+        !existsSync(`${GROUPS}/memory/finetune-studio/${name}`) &&
+        !existsSync(`${GROUPS}/cpu/finetune-studio/${name}`),
+      10_000,
+      50,
+    );
   });
 
   it("stops the trainer at its maximum run time and says so in exit.json", async () => {
