@@ -3,6 +3,7 @@ import { getPriority, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { readExitRecord } from "../../src/runner/record-schemas";
+import type { ResourceLimits } from "../../src/runner/resource-limits";
 import { LocalExecutor } from "../../src/server/supervisor/local-executor";
 import { TestStudio } from "../helpers/studio";
 import { isAlive, waitFor } from "../helpers/wait";
@@ -28,18 +29,21 @@ describe("resource limits, held by the runner", () => {
     dirs.push(d);
     return d;
   };
+  /** Python running `code` as attempt 1 in `dir`, held to `limits`. */
+  const startPython = (dir: string, code: string, limits: ResourceLimits, env = {}) =>
+    executor.start({
+      taskDir: dir,
+      attempt: 1,
+      command: { file: python, args: ["-c", code], env: { PATH: process.env.PATH ?? "", ...env } },
+      limits,
+    });
 
   it("runs the trainer in CPU and memory groups of its own at its priority, and removes them after", async () => {
     const dir = taskDir();
-    const handle = await executor.start({
-      taskDir: dir,
-      attempt: 1,
-      command: {
-        file: python,
-        args: ["-c", "import time; time.sleep(30)"],
-        env: { PATH: process.env.PATH ?? "" },
-      },
-      limits: { memoryMb: 128, cpus: 0.5, nice: 7 },
+    const handle = await startPython(dir, "import time; time.sleep(30)", {
+      memoryMb: 128,
+      cpus: 0.5,
+      nice: 7,
     });
     const name = `${dir.split("/").pop()}-a1`;
     const cgroupOf = (pid: number) => readFileSync(`/proc/${pid}/cgroup`, "utf8");
@@ -80,16 +84,7 @@ describe("resource limits, held by the runner", () => {
 
   it("stops the trainer at its maximum run time and says so in exit.json", async () => {
     const dir = taskDir();
-    const handle = await executor.start({
-      taskDir: dir,
-      attempt: 1,
-      command: {
-        file: python,
-        args: ["-c", "import time; time.sleep(60)"],
-        env: { PATH: process.env.PATH ?? "" },
-      },
-      limits: { maxRunSeconds: 1 },
-    });
+    const handle = await startPython(dir, "import time; time.sleep(60)", { maxRunSeconds: 1 });
     const exit = await waitFor("exit.json", () => readExitRecord(dir, 1), 20_000);
     expect(exit).toMatchObject({ signal: "SIGTERM", stoppedBy: "max-run-time" });
     expect(isAlive(handle.trainer.pid)).toBe(false);
@@ -99,16 +94,12 @@ describe("resource limits, held by the runner", () => {
     const dir = taskDir();
     const nowhere = mkdtempSync(join(tmpdir(), "no-cgroups-"));
     dirs.push(nowhere);
-    const start = executor.start({
-      taskDir: dir,
-      attempt: 1,
-      command: {
-        file: python,
-        args: ["-c", "print('ran')"],
-        env: { PATH: process.env.PATH ?? "", STUDIO_CGROUP_ROOT: nowhere },
-      },
-      limits: { memoryMb: 64 },
-    });
+    const start = startPython(
+      dir,
+      "print('ran')",
+      { memoryMb: 64 },
+      { STUDIO_CGROUP_ROOT: nowhere },
+    );
     await expect(start).rejects.toThrow(
       "cannot apply the resource limits: this machine has no memory control group to hold the limit to",
     );

@@ -308,7 +308,7 @@ export class Reconciler {
           decision.status === "failed" && !observed.exit?.error
             ? await this.failureCause(task, decision, observed.exit)
             : null;
-        await finalizeAttempt(this.ctx, ref!, {
+        const ended = await finalizeAttempt(this.ctx, ref!, {
           status: decision.status,
           reason: named?.reason ?? decision.reason,
           cause: named?.cause,
@@ -317,7 +317,7 @@ export class Reconciler {
           error: observed.exit?.error,
           endedAt: observed.exit ? new Date(observed.exit.endedAt) : undefined,
         });
-        if (named) await this.applyRetryPolicy(task.id, named.cause);
+        if (named) await this.applyRetryPolicy(ended, named.cause);
         break;
       }
       case "interrupted":
@@ -334,20 +334,21 @@ export class Reconciler {
           }
         }
         break;
-      case "failed-unexpectedly":
+      case "failed-unexpectedly": {
         if (decision.killTrainerGroup && handle) {
           await this.ctx.executor.signal(handle, "SIGKILL").catch(() => false);
         }
-        await failAttempt(
+        const failed = await failAttempt(
           this.ctx,
           ref!,
           decision.reason,
           decision.seen + (await this.fullDiskNote()),
         );
         if (decision.reason === TERMINATED_UNEXPECTEDLY) {
-          await this.applyRetryPolicy(task.id, "runner-lost");
+          await this.applyRetryPolicy(failed, "runner-lost");
         }
         break;
+      }
       case "launch-failed":
         if (ref) await failAttempt(this.ctx, ref, "could not launch", decision.reason, "failed");
         else await failWithoutAttempt(this.ctx, task, decision.reason);
@@ -441,10 +442,11 @@ export class Reconciler {
   }
 
   /** After a failure: queue the task again when the retry policy says so, or say why not. */
-  private async applyRetryPolicy(taskId: string, cause: RetryCause) {
+  /** `task`: the row the failure wrote (undefined when another writer ended it first). */
+  private async applyRetryPolicy(task: TaskRow | undefined, cause: RetryCause) {
     if (this.ctx.env.STUDIO_RETRY_LIMIT === 0) return;
-    const task = await getTask(this.ctx.db, taskId);
     if (task?.status !== "failed") return;
+    const taskId = task.id;
     const decision = retryDecision(
       {
         cause,
