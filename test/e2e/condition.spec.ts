@@ -1,7 +1,7 @@
-import { execFileSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, rmSync, statfsSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { expect, test } from "@playwright/test";
+import { mountTmpfs, unmountTmpfs } from "../helpers/tmpfs";
 import { CliStudio } from "./cli-studio";
 
 test.setTimeout(120_000);
@@ -16,17 +16,19 @@ test.beforeAll(async () => {
   // 100 MiB tmpfs of its own (no warning of its own), so that with the home full a task's files
   // can still be written and only the database cannot grow.
   studio = await CliStudio.start({ STUDIO_MIN_FREE_MB: "24" }, (home) => {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m", "tmpfs", home]);
+    mountTmpfs(home, 128);
     mounts.unshift(home);
     mkdirSync(join(home, "tasks"));
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=100m", "tmpfs", join(home, "tasks")]);
+    mountTmpfs(join(home, "tasks"), 100);
     mounts.unshift(join(home, "tasks"));
   });
 });
 test.afterAll(async () => {
   if (!studio) return;
   await studio.cli("stop").catch(() => studio.kill());
-  for (const mount of mounts) execFileSync("umount", [mount]);
+  // Once the disk is freed the queued tasks launch, and their trainers (which outlive the studio
+  // by design) keep the tasks disk busy: they go first, then the disks.
+  for (const mount of mounts) await unmountTmpfs(mount);
   await studio.dispose();
 });
 

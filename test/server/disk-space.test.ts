@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import {
   mkdirSync,
   readdirSync,
@@ -12,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { diskVerdict } from "../../src/server/disk-space";
 import { TestStudio } from "../helpers/studio";
+import { mountTmpfs, unmountTmpfs } from "../helpers/tmpfs";
 import { killGroups, waitFor } from "../helpers/wait";
 
 describe("diskVerdict", () => {
@@ -51,7 +51,7 @@ describe("a nearly full STUDIO_HOME", () => {
     if (!studio) return;
     await studio.stop().catch(() => studio.kill());
     const unhandled = studio.unhandledRejections();
-    execFileSync("umount", [tasksDir()]);
+    await unmountTmpfs(tasksDir());
     await studio.dispose();
     expect(unhandled).toEqual([]);
   });
@@ -62,7 +62,7 @@ describe("a nearly full STUDIO_HOME", () => {
       STUDIO_MIN_FREE_MB: "40",
     });
     mkdirSync(tasksDir(), { recursive: true });
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m", "tmpfs", tasksDir()]);
+    mountTmpfs(tasksDir(), 128);
     await studio.start();
     expect((await studio.client.studio.info.query()).disk).toMatchObject({
       floorBytes: 40 * MiB,

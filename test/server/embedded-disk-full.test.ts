@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import {
   closeSync,
   openSync,
@@ -13,6 +12,7 @@ import {
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TestStudio } from "../helpers/studio";
+import { mountTmpfs, unmountTmpfs } from "../helpers/tmpfs";
 import { killGroups, waitFor } from "../helpers/wait";
 
 const MiB = 1024 * 1024;
@@ -62,7 +62,7 @@ describe("a full disk under the embedded database", () => {
     if (!studio) return;
     await studio.stop().catch(() => studio.kill());
     const unhandled = studio.unhandledRejections();
-    if (mounted) execFileSync("umount", [studio.home]);
+    if (mounted) await unmountTmpfs(studio.home);
     await studio.dispose();
     expect(unhandled).toEqual([]);
   });
@@ -72,7 +72,7 @@ describe("a full disk under the embedded database", () => {
       STUDIO_ALLOW_COMMAND_TRAINER: "1",
       STUDIO_MIN_FREE_MB: "40",
     });
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=128m", "tmpfs", studio.home]);
+    mountTmpfs(studio.home, 128);
     mounted = true;
     await studio.start();
 
@@ -159,13 +159,13 @@ describe("a disk too small for the embedded database", () => {
 
   afterAll(async () => {
     if (!studio) return;
-    if (mounted) execFileSync("umount", [studio.home]);
+    if (mounted) await unmountTmpfs(studio.home);
     await studio.dispose();
   });
 
   it("`studio start` names the cause: the disk is full, with the free space", async () => {
     studio = await TestStudio.create("pglite");
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", studio.home]);
+    mountTmpfs(studio.home, 4);
     mounted = true;
     const started = studio.start().then(
       () => "started",

@@ -1,10 +1,10 @@
-import { execFileSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DatabaseHealth } from "../../src/server/db/health";
 import { PgliteThread } from "../../src/server/db/pglite-thread";
+import { mountTmpfs, unmountTmpfs } from "../helpers/tmpfs";
 import { waitFor } from "../helpers/wait";
 
 /** Writes until the disk is full, in large then small blocks, so less than a page is left. */
@@ -37,12 +37,12 @@ describe("the embedded database's thread on a full disk", () => {
 
   afterAll(async () => {
     await thread?.close();
-    execFileSync("umount", [mount]);
+    await unmountTmpfs(mount);
     rmSync(mount, { recursive: true, force: true });
   });
 
   it("stops after a PANIC, fails calls fast, and reopens when space is freed", async () => {
-    execFileSync("mount", ["-t", "tmpfs", "-o", "size=96m", "tmpfs", mount]);
+    mountTmpfs(mount, 96);
     const health = new DatabaseHealth((m) => logs.push(m));
     const dataDir = join(mount, "pglite");
     const opened = await PgliteThread.open({ dataDir, health, log: (m) => logs.push(m) });

@@ -1,0 +1,28 @@
+import { execFileSync } from "node:child_process";
+
+/** Mounts a real tmpfs of `megabytes` at `path` (the tests run as root): a small disk to fill. */
+export function mountTmpfs(path: string, megabytes: number) {
+  execFileSync("mount", ["-t", "tmpfs", "-o", `size=${megabytes}m`, "tmpfs", path]);
+}
+
+/**
+ * Unmounts a tmpfs from `mountTmpfs`. Trainers outlive their studio by design, so any process
+ * still using the disk (a trainer a queued task launched late, its runner) is killed first, and
+ * the unmount is tried again while the kernel lets go of them.
+ */
+export async function unmountTmpfs(path: string) {
+  try {
+    execFileSync("fuser", ["-k", "-KILL", "-m", path], { stdio: "ignore" });
+  } catch {
+    // nothing was using it
+  }
+  for (let tries = 0; ; tries++) {
+    try {
+      execFileSync("umount", [path], { stdio: "pipe" });
+      return;
+    } catch (err) {
+      if (tries >= 100) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
