@@ -73,6 +73,18 @@ const envSchema = z
     /** Stall watchdog: no new step for this many median step times (and STUDIO_STALL_MIN_SECONDS). */
     STUDIO_STALL_FACTOR: z.coerce.number().min(2).max(1000).default(20),
     STUDIO_STALL_MIN_SECONDS: z.coerce.number().int().min(1).max(604_800).default(600),
+    /**
+     * Divergence watchdog (a NaN/infinite loss, or a loss over STUDIO_DIVERGENCE_SPIKE_FACTOR × its
+     * recent median for STUDIO_DIVERGENCE_PATIENCE reports in a row): "rollback" stops the trainer
+     * and runs again from the last good checkpoint at STUDIO_DIVERGENCE_LR_FACTOR × the learning
+     * rate, at most STUDIO_DIVERGENCE_ROLLBACKS times in a row, then stops; "stop" stops it;
+     * "warn" only says so.
+     */
+    STUDIO_DIVERGENCE_ACTION: z.enum(["rollback", "stop", "warn"]).default("rollback"),
+    STUDIO_DIVERGENCE_SPIKE_FACTOR: z.coerce.number().min(1.5).max(1e6).default(5),
+    STUDIO_DIVERGENCE_PATIENCE: z.coerce.number().int().min(1).max(1000).default(3),
+    STUDIO_DIVERGENCE_ROLLBACKS: z.coerce.number().int().min(0).max(100).default(2),
+    STUDIO_DIVERGENCE_LR_FACTOR: z.coerce.number().gt(0).lt(1).default(0.5),
     /** Automatic retries in a row of a task that failed from outside (killed, runner lost, disk full); 0: off. */
     STUDIO_RETRY_LIMIT: z.coerce.number().int().min(0).max(100).default(0),
     STUDIO_RETRY_BACKOFF_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),

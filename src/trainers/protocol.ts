@@ -135,6 +135,8 @@ export const progressEventSchema = z.discriminatedUnion("event", [
     step: steps,
     total_steps: steps,
     loss: measure.optional(),
+    /** In place of `loss` when it was not a number (JSON has no NaN): the run has diverged. */
+    loss_not_finite: z.enum(["nan", "inf", "-inf"]).optional(),
     learning_rate: measure.optional(),
     grad_norm: measure.optional(),
     tokens_per_second: measure.optional(),

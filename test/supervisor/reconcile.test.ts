@@ -44,6 +44,8 @@ interface Case {
   stored?: boolean;
   recovered?: boolean;
   cancel?: boolean;
+  /** With cancel: the studio stopped it for this reason (a watchdog). */
+  stoppedFor?: string;
   intentAgeMs?: number;
   exit?: ExitRecord | null;
   exitProblem?: string;
@@ -71,6 +73,7 @@ function input(c: Case): ReconcileInput {
             handle: stored ? handle : null,
             handleProblem: c.handleProblem ?? null,
             cancelRequested: c.cancel ?? false,
+            stoppedFor: c.stoppedFor ?? null,
             intentAt: NOW - (c.intentAgeMs ?? 60_000),
           }
         : c.attempt,
@@ -165,6 +168,11 @@ describe("reconcile", () => {
       "cancel asked even though it finished → cancelled",
       { exit: exit(), cancel: true },
       finalize("cancelled", "cancelled", 0, null),
+    ],
+    [
+      "exit recorded after the studio stopped it for a cause → failed for that cause",
+      { exit: exit({ exitCode: 143 }), cancel: true, stoppedFor: "diverged: NaN" },
+      finalize("failed", "diverged: NaN", 143, null),
     ],
     [
       "paused task whose outcome was recorded",
@@ -338,6 +346,16 @@ describe("reconcile", () => {
       finalize(
         "cancelled",
         "cancelled; the machine restarted before the trainer stopped",
+        null,
+        null,
+      ),
+    ],
+    [
+      "other boot while the studio was stopping it for a cause → failed for that cause",
+      { runner: "other-boot", trainer: "other-boot", cancel: true, stoppedFor: "diverged: NaN" },
+      finalize(
+        "failed",
+        "diverged: NaN; the machine restarted before the trainer stopped",
         null,
         null,
       ),

@@ -14,6 +14,7 @@ import {
 import type { TaskLimits } from "../../shared/task-input";
 import { DATASET_FORMATS, type Hyperparameters, TRAINER_KINDS } from "../../trainers/protocol";
 import { TASK_STATUSES } from "../tasks/lifecycle";
+import type { StopRequest } from "../tasks/stop-request";
 
 const ts = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
 
@@ -44,6 +45,8 @@ export const tasks = pgTable(
     resumeFromCheckpoint: boolean("resume_from_checkpoint").notNull().default(false),
     lastCheckpoint: text("last_checkpoint"),
     cancelRequestedAt: ts("cancel_requested_at"),
+    /** Set with cancelRequestedAt when a watchdog, not a person, stopped the trainer (StopRequest). */
+    stopRequest: jsonb("stop_request").$type<StopRequest>(),
     currentAttempt: integer("current_attempt").notNull().default(0),
     /**
      * The task's folder (absolute), fixed at create. Null on rows from before it was stored:

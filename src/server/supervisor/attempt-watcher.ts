@@ -28,6 +28,8 @@ export class AttemptWatcher {
   readonly steps = new StepClock();
   /** The stall being reported, if any: one warning per stall, one note when steps resume. */
   stall: { step: number; since: number } | null = null;
+  /** The divergence watchdog has judged this attempt (./divergence-guard): it speaks once. */
+  divergenceReported = false;
 
   constructor(
     private readonly ctx: SupervisorContext,

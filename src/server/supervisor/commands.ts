@@ -4,6 +4,7 @@ import { noRoomReason } from "../disk-space";
 import { HF_PEFT_SETUP_COMMAND } from "../hf-peft-readiness";
 import { ACTIVE_STATUSES, OPEN_STATUSES, RETRYABLE_STATUSES } from "../tasks/lifecycle";
 import { getTask, transition } from "../tasks/repository";
+import type { StopRequest } from "../tasks/stop-request";
 import type { AttemptWatchers } from "./attempt-watcher";
 import { publish, type SupervisorContext } from "./context";
 import { TaskActionError } from "./task-action-error";
@@ -46,14 +47,11 @@ export class Commands {
 
   /**
    * A new attempt with the same settings, from the last checkpoint when asked. `automatic`: the
-   * retry policy's own (./retry-policy): queued to start no sooner than `notBefore`, and not
-   * refused on a full disk (the launcher waits for space).
+   * studio's own (the retry policy, ./retry-policy, or a rollback after divergence,
+   * ./divergence-guard): queued to start no sooner than `notBefore`, and not refused on a full
+   * disk (the launcher waits for space).
    */
-  async retry(
-    id: string,
-    fromCheckpoint: boolean,
-    automatic?: { notBefore: Date; message: string },
-  ): Promise<TaskRow> {
+  async retry(id: string, fromCheckpoint: boolean, automatic?: AutomaticRun): Promise<TaskRow> {
     const task = await this.mustGet(id);
     if (!RETRYABLE_STATUSES.includes(task.status)) {
       throw new TaskActionError(
@@ -73,6 +71,8 @@ export class Commands {
       {
         queuedAt: automatic?.notBefore ?? new Date(),
         cancelRequestedAt: null,
+        stopRequest: null,
+        ...(automatic?.rollback ? rollbackSettings(task, automatic.rollback) : {}),
         resumeFromCheckpoint: fromCheckpoint,
         statusReason: null,
         finishedAt: null,
@@ -84,7 +84,7 @@ export class Commands {
       this.ctx,
       row,
       automatic
-        ? { type: "auto-retry", message: automatic.message }
+        ? { type: automatic.rollback ? "rolled-back" : "auto-retry", message: automatic.message }
         : {
             type: "queued",
             message: fromCheckpoint
@@ -189,4 +189,21 @@ export class Commands {
       );
     }
   }
+}
+
+/** A run the studio queues by itself; `rollback`: from this checkpoint at this learning rate. */
+export interface AutomaticRun {
+  notBefore: Date;
+  message: string;
+  rollback?: NonNullable<StopRequest["rollback"]>;
+}
+
+/** The row changes of a rollback: its checkpoint becomes the last one, at the lower learning rate. */
+function rollbackSettings(task: TaskRow, rollback: NonNullable<StopRequest["rollback"]>) {
+  const checkpoint = { step: rollback.step, path: rollback.path };
+  return {
+    lastCheckpoint: rollback.path,
+    hyperparameters: { ...task.hyperparameters, learningRate: rollback.learningRate },
+    progress: { ...task.progress, lastCheckpoint: checkpoint },
+  };
 }

@@ -12,7 +12,7 @@ import type { AttemptWatchers } from "./attempt-watcher";
 import { note, publish, type SupervisorContext, taskFolder } from "./context";
 import { type AttemptHandle, describeHandle, HANDLE_VERSION } from "./executor";
 import { failAttempt } from "./outcomes";
-import { initialProgress } from "./progress-state";
+import { initialProgress, type ProgressState } from "./progress-state";
 import { planStarts } from "./scheduler";
 import { writeTaskConfig } from "./task-folder";
 
@@ -161,7 +161,11 @@ export class Launcher {
         .update(tasks)
         .set({
           currentAttempt: number,
-          progress: initialProgress() as unknown as Record<string, unknown>,
+          // A resumed attempt starts out knowing the checkpoint it continues from (a rollback
+          // after divergence can go back to it).
+          progress: initialProgress(
+            resumeFrom ? resumedCheckpoint(task.progress, task.lastCheckpoint) : null,
+          ) as unknown as Record<string, unknown>,
         })
         .where(eq(tasks.id, taskId))
         .returning();
@@ -266,4 +270,13 @@ export class Launcher {
       .returning();
     return row!;
   }
+}
+
+/** The step and path of the checkpoint a resumed attempt continues from, when the progress knows it. */
+function resumedCheckpoint(
+  progress: Record<string, unknown>,
+  lastCheckpoint: string | null,
+): { step: number; path: string } | null {
+  const known = (progress as Partial<ProgressState>).lastCheckpoint;
+  return known && known.path === lastCheckpoint ? known : null;
 }

@@ -1,4 +1,5 @@
 import { type ProgressEvent, progressEventSchema } from "../../trainers/protocol";
+import { emptyLossWatch, type LossWatch, observeCheckpoint, observeLoss } from "./divergence-watch";
 import { isTrainingBar, type ParsedHfLine } from "./hf-output-parser";
 
 /**
@@ -38,6 +39,8 @@ export type ProgressState = {
   skippedEvents?: number;
   /** Why the trainer said it failed (a "failed" event); absent in rows stored by older studios. */
   failure?: string | null;
+  /** Bookkeeping for the divergence watchdog (./divergence-watch); absent in older rows. */
+  lossWatch?: LossWatch;
   /** Bookkeeping, not for display: a progress.jsonl event was seen, so log lines are ignored. */
   structured: boolean;
   /** Bookkeeping: the (step, time) the step rate is measured from; see `measureFrom`. */
@@ -85,7 +88,10 @@ export type ProgressInput =
   | { source: "progress"; event: ProgressEvent; at: number }
   | { source: "log"; event: ParsedHfLine; at: number };
 
-export function initialProgress(): ProgressState {
+/** An attempt's progress before its first line; `resumedFrom`: the checkpoint it continues from. */
+export function initialProgress(
+  resumedFrom: { step: number; path: string } | null = null,
+): ProgressState {
   return {
     version: PROGRESS_VERSION,
     epoch: null,
@@ -97,12 +103,13 @@ export function initialProgress(): ProgressState {
     evalLoss: null,
     learningRate: null,
     tokensPerSecond: null,
-    lastCheckpoint: null,
+    lastCheckpoint: resumedFrom,
     startedAt: null,
     updatedAt: null,
     etaSeconds: null,
     skippedEvents: 0,
     failure: null,
+    lossWatch: emptyLossWatch(resumedFrom),
     structured: false,
     rateBase: null,
   };
@@ -196,6 +203,7 @@ function reduceEvent(
           loss: finite(event.loss) ?? state.loss,
           learningRate: finite(event.learning_rate) ?? state.learningRate,
           tokensPerSecond: finite(event.tokens_per_second) ?? state.tokensPerSecond,
+          lossWatch: watchLoss(state, event.step, event.loss ?? notFinite(event.loss_not_finite)),
         },
         event.step,
         at,
@@ -216,7 +224,11 @@ function reduceEvent(
     }
     case "checkpoint":
       return {
-        state: { ...state, lastCheckpoint: { step: event.step, path: event.path } },
+        state: {
+          ...state,
+          lastCheckpoint: { step: event.step, path: event.path },
+          lossWatch: observeCheckpoint(watchOf(state), event.step, event.path),
+        },
         metrics: [],
       };
     case "completed":
@@ -260,6 +272,10 @@ function reduceLog(
           epoch: finite(line.epoch) ?? previous.epoch,
           loss: finite(line.loss) ?? previous.loss,
           learningRate: finite(line.learningRate) ?? previous.learningRate,
+          lossWatch:
+            previous.step === null
+              ? previous.lossWatch
+              : watchLoss(previous, previous.step, line.loss),
         },
         at,
       );
@@ -299,6 +315,21 @@ function reduceLog(
         metrics: [],
       };
   }
+}
+
+function watchOf(state: ProgressState): LossWatch {
+  return state.lossWatch ?? emptyLossWatch(null);
+}
+
+/** The loss report (a number, NaN, ±Infinity, or none) folded into the divergence watch. */
+function watchLoss(state: ProgressState, step: number, loss: number | null | undefined) {
+  return typeof loss === "number" ? observeLoss(watchOf(state), step, loss) : state.lossWatch;
+}
+
+/** The protocol's way of saying the loss was not a number (JSON has no NaN). */
+function notFinite(value: "nan" | "inf" | "-inf" | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  return value === "nan" ? Number.NaN : value === "inf" ? Infinity : -Infinity;
 }
 
 function touch(state: ProgressState, at: number): ProgressState {

@@ -23,6 +23,11 @@ export interface ReconcileInput {
     /** What is wrong with the stored handle when it no longer parses. */
     handleProblem?: string | null;
     cancelRequested: boolean;
+    /**
+     * With cancelRequested: the studio itself stopped the trainer (a watchdog), and the attempt
+     * ends as failed for this reason, not as cancelled. Null when a person cancelled.
+     */
+    stoppedFor?: string | null;
     /** When the attempt was written as intended (ms since epoch), before anything was spawned. */
     intentAt: number;
   } | null;
@@ -104,11 +109,16 @@ export type ReconcileDecision =
   /** The executor could not say what runs: change nothing, look again later. */
   | { action: "undecided"; why: string };
 
-/** What an exit record means for the task, given whether someone asked it to stop. */
+/**
+ * What an exit record means for the task, given whether someone asked it to stop: a person
+ * (cancelled), or the studio for a reason (`stoppedFor`: failed, for that reason).
+ */
 export function outcomeOfExit(
   exit: ExitRecord,
   cancelRequested: boolean,
+  stoppedFor: string | null = null,
 ): { status: "completed" | "failed" | "cancelled"; reason: string } {
+  if (cancelRequested && stoppedFor) return { status: "failed", reason: stoppedFor };
   if (cancelRequested) return { status: "cancelled", reason: "cancelled" };
   // A trainer that saved and exited 0 on the run-time limit's SIGTERM did not finish its run.
   if (exit.stoppedBy === "max-run-time") {
@@ -136,7 +146,7 @@ export function reconcile(input: ReconcileInput): ReconcileDecision {
   const processes = observed.processes;
   if (processes === "unknown") {
     // A recorded outcome needs no process to be believed when none can be seen.
-    if (observed.exit) return finalizeFrom(observed.exit, attempt.cancelRequested);
+    if (observed.exit) return finalizeFrom(observed.exit, attempt);
     return { action: "undecided", why: "the executor could not say whether the attempt runs" };
   }
 
@@ -164,7 +174,7 @@ export function reconcile(input: ReconcileInput): ReconcileDecision {
       }
     }
     if (exitProblem === null && observed.exit) {
-      return finalizeFrom(observed.exit, attempt.cancelRequested);
+      return finalizeFrom(observed.exit, attempt);
     }
     // An outcome that cannot be believed. While the runner lives, its own record is to come.
     if (processes && isUp(processes.runner)) {
@@ -207,8 +217,8 @@ export function reconcile(input: ReconcileInput): ReconcileDecision {
     if (attempt.cancelRequested) {
       return {
         action: "finalize",
-        status: "cancelled",
-        reason: "cancelled; the machine restarted before the trainer stopped",
+        status: attempt.stoppedFor ? "failed" : "cancelled",
+        reason: `${attempt.stoppedFor ?? "cancelled"}; the machine restarted before the trainer stopped`,
         exitCode: null,
         signal: null,
       };
@@ -247,10 +257,13 @@ function follow(
   };
 }
 
-function finalizeFrom(exit: ExitRecord, cancelRequested: boolean): ReconcileDecision {
+function finalizeFrom(
+  exit: ExitRecord,
+  attempt: { cancelRequested: boolean; stoppedFor?: string | null },
+): ReconcileDecision {
   return {
     action: "finalize",
-    ...outcomeOfExit(exit, cancelRequested),
+    ...outcomeOfExit(exit, attempt.cancelRequested, attempt.stoppedFor ?? null),
     exitCode: exit.exitCode,
     signal: exit.signal,
   };

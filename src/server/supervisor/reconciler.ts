@@ -4,10 +4,13 @@ import { removeStaleTempFiles } from "../../runner/atomic-json";
 import { type AttemptRow, attempts, type TaskRow, tasks } from "../db/schema";
 import { describeDiskSpace, diskSpace } from "../disk-space";
 import { ACTIVE_STATUSES, OPEN_STATUSES } from "../tasks/lifecycle";
-import { automaticRetriesInARow, getTask, transition } from "../tasks/repository";
+import { automaticRunsInARow, getTask, transition } from "../tasks/repository";
+import { readStopRequest, type StopRequest } from "../tasks/stop-request";
 import type { AttemptWatcher, AttemptWatchers } from "./attempt-watcher";
 import { monitorFor } from "./attempt-watcher";
+import type { AutomaticRun } from "./commands";
 import { note, publish, type SupervisorContext, taskFolder } from "./context";
+import { DivergenceGuard } from "./divergence-guard";
 import {
   type AttemptHandle,
   describeHandle,
@@ -43,11 +46,14 @@ export interface ReconcilerDeps {
   schedule: () => void;
   /** Queues the task again from its last checkpoint (auto-resume after a reboot). */
   resumeFromCheckpoint: (taskId: string) => Promise<unknown>;
-  /** Queues a failed task again by the retry policy, to start no sooner than `notBefore`. */
+  /**
+   * Queues a failed task again by the retry policy (to start no sooner than `notBefore`), or
+   * for a rollback after divergence.
+   */
   retryAutomatically: (
     taskId: string,
     fromCheckpoint: boolean,
-    automatic: { notBefore: Date; message: string },
+    automatic: AutomaticRun,
   ) => Promise<unknown>;
   /** Stores the handle of an attempt whose launch was confirmed; returns the updated row. */
   recordHandle: (attempt: AttemptRow, handle: AttemptHandle) => Promise<AttemptRow>;
@@ -67,10 +73,14 @@ export class Reconciler {
   /** Set when this supervisor stops: its pending retries end (the next term reconciles afresh). */
   private stopped = false;
 
+  private readonly divergence: DivergenceGuard;
+
   constructor(
     private readonly ctx: SupervisorContext,
     private readonly deps: ReconcilerDeps,
-  ) {}
+  ) {
+    this.divergence = new DivergenceGuard(ctx);
+  }
 
   /**
    * Boot (and every new term of supervision): every open task once, or only those of `only`
@@ -232,6 +242,7 @@ export class Reconciler {
         if (decision.warning) await this.warn(watcher, decision.warning);
         await this.escalateCancel(task, watcher);
         await this.watchForStall(task, watcher);
+        await this.divergence.check(task, watcher);
         return;
       case "await-runner":
         watcher.checkSoon();
@@ -278,6 +289,7 @@ export class Reconciler {
         handle,
         handleProblem,
         cancelRequested: task.cancelRequestedAt !== null,
+        stoppedFor: readStopRequest(task.stopRequest)?.reason ?? null,
         intentAt: attempt.intentAt.getTime(),
       },
       observed,
@@ -303,9 +315,12 @@ export class Reconciler {
     };
     switch (decision.action) {
       case "finalize": {
-        // A trainer that failed on its own: name the cause from what it left behind.
-        const named =
-          decision.status === "failed" && !observed.exit?.error
+        // Stopped by a watchdog: its reason is the cause. A trainer that failed on its own: name
+        // the cause from what it left behind.
+        const stop = decision.status === "failed" ? readStopRequest(task.stopRequest) : null;
+        const named = stop
+          ? { cause: stop.cause, reason: decision.reason }
+          : decision.status === "failed" && !observed.exit?.error
             ? await this.failureCause(task, decision, observed.exit)
             : null;
         const ended = await finalizeAttempt(this.ctx, ref!, {
@@ -317,7 +332,8 @@ export class Reconciler {
           error: observed.exit?.error,
           endedAt: observed.exit ? new Date(observed.exit.endedAt) : undefined,
         });
-        if (named) await this.applyRetryPolicy(ended, named.cause);
+        if (stop) await this.rollBack(ended, stop);
+        else if (named) await this.applyRetryPolicy(ended, named.cause);
         break;
       }
       case "interrupted":
@@ -450,7 +466,7 @@ export class Reconciler {
     const decision = retryDecision(
       {
         cause,
-        retriesSoFar: await automaticRetriesInARow(this.ctx.db, taskId),
+        retriesSoFar: await automaticRunsInARow(this.ctx.db, taskId, "auto-retry"),
         hasCheckpoint: task.lastCheckpoint !== null,
       },
       {
@@ -474,6 +490,24 @@ export class Reconciler {
       await note(this.ctx, taskId, {
         type: "retry-policy",
         message: `could not retry automatically: ${err instanceof Error ? err.message : err}`,
+      });
+    }
+  }
+
+  /** After the divergence watchdog stopped a trainer: run again from the checkpoint it chose. */
+  private async rollBack(task: TaskRow | undefined, stop: StopRequest) {
+    if (task?.status !== "failed" || !stop.rollback) return;
+    const { step, path, learningRate } = stop.rollback;
+    try {
+      await this.deps.retryAutomatically(task.id, true, {
+        notBefore: new Date(),
+        message: `rolled back to ${path} (step ${step}) at learning rate ${learningRate} after the loss diverged`,
+        rollback: stop.rollback,
+      });
+    } catch (err) {
+      await note(this.ctx, task.id, {
+        type: "retry-policy",
+        message: `could not roll back: ${err instanceof Error ? err.message : err}`,
       });
     }
   }

@@ -167,14 +167,42 @@ export async function queuePositionOf(db: Db, task: TaskRow): Promise<number> {
   return (row?.n ?? 0) + 1;
 }
 
-/** Automatic retries since a person last queued the task (its "auto-retry" events in a row). */
-export async function automaticRetriesInARow(db: Db, taskId: string): Promise<number> {
+/**
+ * Automatic runs of one kind ("auto-retry": the retry policy; "rolled-back": the divergence
+ * watchdog) since a person last queued the task: its events of that type in a row.
+ */
+export async function automaticRunsInARow(
+  db: Db,
+  taskId: string,
+  kind: "auto-retry" | "rolled-back",
+): Promise<number> {
   const rows = await db
     .select({ type: taskEvents.type })
     .from(taskEvents)
-    .where(and(eq(taskEvents.taskId, taskId), inArray(taskEvents.type, ["queued", "auto-retry"])))
+    .where(and(eq(taskEvents.taskId, taskId), inArray(taskEvents.type, ["queued", kind])))
     .orderBy(desc(taskEvents.id))
     .limit(101);
   const firstByPerson = rows.findIndex((r) => r.type === "queued");
   return firstByPerson === -1 ? rows.length : firstByPerson;
+}
+
+/** Whether the attempt has an event of this type (a watchdog that spoke before a restart). */
+export async function attemptHasEvent(
+  db: Db,
+  taskId: string,
+  attempt: number,
+  type: string,
+): Promise<boolean> {
+  const [row] = await db
+    .select({ id: taskEvents.id })
+    .from(taskEvents)
+    .where(
+      and(
+        eq(taskEvents.taskId, taskId),
+        eq(taskEvents.attempt, attempt),
+        eq(taskEvents.type, type),
+      ),
+    )
+    .limit(1);
+  return row !== undefined;
 }

@@ -1,7 +1,7 @@
 import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
-import type { TaskConfig } from "../protocol";
+import type { ProgressEvent, TaskConfig } from "../protocol";
 import { type BaseModel, loadBaseModel, saveModel } from "./base-model";
 import { type Batch, epochOrder, makeBatch, splitEval, stepsPerEpoch } from "./batches";
 import {
@@ -283,7 +283,7 @@ export async function train(
         total_epochs: hp.epochs,
         step,
         total_steps: totalSteps,
-        loss: meanLoss,
+        ...lossField(meanLoss),
         learning_rate: learningRate,
         grad_norm: round(gradNorm),
         tokens_per_second: tokensPerSecond,
@@ -343,4 +343,12 @@ export async function train(
   );
   tf.dispose([...Object.values(frozen), ...Object.values(variables)]);
   return "completed";
+}
+
+/** The loss for a progress event: a number, or what it was instead (JSON has no NaN). */
+function lossField(
+  loss: number,
+): Pick<ProgressEvent & { event: "progress" }, "loss" | "loss_not_finite"> {
+  if (Number.isFinite(loss)) return { loss };
+  return { loss_not_finite: Number.isNaN(loss) ? "nan" : loss > 0 ? "inf" : "-inf" };
 }

@@ -241,6 +241,10 @@ def main(args, task_dir, events):
 
         def on_train_begin(self, args, state, control, **kwargs):
             resumed = state.global_step if resume_from else None
+            if resume_from:
+                apply_peak_learning_rate(
+                    kwargs.get("optimizer"), kwargs.get("lr_scheduler"), hp["learningRate"]
+                )
             events.emit(
                 "started",
                 total_epochs=hp["epochs"],
@@ -265,6 +269,7 @@ def main(args, task_dir, events):
                 step=state.global_step,
                 total_steps=state.max_steps,
                 loss=as_float(logs.get("loss")),
+                loss_not_finite=not_finite(logs.get("loss")),
                 learning_rate=as_float(logs.get("learning_rate")),
                 grad_norm=as_float(logs.get("grad_norm")),
             )
@@ -398,6 +403,28 @@ def count_parameters(model):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+def apply_peak_learning_rate(optimizer, scheduler, peak):
+    """A resumed run takes the learning rate its checkpoint saved (optimizer and schedule); the
+    studio may have lowered it since (a rollback after the loss diverged). Rescale both so the
+    schedule continues from the same point at the configured peak."""
+    if optimizer is None or scheduler is None or not hasattr(scheduler, "base_lrs"):
+        return
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+        if base and base != peak:
+            group["lr"] = group["lr"] * peak / base
+            group["initial_lr"] = peak
+    scheduler.base_lrs = [peak for _ in scheduler.base_lrs]
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def not_finite(value):
+    """What a loss was instead of a number ("nan", "inf", "-inf"), or None when it was one."""
+    if value is None or math.isfinite(float(value)):
+        return None
+    number = float(value)
+    return "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
 
 
 def as_float(value):
