@@ -10,8 +10,14 @@ describe("embedded database under SIGKILL", () => {
       for (let cycle = 0; cycle < 3; cycle++) {
         await studio.start();
         const client = createClient(`http://127.0.0.1:${studio.port}`);
-        const killAfterMs = 400 + cycle * 150;
-        const killer = setTimeout(() => void studio.kill("SIGKILL"), killAfterMs);
+        // The kill lands while writes are under way: once this cycle has its first few answers
+        // (a loaded machine can take seconds for them), a little later each cycle.
+        const answered = acknowledged.length;
+        let killer: NodeJS.Timeout | undefined;
+        const armKiller = () => {
+          if (killer || acknowledged.length - answered < 4) return;
+          killer = setTimeout(() => void studio.kill("SIGKILL"), 20 + cycle * 40);
+        };
         // Writers run until the studio dies under them; only answered writes count.
         await Promise.all(
           Array.from({ length: 4 }, async (_, writer) => {
@@ -23,6 +29,7 @@ describe("embedded database under SIGKILL", () => {
                   dataset: "sample",
                 });
                 acknowledged.push(task.id);
+                armKiller();
               } catch {
                 return;
               }

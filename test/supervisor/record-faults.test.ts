@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,6 +7,15 @@ import { attempts } from "../../src/server/db/schema";
 import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
 import { isAlive, killGroups, waitFor } from "../helpers/wait";
+
+/**
+ * Puts a file in place at once (written beside it, then renamed), as a record appears: the
+ * studio, looking every moment, must not catch it half-written (an empty file is another fault).
+ */
+function placeFile(path: string, content: string) {
+  writeFileSync(`${path}.placing`, content);
+  renameSync(`${path}.placing`, path);
+}
 
 /**
  * Issue #10's reproductions, as written: a runner killed while the studio runs, a corrupt or
@@ -79,7 +88,7 @@ describe.each(testDatabaseKinds())("faults confined to their task (%s)", (kind) 
   it("does not believe a corrupt exit.json while the runner runs, then records the real outcome", async () => {
     const until = join(studio.home, "corrupt-live.until");
     const t = await startFixture(["--lines", "1", "--interval-ms", "50", "--until", until]);
-    writeFileSync(join(dirOf(t.id), "exit.json"), "CORRUPT{{{");
+    placeFile(join(dirOf(t.id), "exit.json"), "CORRUPT{{{");
     const warning = await eventLike(t.id, /exit\.json is unreadable/);
     expect(warning.message).toBe(
       'exit.json is unreadable: not JSON (10 bytes: "CORRUPT{{{"); the runner still runs, so its own record is awaited',
@@ -104,7 +113,7 @@ describe.each(testDatabaseKinds())("faults confined to their task (%s)", (kind) 
       trainerPid: t.trainer,
       runnerPid: t.runner,
     };
-    writeFileSync(join(dirOf(t.id), "exit.json"), JSON.stringify(forged));
+    placeFile(join(dirOf(t.id), "exit.json"), JSON.stringify(forged));
     const warning = await eventLike(t.id, /not believed/);
     expect(warning.message).toBe(
       `exit.json says the trainer exited with code 0, but its trainer (pid ${t.trainer}) is still running: not believed`,
@@ -144,7 +153,7 @@ describe.each(testDatabaseKinds())("faults confined to their task (%s)", (kind) 
         .set({ handle: { kind: "local", trainer: "not a process" } })
         .where(eq(attempts.taskId, brokenHandle.id));
     });
-    writeFileSync(join(dirOf(ended.id), "exit.json"), "CORRUPT{{{");
+    placeFile(join(dirOf(ended.id), "exit.json"), "CORRUPT{{{");
 
     await studio.start();
     const failed = await statusBecomes(ended.id, "failed");
