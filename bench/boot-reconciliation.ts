@@ -9,10 +9,14 @@ import { processesRunning } from "./lib/trainer-scan";
 const flags = numberFlags({ finished: 1000, running: 20, trials: 3 });
 
 function newStudio(concurrency: number) {
-  return TestStudio.create(process.env.BENCH_POSTGRES ? "postgres" : "pglite", {
-    STUDIO_ALLOW_COMMAND_TRAINER: "1",
-    STUDIO_CONCURRENCY: String(concurrency),
-  });
+  return TestStudio.create(
+    process.env.BENCH_POSTGRES ? "postgres" : "pglite",
+    {
+      STUDIO_ALLOW_COMMAND_TRAINER: "1",
+      STUDIO_CONCURRENCY: String(concurrency),
+    },
+    { firstStart: true },
+  );
 }
 
 /** Stops and starts the studio `trials` times; the start times (ms) as the CLI reports them. */

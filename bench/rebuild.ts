@@ -174,7 +174,13 @@ async function rebuildInProcess() {
 
 /** 2: `studio start` on the home, its database emptied, against a start with every task in it. */
 async function studioStarts() {
-  const studio = await TestStudio.create(process.env.BENCH_POSTGRES ? "postgres" : "pglite");
+  const studio = await TestStudio.create(
+    process.env.BENCH_POSTGRES ? "postgres" : "pglite",
+    {},
+    {
+      firstStart: true,
+    },
+  );
   try {
     await studio.start(); // creates and migrates the database, so the timed starts do not
     await studio.stop();

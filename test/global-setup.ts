@@ -1,9 +1,10 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
+import { openDatabase } from "../src/server/db/client";
 
 const ROOT = join(import.meta.dirname, "..");
 const TINY_LLAMA = join(ROOT, "test", "fixtures", "hf-peft", "tiny_llama.py");
@@ -12,6 +13,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     /** The interpreter `studio setup hf-peft` prepared, or why there is none. */
     hfPeft: { python: string; venv: string; model: string } | { problem: string };
+    /** An embedded database folder at the current migration, for studios not testing a first start. */
+    pgliteTemplate: string;
   }
 }
 
@@ -21,7 +24,7 @@ declare module "vitest" {
  * a tiny Llama to train: both kept in a cache folder, named by what they were made from, so
  * that a rerun reuses them in about a second (STUDIO_TEST_CACHE moves the folder).
  */
-export default function setup(project: TestProject) {
+export default async function setup(project: TestProject) {
   try {
     execFileSync(process.execPath, ["scripts/build-node.mjs"], { stdio: "inherit", cwd: ROOT });
   } catch {
@@ -29,10 +32,46 @@ export default function setup(project: TestProject) {
     console.error("global setup: some programs did not build (see above)");
   }
   project.provide("hfPeft", prepareHfPeft());
+  project.provide("pgliteTemplate", await preparePgliteTemplate());
+}
+
+function cacheDir(): string {
+  return process.env.STUDIO_TEST_CACHE || join(homedir(), ".cache", "finetune-studio-tests");
+}
+
+/**
+ * A first start creates the embedded database from nothing (initdb in WebAssembly, then every
+ * migration): seconds on these machines, paid by each of the suite's studios. Studios that are
+ * not testing a first start begin from a copy of one database made exactly that way (the studio's
+ * own openDatabase), named by the migrations and the PGlite release it was made with.
+ */
+async function preparePgliteTemplate(): Promise<string> {
+  const migrations = join(ROOT, "drizzle");
+  const key = createHash("sha256");
+  for (const file of readdirSync(migrations).sort()) {
+    if (file.endsWith(".sql")) key.update(file).update(readFileSync(join(migrations, file)));
+  }
+  const pglite = join(ROOT, "node_modules", "@electric-sql", "pglite", "package.json");
+  key.update(JSON.parse(readFileSync(pglite, "utf8")).version);
+  const template = join(cacheDir(), `pglite-template-${key.digest("hex").slice(0, 12)}`);
+  if (existsSync(template)) return template;
+  mkdirSync(cacheDir(), { recursive: true });
+  const building = `${template}.${process.pid}.tmp`;
+  rmSync(building, { recursive: true, force: true });
+  const database = await openDatabase({ pgliteDir: building, log: () => {} });
+  await database.close();
+  try {
+    renameSync(building, template);
+  } catch (err) {
+    // Another test run made it meanwhile: theirs is as good.
+    rmSync(building, { recursive: true, force: true });
+    if (!existsSync(template)) throw err;
+  }
+  return template;
 }
 
 function prepareHfPeft(): { python: string; venv: string; model: string } | { problem: string } {
-  const cache = process.env.STUDIO_TEST_CACHE || join(homedir(), ".cache", "finetune-studio-tests");
+  const cache = cacheDir();
   try {
     mkdirSync(cache, { recursive: true });
     const out = execFileSync(

@@ -7,11 +7,15 @@ export const LINES_TRAINER = join(import.meta.dirname, "../../test/fixtures/trai
 
 /** A studio on PGlite (or DATABASE_URL's PostgreSQL when BENCH_POSTGRES=1) that runs command trainers. */
 export async function benchStudio(env: Record<string, string> = {}): Promise<TestStudio> {
-  const studio = await TestStudio.create(process.env.BENCH_POSTGRES ? "postgres" : "pglite", {
-    STUDIO_ALLOW_COMMAND_TRAINER: "1",
-    STUDIO_CANCEL_GRACE_MS: "2000",
-    ...env,
-  });
+  const studio = await TestStudio.create(
+    process.env.BENCH_POSTGRES ? "postgres" : "pglite",
+    {
+      STUDIO_ALLOW_COMMAND_TRAINER: "1",
+      STUDIO_CANCEL_GRACE_MS: "2000",
+      ...env,
+    },
+    { firstStart: true },
+  );
   await studio.start();
   return studio;
 }

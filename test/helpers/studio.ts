@@ -1,10 +1,11 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { eq } from "drizzle-orm";
+import { inject } from "vitest";
 import { createClient, type StudioClient } from "../../src/cli/client";
 import { type Db, openDatabase } from "../../src/server/db/client";
 import { attempts } from "../../src/server/db/schema";
@@ -51,10 +52,16 @@ export class TestStudio {
 
   private database: TestDatabase | null = null;
 
-  /** A studio on PGlite, or on a fresh PostgreSQL database of its own. */
+  /**
+   * A studio on PGlite, or on a fresh PostgreSQL database of its own. Its embedded database
+   * starts as a copy of one made by the studio's own first start (see test/global-setup.ts),
+   * unless `firstStart` asks for the real thing: initdb and every migration, seconds each
+   * (benchmarks, which run outside vitest, always ask for it).
+   */
   static async create(
     kind: "pglite" | "postgres",
     extraEnv: Record<string, string | undefined> = {},
+    { firstStart = false }: { firstStart?: boolean } = {},
   ): Promise<TestStudio> {
     const database = kind === "postgres" ? await createTestDatabase("postgres") : null;
     const studio = new TestStudio(await freePort(), {
@@ -62,6 +69,9 @@ export class TestStudio {
       ...extraEnv,
     });
     studio.database = database;
+    if (kind === "pglite" && !firstStart) {
+      cpSync(inject("pgliteTemplate"), join(studio.home, "pglite"), { recursive: true });
+    }
     return studio;
   }
 
