@@ -29,6 +29,13 @@ async function main() {
   mkdirSync(paths.tasks, { recursive: true });
   const url = `http://${env.HOST.includes(":") ? `[${env.HOST}]` : env.HOST}:${env.PORT}`;
   const releaseLock = await acquireHomeLock(paths.lock, url);
+  // The page's server (Next) gets ready while the database opens and supervision starts: both
+  // take hundreds of milliseconds, and neither needs the other.
+  const nextApp = next({ dev: false, dir: PACKAGE_ROOT, hostname: env.HOST, port: env.PORT });
+  const nextReady = nextApp.prepare().then(
+    () => null,
+    (err: unknown) => err,
+  );
 
   const database = await openDatabase({
     databaseUrl: env.DATABASE_URL,
@@ -80,8 +87,8 @@ async function main() {
     },
   };
 
-  const nextApp = next({ dev: false, dir: PACKAGE_ROOT, hostname: env.HOST, port: env.PORT });
-  await nextApp.prepare();
+  const nextFailed = await nextReady;
+  if (nextFailed) throw nextFailed;
   const handleNext = nextApp.getRequestHandler();
 
   // Aborted at shutdown so that open SSE streams end and server.close() can return.
