@@ -73,6 +73,8 @@ const envSchema = z
     /** Stall watchdog: no new step for this many median step times (and STUDIO_STALL_MIN_SECONDS). */
     STUDIO_STALL_FACTOR: z.coerce.number().min(2).max(1000).default(20),
     STUDIO_STALL_MIN_SECONDS: z.coerce.number().int().min(1).max(604_800).default(600),
+    /** …and at least this long when an evaluation or checkpoint save is due by the task's schedule. */
+    STUDIO_STALL_SLOW_SECONDS: z.coerce.number().int().min(1).max(604_800).default(3600),
     /**
      * Divergence watchdog (a NaN/infinite loss, or a loss over STUDIO_DIVERGENCE_SPIKE_FACTOR × its
      * recent median for STUDIO_DIVERGENCE_PATIENCE reports in a row): "rollback" stops the trainer

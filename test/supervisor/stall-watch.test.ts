@@ -1,10 +1,10 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { StepClock } from "../../src/server/supervisor/stall-watch";
+import { StepClock, slowWorkDue } from "../../src/server/supervisor/stall-watch";
 import { TestStudio } from "../helpers/studio";
 import { waitFor } from "../helpers/wait";
 
-const policy = { factor: 10, minMs: 1_000 };
+const policy = { factor: 10, minMs: 1_000, slowMs: 60_000 };
 
 /** A clock that saw `steps` at these times. */
 function clockOf(points: [step: number, at: number][]) {
@@ -38,6 +38,7 @@ describe("the stall watchdog's arithmetic", () => {
       budgetMs: 2_000,
       medianStepMs: 200,
       step: 5,
+      due: null,
     });
     // Fast steps: the minimum holds.
     const fast = clockOf([
@@ -71,6 +72,42 @@ describe("the stall watchdog's arithmetic", () => {
   });
 });
 
+describe("the stall watchdog's longer budget for evaluations and checkpoint saves", () => {
+  const schedule = { evalSteps: 50, saveSteps: 100, loggingSteps: 5, evaluates: true };
+
+  it("knows from the task's schedule when slow work is due before the next report", () => {
+    // Reported at the evaluation step itself (the trainer logs, then evaluates), or just before.
+    expect(slowWorkDue(50, schedule, 1000)).toBe("an evaluation");
+    expect(slowWorkDue(47, schedule, 1000)).toBe("an evaluation");
+    expect(slowWorkDue(45, schedule, 1000)).toBe("an evaluation");
+    expect(slowWorkDue(44, schedule, 1000)).toBeNull();
+    expect(slowWorkDue(51, schedule, 1000)).toBeNull();
+    // A save only: no evaluation without an evaluation split.
+    expect(slowWorkDue(100, { ...schedule, evaluates: false }, 1000)).toBe("a checkpoint save");
+    expect(slowWorkDue(50, { ...schedule, evaluates: false }, 1000)).toBeNull();
+    // The end of the run: the final evaluation, the adapter written out.
+    expect(slowWorkDue(992, schedule, 995)).toBe("the final evaluation and save");
+    expect(slowWorkDue(992, schedule, null)).toBeNull();
+  });
+
+  it("allows the longer budget only when slow work is due", () => {
+    const clock = clockOf([
+      [1, 0],
+      [2, 200],
+    ]);
+    expect(clock.verdict(2_201, policy)).toMatchObject({ stalled: true, budgetMs: 2_000 });
+    expect(clock.verdict(60_200, policy, "an evaluation")).toEqual({ stalled: false });
+    expect(clock.verdict(60_201, policy, "an evaluation")).toEqual({
+      stalled: true,
+      sinceMs: 60_001,
+      budgetMs: 60_000,
+      medianStepMs: 200,
+      step: 2,
+      due: "an evaluation",
+    });
+  });
+});
+
 describe("the studio warns of a stalled trainer", () => {
   const FAILING = join(import.meta.dirname, "../fixtures/trainers/failing.py");
   const python = process.env.STUDIO_PYTHON || "python3";
@@ -85,6 +122,8 @@ describe("the studio warns of a stalled trainer", () => {
       STUDIO_CONCURRENCY: "2",
       STUDIO_STALL_FACTOR: "10",
       STUDIO_STALL_MIN_SECONDS: "5",
+      // The hang comes after the last step, when the final evaluation and save are due.
+      STUDIO_STALL_SLOW_SECONDS: "7",
       STUDIO_CANCEL_GRACE_MS: "500",
     });
     await studio.start();
@@ -111,7 +150,7 @@ describe("the studio warns of a stalled trainer", () => {
     );
     // The median is measured from when the studio saw the steps (it looks about once a second).
     expect(stalled.message).toMatch(
-      /^no new step for \d+(\.\d)? s after step 20 \(median step time \d+(\.\d)? s; the watchdog allows \d+(\.\d)? s\): the trainer may be hung$/,
+      /^no new step for \d+(\.\d)? s after step 20 \(median step time \d+(\.\d)? s; the watchdog allows 7 s, with the final evaluation and save due\): the trainer may be hung$/,
     );
     await waitFor(
       "the healthy run to complete",

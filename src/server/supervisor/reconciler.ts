@@ -35,6 +35,7 @@ import {
   TERMINATED_UNEXPECTEDLY,
 } from "./reconcile";
 import { type RetryCause, retryDecision } from "./retry-policy";
+import { slowWorkDue } from "./stall-watch";
 
 /** How much of the end of training.log a failure is judged from. */
 const FAILURE_LOG_LINES = 200;
@@ -437,22 +438,32 @@ export class Reconciler {
       });
       return;
     }
-    const verdict = watcher.steps.verdict(now, {
-      factor: this.ctx.env.STUDIO_STALL_FACTOR,
-      minMs: this.ctx.env.STUDIO_STALL_MIN_SECONDS * 1000,
-    });
+    const hp = task.hyperparameters;
+    const totalSteps = (task.progress as { totalSteps?: number | null }).totalSteps ?? null;
+    const due =
+      step === null ? null : slowWorkDue(step, { ...hp, evaluates: hp.evalSplit > 0 }, totalSteps);
+    const verdict = watcher.steps.verdict(
+      now,
+      {
+        factor: this.ctx.env.STUDIO_STALL_FACTOR,
+        minMs: this.ctx.env.STUDIO_STALL_MIN_SECONDS * 1000,
+        slowMs: this.ctx.env.STUDIO_STALL_SLOW_SECONDS * 1000,
+      },
+      due,
+    );
     if (!verdict.stalled || watcher.stall) return;
     watcher.stall = { step: verdict.step, since: now - verdict.sinceMs };
     const s = (ms: number) => `${Math.round(ms / 100) / 10} s`;
     await note(this.ctx, task.id, {
       type: "stalled",
-      message: `no new step for ${s(verdict.sinceMs)} after step ${verdict.step} (median step time ${s(verdict.medianStepMs)}; the watchdog allows ${s(verdict.budgetMs)}): the trainer may be hung`,
+      message: `no new step for ${s(verdict.sinceMs)} after step ${verdict.step} (median step time ${s(verdict.medianStepMs)}; the watchdog allows ${s(verdict.budgetMs)}${verdict.due ? `, with ${verdict.due} due` : ""}): the trainer may be hung`,
       attempt: watcher.ref.number,
       data: {
         step: verdict.step,
         sinceMs: verdict.sinceMs,
         medianStepMs: verdict.medianStepMs,
         budgetMs: verdict.budgetMs,
+        due: verdict.due,
       },
     });
   }
