@@ -90,6 +90,8 @@ const envSchema = z
     /** Automatic retries in a row of a task that failed from outside (killed, runner lost, disk full); 0: off. */
     STUDIO_RETRY_LIMIT: z.coerce.number().int().min(0).max(100).default(0),
     STUDIO_RETRY_BACKOFF_SECONDS: z.coerce.number().int().min(1).max(3600).default(30),
+    /** With retries on: a task that ran out of memory is retried from the start at half its batch size. */
+    STUDIO_RETRY_OOM_SMALLER_BATCH: flag,
     /** The hf-peft trainer's interpreter; unset: the one `studio setup hf-peft` recorded, else python3. */
     STUDIO_PYTHON: z
       .string()

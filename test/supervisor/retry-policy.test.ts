@@ -5,13 +5,16 @@ import { type RetryCause, retryDecision } from "../../src/server/supervisor/retr
 import { TestStudio } from "../helpers/studio";
 import { isAlive, killGroups, waitFor } from "../helpers/wait";
 
-const policy = { limit: 2, backoffSeconds: 10 };
+const policy = { limit: 2, backoffSeconds: 10, oomSmallerBatch: false };
 
 describe("the retry policy", () => {
   const causes: RetryCause[] = [...FAILURE_CAUSES, "runner-lost"];
 
   it.each(causes)("%s", (cause) => {
-    const first = retryDecision({ cause, retriesSoFar: 0, hasCheckpoint: true }, policy);
+    const first = retryDecision(
+      { cause, retriesSoFar: 0, hasCheckpoint: true, batchSize: 8 },
+      policy,
+    );
     const retried = ["killed", "runner-lost", "disk-full"].includes(cause);
     expect(first.retry).toBe(retried);
     if (first.retry) {
@@ -26,7 +29,10 @@ describe("the retry policy", () => {
     }
     // Off: nothing, and nothing said.
     expect(
-      retryDecision({ cause, retriesSoFar: 0, hasCheckpoint: true }, { ...policy, limit: 0 }),
+      retryDecision(
+        { cause, retriesSoFar: 0, hasCheckpoint: true, batchSize: 8 },
+        { ...policy, limit: 0 },
+      ),
     ).toEqual({
       retry: false,
       message: null,
@@ -35,7 +41,7 @@ describe("the retry policy", () => {
 
   it("doubles the wait, caps it at an hour, starts over without a checkpoint, and stops at the limit", () => {
     const second = retryDecision(
-      { cause: "killed", retriesSoFar: 1, hasCheckpoint: false },
+      { cause: "killed", retriesSoFar: 1, hasCheckpoint: false, batchSize: 8 },
       policy,
     );
     expect(second).toEqual({
@@ -45,17 +51,51 @@ describe("the retry policy", () => {
       message: "retrying automatically in 20 s (2 of 2)",
     });
     expect(
-      retryDecision({ cause: "killed", retriesSoFar: 2, hasCheckpoint: true }, policy),
+      retryDecision(
+        { cause: "killed", retriesSoFar: 2, hasCheckpoint: true, batchSize: 8 },
+        policy,
+      ),
     ).toEqual({
       retry: false,
       message:
         "stopped retrying automatically: it failed 3 times in a row (the limit is 2 retries)",
     });
     const late = retryDecision(
-      { cause: "killed", retriesSoFar: 19, hasCheckpoint: true },
-      { limit: 100, backoffSeconds: 3600 },
+      { cause: "killed", retriesSoFar: 19, hasCheckpoint: true, batchSize: 8 },
+      { limit: 100, backoffSeconds: 3600, oomSmallerBatch: false },
     );
     expect(late).toMatchObject({ retry: true, delayMs: 3_600_000 });
+  });
+});
+
+describe("out of memory, when a smaller batch is allowed", () => {
+  const allowed = { ...policy, oomSmallerBatch: true };
+  const oom = { cause: "out-of-memory" as const, hasCheckpoint: true, batchSize: 8 };
+
+  it("retries from the start at half the batch size, down to 1, within the limit", () => {
+    expect(retryDecision({ ...oom, retriesSoFar: 0 }, allowed)).toEqual({
+      retry: true,
+      delayMs: 10_000,
+      fromCheckpoint: false,
+      batchSize: 4,
+      message:
+        "retrying automatically in 10 s (1 of 2) from the start at batch size 4: out of memory at batch size 8",
+    });
+    expect(retryDecision({ ...oom, retriesSoFar: 1, batchSize: 3 }, allowed)).toMatchObject({
+      retry: true,
+      batchSize: 1,
+    });
+    expect(retryDecision({ ...oom, retriesSoFar: 0, batchSize: 1 }, allowed)).toEqual({
+      retry: false,
+      message: "not retried automatically: out of memory at batch size 1, nothing smaller to try",
+    });
+    expect(retryDecision({ ...oom, retriesSoFar: 2 }, allowed)).toMatchObject({ retry: false });
+    // Not allowed: said how to allow it.
+    expect(retryDecision({ ...oom, retriesSoFar: 0 }, policy)).toEqual({
+      retry: false,
+      message:
+        "not retried automatically: out of memory would happen again at the same batch size; lower it and retry (or allow STUDIO_RETRY_OOM_SMALLER_BATCH)",
+    });
   });
 });
 
@@ -75,8 +115,19 @@ describe("the studio retries a task killed from outside, and stops", () => {
       STUDIO_CONCURRENCY: "2",
       STUDIO_RETRY_LIMIT: "2",
       STUDIO_RETRY_BACKOFF_SECONDS: "1",
+      STUDIO_RETRY_OOM_SMALLER_BATCH: "1",
     });
     await studio.start();
+    // Runs beside the killed one: a trainer that runs out of memory whatever its batch size.
+    const oom = await studio.client.task.create.mutate({
+      name: "oom",
+      model: "fixture",
+      dataset: "sample",
+      trainer: "command",
+      command: [process.env.STUDIO_PYTHON || "python3", FAILING, "--fail", "memory"],
+      hyperparameters: { batchSize: 8 },
+    });
+    await studio.client.task.start.mutate({ id: oom.id });
     const task = await studio.client.task.create.mutate({
       name: "killed",
       model: "fixture",
@@ -119,6 +170,22 @@ describe("the studio retries a task killed from outside, and stops", () => {
     expect(said).toEqual([
       "retrying automatically in 1 s (1 of 2)",
       "retrying automatically in 2 s (2 of 2)",
+      "stopped retrying automatically: it failed 3 times in a row (the limit is 2 retries)",
+    ]);
+
+    const smaller = await waitFor("the smaller batches to run out", async () => {
+      const d = await studio.client.task.get.query({ id: oom.id });
+      return d.events.some((e) => e.type === "retry-policy") ? d : null;
+    });
+    expect(smaller.task.statusReason).toMatch(/^out of memory/);
+    expect(smaller.task.hyperparameters.batchSize).toBe(2);
+    expect(
+      smaller.events
+        .filter((e) => ["auto-retry", "retry-policy"].includes(e.type))
+        .map((e) => e.message),
+    ).toEqual([
+      "retrying automatically in 1 s (1 of 2) from the start at batch size 4: out of memory at batch size 8",
+      "retrying automatically in 2 s (2 of 2) from the start at batch size 2: out of memory at batch size 4",
       "stopped retrying automatically: it failed 3 times in a row (the limit is 2 retries)",
     ]);
 

@@ -1,10 +1,10 @@
 import { eq } from "drizzle-orm";
+import type { Hyperparameters } from "../../trainers/protocol";
 import { type TaskRow, tasks } from "../db/schema";
 import { noRoomReason } from "../disk-space";
 import { HF_PEFT_SETUP_COMMAND } from "../hf-peft-readiness";
 import { ACTIVE_STATUSES, OPEN_STATUSES, RETRYABLE_STATUSES } from "../tasks/lifecycle";
 import { getTask, transition } from "../tasks/repository";
-import type { StopRequest } from "../tasks/stop-request";
 import type { AttemptWatchers } from "./attempt-watcher";
 import { publish, type SupervisorContext } from "./context";
 import { TaskActionError } from "./task-action-error";
@@ -72,7 +72,7 @@ export class Commands {
         queuedAt: automatic?.notBefore ?? new Date(),
         cancelRequestedAt: null,
         stopRequest: null,
-        ...(automatic?.rollback ? rollbackSettings(task, automatic.rollback) : {}),
+        ...(automatic ? automaticChanges(task, automatic) : {}),
         resumeFromCheckpoint: fromCheckpoint,
         statusReason: null,
         finishedAt: null,
@@ -84,7 +84,7 @@ export class Commands {
       this.ctx,
       row,
       automatic
-        ? { type: automatic.rollback ? "rolled-back" : "auto-retry", message: automatic.message }
+        ? { type: automatic.event, message: automatic.message }
         : {
             type: "queued",
             message: fromCheckpoint
@@ -191,19 +191,29 @@ export class Commands {
   }
 }
 
-/** A run the studio queues by itself; `rollback`: from this checkpoint at this learning rate. */
+/** A run the studio queues by itself (the retry policy, or a rollback after divergence). */
 export interface AutomaticRun {
   notBefore: Date;
   message: string;
-  rollback?: NonNullable<StopRequest["rollback"]>;
+  /** The event it is recorded as (and counted by: runs in a row have limits). */
+  event: "auto-retry" | "rolled-back";
+  /** Settings changed for the new attempt (a lower learning rate, a smaller batch). */
+  hyperparameters?: Partial<Hyperparameters>;
+  /** Resume from this checkpoint rather than the last one (one from before a divergence). */
+  checkpoint?: { step: number; path: string };
 }
 
-/** The row changes of a rollback: its checkpoint becomes the last one, at the lower learning rate. */
-function rollbackSettings(task: TaskRow, rollback: NonNullable<StopRequest["rollback"]>) {
-  const checkpoint = { step: rollback.step, path: rollback.path };
+/** The row changes an automatic run makes besides queueing: settings, the checkpoint to resume. */
+function automaticChanges(task: TaskRow, run: AutomaticRun) {
   return {
-    lastCheckpoint: rollback.path,
-    hyperparameters: { ...task.hyperparameters, learningRate: rollback.learningRate },
-    progress: { ...task.progress, lastCheckpoint: checkpoint },
+    ...(run.hyperparameters
+      ? { hyperparameters: { ...task.hyperparameters, ...run.hyperparameters } }
+      : {}),
+    ...(run.checkpoint
+      ? {
+          lastCheckpoint: run.checkpoint.path,
+          progress: { ...task.progress, lastCheckpoint: run.checkpoint },
+        }
+      : {}),
   };
 }

@@ -479,10 +479,12 @@ export class Reconciler {
         cause,
         retriesSoFar: await automaticRunsInARow(this.ctx.db, taskId, "auto-retry"),
         hasCheckpoint: task.lastCheckpoint !== null,
+        batchSize: task.hyperparameters.batchSize,
       },
       {
         limit: this.ctx.env.STUDIO_RETRY_LIMIT,
         backoffSeconds: this.ctx.env.STUDIO_RETRY_BACKOFF_SECONDS,
+        oomSmallerBatch: this.ctx.env.STUDIO_RETRY_OOM_SMALLER_BATCH,
       },
     );
     if (!decision.retry) {
@@ -495,6 +497,8 @@ export class Reconciler {
       await this.deps.retryAutomatically(taskId, decision.fromCheckpoint, {
         notBefore: new Date(Date.now() + decision.delayMs),
         message: decision.message,
+        event: "auto-retry",
+        ...(decision.batchSize ? { hyperparameters: { batchSize: decision.batchSize } } : {}),
       });
     } catch (err) {
       // Refused (the trainer is no longer set up, the dataset changed): it stays failed, saying why.
@@ -513,7 +517,9 @@ export class Reconciler {
       await this.deps.retryAutomatically(task.id, true, {
         notBefore: new Date(),
         message: `rolled back to ${path} (step ${step}) at learning rate ${learningRate} after the loss diverged`,
-        rollback: stop.rollback,
+        event: "rolled-back",
+        hyperparameters: { learningRate },
+        checkpoint: { step, path },
       });
     } catch (err) {
       await note(this.ctx, task.id, {

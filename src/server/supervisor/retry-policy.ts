@@ -7,6 +7,8 @@ import type { FailureCauseKind } from "./failure-cause";
  * doubling wait, at most `limit` times in a row. A failure the same settings would repeat
  * (configuration, data, a trainer error, divergence, out of memory at the same batch size, an
  * unexplained exit code) is never retried blindly, and a run that keeps failing stops and says so.
+ * Out of memory is retried when the person allows a smaller batch: from the start (a checkpoint
+ * holds where the data loader stood in batches of the old size), at half the batch size.
  */
 
 export interface RetryPolicy {
@@ -14,6 +16,8 @@ export interface RetryPolicy {
   limit: number;
   /** The first wait; each further retry in a row waits twice as long (at most an hour). */
   backoffSeconds: number;
+  /** Out of memory: retry at half the batch size. */
+  oomSmallerBatch: boolean;
 }
 
 /** A failure's cause as the reconciler knows it: a named cause, or the runner gone. */
@@ -24,17 +28,27 @@ export interface RetryInput {
   /** Automatic retries since the last one a person asked for. */
   retriesSoFar: number;
   hasCheckpoint: boolean;
+  /** The batch size the failed attempt ran with. */
+  batchSize: number;
 }
 
 export type RetryDecision =
-  | { retry: true; delayMs: number; fromCheckpoint: boolean; message: string }
+  | {
+      retry: true;
+      delayMs: number;
+      fromCheckpoint: boolean;
+      message: string;
+      /** The smaller batch size to run with (out of memory). */
+      batchSize?: number;
+    }
   | { retry: false; message: string | null };
 
 const RETRIED: readonly RetryCause[] = ["killed", "runner-lost", "disk-full"];
 const MAX_DELAY_MS = 3_600_000;
 
 const WHY_NOT: Partial<Record<RetryCause, string>> = {
-  "out-of-memory": "out of memory would happen again at the same batch size; lower it and retry",
+  "out-of-memory":
+    "out of memory would happen again at the same batch size; lower it and retry (or allow STUDIO_RETRY_OOM_SMALLER_BATCH)",
   "config-error": "a configuration error would happen again; fix the settings and retry",
   "data-error": "a data error would happen again; fix the dataset and retry",
   "trainer-bug": "a trainer error would likely happen again",
@@ -45,7 +59,14 @@ const WHY_NOT: Partial<Record<RetryCause, string>> = {
 
 export function retryDecision(input: RetryInput, policy: RetryPolicy): RetryDecision {
   if (policy.limit === 0) return { retry: false, message: null };
-  if (!RETRIED.includes(input.cause)) {
+  const smallerBatch = input.cause === "out-of-memory" && policy.oomSmallerBatch;
+  if (smallerBatch && input.batchSize <= 1) {
+    return {
+      retry: false,
+      message: "not retried automatically: out of memory at batch size 1, nothing smaller to try",
+    };
+  }
+  if (!RETRIED.includes(input.cause) && !smallerBatch) {
     return {
       retry: false,
       message: `not retried automatically: ${WHY_NOT[input.cause] ?? input.cause}`,
@@ -58,10 +79,21 @@ export function retryDecision(input: RetryInput, policy: RetryPolicy): RetryDeci
     };
   }
   const delayMs = Math.min(MAX_DELAY_MS, policy.backoffSeconds * 1000 * 2 ** input.retriesSoFar);
+  const count = `${input.retriesSoFar + 1} of ${policy.limit}`;
+  if (smallerBatch) {
+    const batchSize = Math.floor(input.batchSize / 2);
+    return {
+      retry: true,
+      delayMs,
+      fromCheckpoint: false,
+      batchSize,
+      message: `retrying automatically in ${Math.round(delayMs / 1000)} s (${count}) from the start at batch size ${batchSize}: out of memory at batch size ${input.batchSize}`,
+    };
+  }
   return {
     retry: true,
     delayMs,
     fromCheckpoint: input.hasCheckpoint,
-    message: `retrying automatically in ${Math.round(delayMs / 1000)} s (${input.retriesSoFar + 1} of ${policy.limit})${input.hasCheckpoint ? " from the last checkpoint" : ""}`,
+    message: `retrying automatically in ${Math.round(delayMs / 1000)} s (${count})${input.hasCheckpoint ? " from the last checkpoint" : ""}`,
   };
 }
