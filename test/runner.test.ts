@@ -11,6 +11,7 @@ import type { LocalAttemptHandle } from "../src/server/supervisor/executor";
 import { probe, readStat } from "../src/server/supervisor/identity";
 import { LocalExecutor } from "../src/server/supervisor/local-executor";
 
+import { readSystemSamples } from "../src/server/tasks/system-samples";
 import { waitFor } from "./helpers/wait";
 
 const FIXTURE = resolve("test/fixtures/trainers/lines.mjs");
@@ -124,6 +125,42 @@ describe("runner", () => {
       "the condition",
       () => probe({ bootId: handle.bootId, ...handle.runner }) !== "alive",
     );
+  });
+
+  it("samples the trainer's CPU and memory, with its children, into system.jsonl", async () => {
+    // A trainer that holds 120 MB and uses 0.8 s of CPU, and a child that uses as much: CPU
+    // time, not wall time, so the amount is the same however loaded the machine is.
+    const busy =
+      "let x = 0; while (process.cpuUsage().user < 800000) for (let i = 0; i < 1e6; i++) x += i;";
+    const script = `
+      const { spawn } = require("node:child_process");
+      spawn(process.execPath, ["-e", ${JSON.stringify(busy)}], { stdio: "ignore" });
+      const held = Buffer.alloc(120 * 1024 * 1024, 1);
+      ${busy}
+      if (held[0] !== 1) process.exit(2);`;
+    await executor.start({
+      taskDir: dir,
+      attempt: 1,
+      command: {
+        file: process.execPath,
+        args: ["-e", script],
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", STUDIO_SYSTEM_SAMPLE_MS: "200" },
+      },
+    });
+    expect(await outcome()).toMatchObject({ exitCode: 0 });
+    const samples = await readSystemSamples(join(dir, "system.jsonl"), 1000);
+    expect(samples.length).toBeGreaterThanOrEqual(3);
+    for (const sample of samples) expect(sample).toMatchObject({ version: 1, attempt: 1 });
+    expect(Math.max(...samples.map((x) => x.processes))).toBe(2);
+    expect(Math.max(...samples.map((x) => x.memoryBytes))).toBeGreaterThan(120e6);
+    // The CPU the samples account for: most of the 1.6 s used (the start before the first
+    // sample and the end after the last go uncounted), never more than was used.
+    const cpuSeconds = samples.reduce(
+      (sum, x, i) => sum + (x.cpuPercent / 100) * (i === 0 ? 0.2 : x.time - samples[i - 1]!.time),
+      0,
+    );
+    expect(cpuSeconds).toBeGreaterThan(0.8);
+    expect(cpuSeconds).toBeLessThan(2.5);
   });
 
   it("records exit 3", async () => {

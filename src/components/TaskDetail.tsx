@@ -12,6 +12,7 @@ import { LogWarnings } from "./LogWarnings";
 import { LossChart } from "./LossChart";
 import { ProgressPanel } from "./ProgressPanel";
 import { StatusBadge } from "./StatusBadge";
+import { SystemChart } from "./SystemChart";
 import { TaskActions } from "./TaskActions";
 import { TaskSettings } from "./TaskSettings";
 import { useFormat } from "./use-format";
@@ -92,6 +93,7 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
       <TaskActions details={details.data} onDeleted={onClose} />
       <ProgressPanel progress={task.progress} status={task.status} />
       <LossChart id={task.id} version={new Date(task.updatedAt).toISOString()} />
+      <SystemChart id={task.id} active={task.status === "training"} />
       <LogWarnings events={events} attempt={task.currentAttempt || null} />
       <LogViewer id={task.id} />
       <AdapterDownloads task={task} />

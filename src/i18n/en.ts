@@ -239,6 +239,14 @@ export const en = {
     trainLoss: "Train loss",
     evalLoss: "Eval loss",
   },
+  system: {
+    title: "Machine",
+    empty:
+      "No samples yet (the runner records CPU, memory and GPUs every 5 s while the trainer runs).",
+    cpu: "CPU (100% = one core)",
+    memory: "Memory",
+    gpu: "GPU {{index}}",
+  },
   downloads: {
     title: "Trained files",
   },

@@ -241,6 +241,13 @@ export const zhCN: Messages = {
     trainLoss: "训练损失",
     evalLoss: "验证损失",
   },
+  system: {
+    title: "机器",
+    empty: "暂无采样（训练器运行时，运行器每 5 秒记录 CPU、内存和 GPU）。",
+    cpu: "CPU（100% = 一个核心）",
+    memory: "内存",
+    gpu: "GPU {{index}}",
+  },
   downloads: {
     title: "训练产物",
   },

@@ -10,6 +10,7 @@ import {
   type RunnerRecord,
   runnerRecordPath,
 } from "./records";
+import { SYSTEM_SAMPLE_VERSION, type SystemSample } from "./system-sample";
 
 /** Studio-side validation of the runner's files (the runner itself never loads zod). */
 
@@ -137,4 +138,33 @@ export function readRunnerRecord(taskDir: string, attempt: number): RunnerRecord
 
 export function readCancelRequest(taskDir: string, attempt: number): CancelRequest | null {
   return readRecord(cancelRequestPath(taskDir), cancelRequestSchema, attempt);
+}
+
+const gpuSampleSchema = z.object({
+  index: z.number().int().min(0),
+  utilizationPercent: z.number().nullable(),
+  memoryUsedMiB: z.number().nullable(),
+  memoryTotalMiB: z.number().nullable(),
+  powerWatts: z.number().nullable(),
+});
+
+/** One line of system.jsonl (./system-sample): a version this studio knows, sane numbers. */
+export const systemSampleSchema = z.object({
+  version: z.literal(SYSTEM_SAMPLE_VERSION),
+  attempt: z.number().int().min(1),
+  time: z.number().min(0).max(1e10),
+  cpuPercent: z.number().min(0).max(1e6),
+  memoryBytes: z.number().min(0),
+  processes: z.number().int().min(0),
+  gpus: z.array(gpuSampleSchema).max(64).optional(),
+}) satisfies z.ZodType<SystemSample, unknown>;
+
+/** A system.jsonl line as a sample, or null (garbled, half-written, from a newer studio). */
+export function parseSystemSample(text: string): SystemSample | null {
+  try {
+    const parsed = systemSampleSchema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
 }

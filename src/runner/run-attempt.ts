@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { setPriority } from "node:os";
 import { basename, join } from "node:path";
-import { readBootId, readIdentity } from "../server/supervisor/identity";
+import { readBootId, readIdentity, readStat } from "../server/supervisor/identity";
 import type { RunnerArgs } from "./args";
 import { writeJsonAtomic } from "./atomic-json";
 import {
@@ -17,6 +17,7 @@ import {
   TRAINING_LOG_FILE,
 } from "./records";
 import { type AttemptGroups, createAttemptGroups, wrapInGroups } from "./resource-limits";
+import { startSystemSampler } from "./system-sampler";
 
 /** How often a runner that could not write exit.json (a full disk) tries again. */
 const EXIT_RETRY_MS = 2_000;
@@ -26,6 +27,9 @@ const RUN_LIMIT_GRACE_MS = 30_000;
 
 /** How often the runner looks for cancel.json besides the studio's SIGUSR2 (a studio may be down). */
 const CANCEL_LOOK_MS = 1_000;
+
+/** How often the trainer's CPU, memory and GPUs are sampled into system.jsonl (./system-sampler). */
+const SYSTEM_SAMPLE_MS = Number(process.env.STUDIO_SYSTEM_SAMPLE_MS) || 5_000;
 
 /**
  * Runs one attempt: the trainer as this process's child in its own process group (or, with
@@ -55,6 +59,7 @@ export function runAttempt({
   let error: string | undefined;
   let recorded = false;
   let stopCancelWatch = () => {};
+  let stopSampler = () => {};
   let stoppedBy: ExitRecord["stoppedBy"];
   let runTimer: NodeJS.Timeout | null = null;
   let groups: AttemptGroups | null = null;
@@ -68,6 +73,7 @@ export function runAttempt({
     if (recorded) return;
     recorded = true;
     stopCancelWatch();
+    stopSampler();
     // In a shared group the scheduler ends what is left once this runner exits (Slurm ends
     // every process of the batch step); the runner cannot kill its own group and live on.
     if (trainerPid !== null && !shareGroup) killLeftovers(trainerPid);
@@ -164,6 +170,14 @@ export function runAttempt({
       }
     };
     stopCancelWatch = watchCancel(taskDir, attempt, signalTrainer);
+    stopSampler = startSystemSampler({
+      taskDir,
+      attempt,
+      pgid: shareGroup ? (readStat(process.pid)?.pgrp ?? pid) : pid,
+      exclude: shareGroup ? process.pid : null,
+      intervalMs: SYSTEM_SAMPLE_MS,
+      visibleGpus: process.env.CUDA_VISIBLE_DEVICES,
+    });
     if (limits.maxRunSeconds !== undefined) {
       // The run-time limit, kept by the runner like a cancel: SIGTERM (time to save a
       // checkpoint), SIGKILL after the grace.

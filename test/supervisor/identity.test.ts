@@ -43,6 +43,7 @@ describe("parseStat", () => {
       ppid: 1,
       pgrp: 200,
       session: 300,
+      cpuTicks: 23,
       startTime: "98765",
     });
   });
@@ -79,6 +80,7 @@ describe("judge", () => {
     ppid: 1,
     pgrp: 10,
     session: 10,
+    cpuTicks: 0,
     startTime: "500",
     ...over,
   });

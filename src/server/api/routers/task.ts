@@ -4,6 +4,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { TRPCError, tracked } from "@trpc/server";
 import { z } from "zod";
+import { SYSTEM_SAMPLES_FILE } from "../../../runner/system-sample";
 import { createTaskInput, taskIdInput } from "../../../shared/task-input";
 import { hyperparametersSchema } from "../../../trainers/protocol";
 import { assertPinnedDataset } from "../../datasets/pinned";
@@ -29,6 +30,7 @@ import {
   listTasks,
   queuePositionOf,
 } from "../../tasks/repository";
+import { readSystemSamples } from "../../tasks/system-samples";
 import { readLinesAfter } from "../../tasks/task-log";
 import { taskRecordOf, writeTaskRecord } from "../../tasks/task-record";
 import { type Context, mutatingProcedure, publicProcedure, router } from "../trpc";
@@ -59,28 +61,28 @@ async function datasetStillPinned(ctx: Context, id: string, launchableFrom: read
 }
 
 /**
- * A task's training.log as readers open it by path: never a link out of the task folder. A task
- * whose folder is not on this machine (started through a studio elsewhere) is refused as such,
- * rather than shown with an empty log.
+ * A file of a task's folder (training.log, system.jsonl) as readers open it by path: never a link
+ * out of the task folder. A task whose folder is not on this machine (started through a studio
+ * elsewhere) is refused as such, rather than shown as empty.
  */
-async function logPathOf(ctx: Context, task: TaskRow): Promise<string> {
+async function taskFileOf(ctx: Context, task: TaskRow, file: string): Promise<string> {
   let root: string;
   try {
     root = tasksRootOf(ctx.env.STUDIO_HOME, task);
-    await assertNoLinkInside(root, `${task.id}/training.log`);
+    await assertNoLinkInside(root, `${task.id}/${file}`);
   } catch (err) {
     throw new TRPCError({
       code: "FORBIDDEN",
-      message: `task ${task.id}'s log is refused: ${err instanceof Error ? err.message : err}`,
+      message: `task ${task.id}'s ${file} is refused: ${err instanceof Error ? err.message : err}`,
     });
   }
   if (!existsSync(root)) {
     throw new TRPCError({
       code: "NOT_FOUND",
-      message: `task ${task.id}'s folder ${join(root, task.id)} is not on this machine; read its log through the studio that started it`,
+      message: `task ${task.id}'s folder ${join(root, task.id)} is not on this machine; read its ${file} through the studio that started it`,
     });
   }
-  return join(root, task.id, "training.log");
+  return join(root, task.id, file);
 }
 
 const LOG_PAGE_BYTES = 256 * 1024;
@@ -176,6 +178,14 @@ export const taskRouter = router({
       return listMetrics(ctx.database.db, input.id, input.limit);
     }),
 
+  /** What the trainer used (CPU, memory, GPUs) as its runner sampled it: recent, thinned for charts. */
+  system: publicProcedure
+    .input(taskIdInput.extend({ maxPoints: z.number().int().min(2).max(5_000).default(600) }))
+    .query(async ({ ctx, input }) => {
+      const task = await mustGetTask(ctx, input.id);
+      return readSystemSamples(await taskFileOf(ctx, task, SYSTEM_SAMPLES_FILE), input.maxPoints);
+    }),
+
   start: mutatingProcedure.input(taskIdInput).mutation(async ({ ctx, input }) => {
     const supervisor = supervisorOf(ctx);
     await datasetStillPinned(ctx, input.id, ["pending"]);
@@ -208,7 +218,7 @@ export const taskRouter = router({
     )
     .query(async ({ ctx, input }) => {
       const task = await mustGetTask(ctx, input.id);
-      const path = await logPathOf(ctx, task);
+      const path = await taskFileOf(ctx, task, "training.log");
       return readLinesBefore(path, input.before ?? Number.MAX_SAFE_INTEGER, input.limit);
     }),
 
@@ -240,7 +250,11 @@ export const taskRouter = router({
     )
     .query(async ({ ctx, input }) => {
       const task = await mustGetTask(ctx, input.id);
-      const read = await readLinesAfter(await logPathOf(ctx, task), input.after, LOG_PAGE_BYTES);
+      const read = await readLinesAfter(
+        await taskFileOf(ctx, task, "training.log"),
+        input.after,
+        LOG_PAGE_BYTES,
+      );
       return { lines: read.lines.slice(0, input.limit) };
     }),
 
@@ -261,7 +275,7 @@ export const taskRouter = router({
     .subscription(async function* ({ ctx, input, signal }) {
       const task = await mustGetTask(ctx, input.id);
       const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
-      const path = await logPathOf(ctx, task);
+      const path = await taskFileOf(ctx, task, "training.log");
       // Listen first, then catch up from the file, then drop what the catch-up already covered.
       const live = on(ctx.bus.emitterForSubscriptions, `log:${input.id}`, {
         signal: stop,
