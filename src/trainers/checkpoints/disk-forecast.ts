@@ -1,0 +1,103 @@
+/**
+ * Whether a run's checkpoints and final adapter will fit on the disk of its task folder. A
+ * checkpoint is written whole before older ones are removed, so at its peak the folder holds the
+ * kept checkpoints plus the new one; the final adapter is written once the last checkpoint is in.
+ * Pure: the trainer measures the sizes and asks statfs for the free space.
+ */
+
+export interface DiskForecastInput {
+  /** Free bytes on the task folder's file system, for this user (statfs bavail × bsize). */
+  freeBytes: number;
+  /** What one checkpoint takes: measured from the last one, or estimated before the first. */
+  checkpointBytes: number;
+  /** What the final output (the adapter, or the model in pretraining) takes. */
+  finalBytes: number;
+  /** Checkpoint folders in the task folder now (they are already counted out of `freeBytes`). */
+  checkpointsOnDisk: number;
+  /** How many more checkpoints the run will write. */
+  checkpointsToCome: number;
+  keepLast: number;
+  /** The run evaluates, so the best checkpoint by eval loss may be kept beside the last ones. */
+  keepsBest: boolean;
+}
+
+export type DiskVerdict =
+  | { verdict: "fits"; neededBytes: number }
+  /** The run will fill the disk before it ends: warn early, it may still free up. */
+  | { verdict: "short"; neededBytes: number; message: string }
+  /** Not even the next checkpoint fits: a run that starts now cannot save anything. */
+  | { verdict: "no-room"; neededBytes: number; message: string };
+
+const MB = 1024 * 1024;
+/** Megabytes for people: one decimal below 10 MB, so a small disk still reads sensibly. */
+export function megabytes(bytes: number): string {
+  const mb = bytes / MB;
+  return `${mb < 10 ? mb.toFixed(1) : Math.round(mb)} MB`;
+}
+
+/**
+ * Extra bytes the rest of the run needs on top of what is on disk now (never negative), and the
+ * most checkpoint folders there will be at once.
+ */
+export function bytesStillNeeded(input: DiskForecastInput): { bytes: number; peakFolders: number } {
+  const { checkpointBytes, finalBytes, checkpointsOnDisk: onDisk, checkpointsToCome } = input;
+  if (checkpointsToCome <= 0) return { bytes: finalBytes, peakFolders: onDisk };
+  const retained = input.keepLast + (input.keepsBest ? 1 : 0);
+  // The kept ones (or more, left from before) plus the one being written.
+  const peakFolders = Math.min(onDisk + checkpointsToCome, Math.max(onDisk, retained) + 1);
+  const atEnd = Math.min(onDisk + checkpointsToCome, retained);
+  const duringSaves = (peakFolders - onDisk) * checkpointBytes;
+  const withFinal = (atEnd - onDisk) * checkpointBytes + finalBytes;
+  return { bytes: Math.max(0, duringSaves, withFinal), peakFolders };
+}
+
+export function forecastDisk(input: DiskForecastInput): DiskVerdict {
+  const { bytes: neededBytes, peakFolders } = bytesStillNeeded(input);
+  const free = megabytes(input.freeBytes);
+  if (input.checkpointsToCome > 0 && input.freeBytes < input.checkpointBytes) {
+    return {
+      verdict: "no-room",
+      neededBytes,
+      message: `not enough disk space for one checkpoint: it takes about ${megabytes(input.checkpointBytes)} and ${free} are free on the task folder's disk`,
+    };
+  }
+  if (neededBytes > input.freeBytes) {
+    return {
+      verdict: "short",
+      neededBytes,
+      message:
+        `this run will not fit on the task folder's disk: it needs about ${megabytes(neededBytes)} more ` +
+        `(up to ${peakFolders} checkpoints of ${megabytes(input.checkpointBytes)} at once, ` +
+        `then the final ${megabytes(input.finalBytes)}) and ${free} are free; ` +
+        "free some space or keep fewer checkpoints, or it will fail when the disk is full",
+    };
+  }
+  return { verdict: "fits", neededBytes };
+}
+
+/** How many checkpoints a run at `step` will still write. */
+export function checkpointsToCome(
+  step: number,
+  totalSteps: number,
+  saveSteps: number,
+  /** The trainer also saves at the last step (Hugging Face's Trainer does). */
+  savesAtEnd: boolean,
+): number {
+  if (step >= totalSteps) return 0;
+  const periodic = Math.floor(totalSteps / saveSteps) - Math.floor(step / saveSteps);
+  const atEnd = savesAtEnd && totalSteps % saveSteps !== 0 ? 1 : 0;
+  return periodic + atEnd;
+}
+
+/**
+ * Before the first checkpoint, its size from the trainable weights: the weights themselves and
+ * AdamW's two moments of the same size, plus small files (state, configuration, RNG). The final
+ * output is the weights again.
+ */
+export function estimateCheckpoint(trainableBytes: number): {
+  checkpointBytes: number;
+  finalBytes: number;
+} {
+  const small = 64 * 1024;
+  return { checkpointBytes: 3 * trainableBytes + small, finalBytes: trainableBytes + small };
+}
