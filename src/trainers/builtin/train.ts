@@ -150,7 +150,7 @@ export async function train(
     const checkpoint = loaded as Checkpoint | null;
     if (!checkpoint) throw new Error(`${choice.path} was chosen but not loaded`);
     resumeFrom = choice.path;
-    sizes = choice;
+    sizes = choice.sizes;
     for (const [name, value] of params) {
       const saved = checkpoint.weights.get(name)?.data;
       if (!saved || saved.length !== value.length) {
@@ -228,7 +228,6 @@ export async function train(
     if (committed.path === null) return;
     lastCheckpointStep = step;
     progress.write({ event: "checkpoint", step, path: committed.path });
-    hooks.print(`saved checkpoint ${join(taskDir, committed.path)}`);
   };
   const evalNow = (): number =>
     evaluate(

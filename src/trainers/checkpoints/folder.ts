@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { lstat, open, readdir, readFile, rename, rm, statfs } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import type { CheckpointSizes } from "./disk-forecast";
 import {
   type CheckpointManifest,
   type FileObservation,
@@ -145,13 +146,22 @@ async function filesUnder(dir: string, prefix = ""): Promise<string[]> {
   return out.sort();
 }
 
-/** The bytes of the files under `dir` (a checkpoint without a manifest); of `only` when given. */
-export async function folderBytes(dir: string, only?: readonly string[]): Promise<number> {
-  let total = 0;
+/** The sizes of a checkpoint without a manifest, from its files. */
+export async function folderSizes(
+  dir: string,
+  finalFiles: readonly string[],
+): Promise<CheckpointSizes> {
+  const sizes = { checkpointBytes: 0, checkpointFiles: 0, finalBytes: 0, finalFiles: 0 };
   for (const file of await filesUnder(dir)) {
-    if (!only || only.includes(file)) total += (await lstat(join(dir, file))).size;
+    const { size } = await lstat(join(dir, file));
+    sizes.checkpointBytes += size;
+    sizes.checkpointFiles += 1;
+    if (finalFiles.includes(file)) {
+      sizes.finalBytes += size;
+      sizes.finalFiles += 1;
+    }
   }
-  return total;
+  return sizes;
 }
 
 /** Written and flushed to the device before it returns. */
@@ -261,8 +271,8 @@ export async function removeLeftovers(checkpointsDir: string): Promise<string[]>
   return leftovers;
 }
 
-/** Free bytes for this user on the file system that holds `path`. */
-export async function freeBytes(path: string): Promise<number> {
+/** Free bytes for this user on the file system that holds `path`, and its block size. */
+export async function freeSpace(path: string): Promise<{ freeBytes: number; blockBytes: number }> {
   const stats = await statfs(path);
-  return Number(stats.bavail) * Number(stats.bsize);
+  return { freeBytes: Number(stats.bavail) * Number(stats.bsize), blockBytes: Number(stats.bsize) };
 }

@@ -1,9 +1,15 @@
 import { mkdir, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { checkpointsToCome, type DiskVerdict, forecastDisk } from "./disk-forecast";
 import {
-  folderBytes,
-  freeBytes,
+  type CheckpointSizes,
+  checkpointsToCome,
+  type DiskVerdict,
+  forecastDisk,
+  megabytes,
+} from "./disk-forecast";
+import {
+  folderSizes,
+  freeSpace,
   listCheckpoints,
   peekManifest,
   removeCheckpoint,
@@ -13,7 +19,7 @@ import {
   sealCheckpoint,
   verifyCheckpoint,
 } from "./folder";
-import { type CheckpointManifest, type ManifestFile, manifestBytes } from "./manifest";
+import { type CheckpointManifest, type ManifestFile, manifestSizes } from "./manifest";
 import {
   checkpointStep,
   displayPath,
@@ -85,8 +91,7 @@ export interface ResumeChoice {
   path: string;
   /** From the folder's name; null for a path that is not named like a checkpoint. */
   step: number | null;
-  checkpointBytes: number;
-  finalBytes: number;
+  sizes: CheckpointSizes;
 }
 
 /** Nothing to resume from: every candidate failed verification. */
@@ -170,18 +175,19 @@ export class CheckpointKeeper {
       }
       const sizes =
         verification.kind === "verified"
-          ? manifestBytes(verification.manifest, this.style.finalFiles)
-          : await this.legacySizes(path);
-      return { path, step, checkpointBytes: sizes.total, finalBytes: sizes.final };
+          ? manifestSizes(verification.manifest, this.style.finalFiles)
+          : await folderSizes(path, this.style.finalFiles);
+      return { path, step, sizes };
     }
     throw new NoCheckpointError(noCheckpointMessage(rejected, this.taskDir));
   }
 
-  private async legacySizes(dir: string): Promise<{ total: number; final: number }> {
-    return {
-      total: await folderBytes(dir),
-      final: await folderBytes(dir, this.style.finalFiles),
-    };
+  /** A checkpoint's sizes: from its manifest, or from its files when it has none. */
+  async sizesOf(dir: string): Promise<CheckpointSizes> {
+    const manifest = await peekManifest(dir);
+    return manifest
+      ? manifestSizes(manifest, this.style.finalFiles)
+      : folderSizes(dir, this.style.finalFiles);
   }
 
   /**
@@ -191,13 +197,12 @@ export class CheckpointKeeper {
    */
   async forecast(
     step: number,
-    sizes: { checkpointBytes: number; finalBytes: number },
+    sizes: CheckpointSizes,
     alreadyWarned: boolean,
   ): Promise<DiskVerdict> {
     const verdict = forecastDisk({
-      freeBytes: await freeBytes(this.taskDir),
-      checkpointBytes: sizes.checkpointBytes,
-      finalBytes: sizes.finalBytes,
+      ...(await freeSpace(this.taskDir)),
+      sizes,
       checkpointsOnDisk: (await listCheckpoints(this.checkpointsDir, this.style.prefix)).length,
       checkpointsToCome: checkpointsToCome(
         step,
@@ -260,13 +265,12 @@ export class CheckpointKeeper {
       if (!isSystemError(err)) throw err;
       return this.discard(staged, step, `it could not be put in place: ${err.message}`);
     }
-    await this.prune(name);
-    const sizes = manifestBytes(manifest, this.style.finalFiles);
-    const disk = await this.forecast(
-      step,
-      { checkpointBytes: sizes.total, finalBytes: sizes.final },
-      input.diskWarned,
+    const sizes = manifestSizes(manifest, this.style.finalFiles);
+    this.report.print(
+      `saved checkpoints/${name} (${manifest.files.length} files, ${megabytes(sizes.checkpointBytes)}, verified)`,
     );
+    await this.prune(name);
+    const disk = await this.forecast(step, sizes, input.diskWarned);
     return { path: `checkpoints/${name}`, disk };
   }
 

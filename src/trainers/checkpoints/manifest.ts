@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { CheckpointSizes } from "./disk-forecast";
 
 /**
  * `manifest.json`, written last into every checkpoint folder: what the checkpoint holds (each
@@ -136,16 +137,18 @@ export function judgeFiles(
   return { ok: false, reason: shown.join("; ") + (more > 0 ? `; and ${more} more` : "") };
 }
 
-/** The bytes a checkpoint takes, and those of the files a finished run writes again at its end. */
-export function manifestBytes(
+/** A checkpoint's sizes from its manifest; `finalFiles` are those the finished run writes again. */
+export function manifestSizes(
   manifest: CheckpointManifest,
   finalFiles: readonly string[],
-): { total: number; final: number } {
-  let total = 0;
-  let final = 0;
-  for (const file of manifest.files) {
-    total += file.size;
-    if (finalFiles.includes(file.path)) final += file.size;
-  }
-  return { total, final };
+): CheckpointSizes {
+  const final = manifest.files.filter((f) => finalFiles.includes(f.path));
+  const sum = (files: ManifestFile[]) => files.reduce((n, f) => n + f.size, 0);
+  return {
+    checkpointBytes: sum(manifest.files),
+    // The manifest itself is one more file (a few hundred bytes: its block counts, not its size).
+    checkpointFiles: manifest.files.length + 1,
+    finalBytes: sum(final),
+    finalFiles: final.length,
+  };
 }

@@ -15,9 +15,8 @@ import { CheckpointKeeper, HF_PEFT_STYLE, NoCheckpointError } from "./keeper";
  * answer as one JSON object on stdout. Exit code 1 with a line on stderr when it cannot answer.
  *
  *   resume   --requested <dir> [--rejected '[{"path", "reason"}, ...]'] [--quiet]
- *            → {"path", "step", "checkpointBytes", "finalBytes"} or {"error"}
- *   start    --step N --total-steps N [--evaluates]
- *            (--checkpoint-bytes N --final-bytes N | --trainable-bytes N)
+ *            → {"path", "step", "sizes"} or {"error"}
+ *   start    --step N --total-steps N [--evaluates] (--resumed-from <dir> | --trainable-bytes N)
  *            removes what a stopped writer left, then → the disk forecast {"verdict", "message"?}
  *   commit   --staged <dir> --step N --total-steps N [--eval-loss X] [--load-failure <reason>]
  *            [--evaluates] [--warned]
@@ -41,8 +40,7 @@ async function main(argv: string[]): Promise<unknown> {
       "total-steps": { type: "string" },
       evaluates: { type: "boolean", default: false },
       warned: { type: "boolean", default: false },
-      "checkpoint-bytes": { type: "string" },
-      "final-bytes": { type: "string" },
+      "resumed-from": { type: "string" },
       "trainable-bytes": { type: "string" },
       staged: { type: "string" },
       "eval-loss": { type: "string" },
@@ -87,13 +85,10 @@ async function main(argv: string[]): Promise<unknown> {
       }
     }
     case "start": {
-      const sizes =
-        values["trainable-bytes"] !== undefined
-          ? estimateCheckpoint(count.parse(values["trainable-bytes"]))
-          : {
-              checkpointBytes: count.parse(values["checkpoint-bytes"]),
-              finalBytes: count.parse(values["final-bytes"]),
-            };
+      const resumed = values["resumed-from"];
+      const sizes = resumed
+        ? await keeper.sizesOf(resumed)
+        : estimateCheckpoint(count.parse(values["trainable-bytes"]));
       await keeper.clearLeftovers();
       return keeper.forecast(count.parse(values.step), sizes, false);
     }

@@ -97,18 +97,14 @@ class CheckpointTool:
                 return answer
             rejected.append({"path": answer["path"], "reason": f"does not load ({problem})"})
 
-    def start(self, step, sizes):
-        """Clears what a stopped writer left and forecasts the disk; exits when not even one
-        checkpoint fits. `sizes`: measured (checkpointBytes, finalBytes) or {"trainable": bytes}."""
-        if "trainable" in sizes:
-            size_args = ["--trainable-bytes", str(sizes["trainable"])]
+    def start(self, step, resumed_from, trainable_bytes):
+        """Clears what a stopped writer left and forecasts the disk, from the size of the
+        checkpoint resumed from or, on a fresh start, of the trainable weights; exits when not
+        even one checkpoint fits."""
+        if resumed_from:
+            size_args = ["--resumed-from", resumed_from]
         else:
-            size_args = [
-                "--checkpoint-bytes",
-                str(sizes["checkpointBytes"]),
-                "--final-bytes",
-                str(sizes["finalBytes"]),
-            ]
+            size_args = ["--trainable-bytes", str(trainable_bytes)]
         verdict = self._run("start", "--step", str(step), *self._shape(), *size_args)
         if verdict["verdict"] == "no-room":
             raise SystemExit(f"refusing to start: {verdict['message']}")

@@ -220,7 +220,7 @@ def main(args, task_dir, events):
     if IS_MAIN_PROCESS:
         # Refuses the start when not even one checkpoint fits; warns when the run will not.
         start_step = (resumed["step"] or 0) if resumed else 0
-        checkpoints.start(start_step, resumed if resumed else {"trainable": trainable_bytes})
+        checkpoints.start(start_step, resume_from, trainable_bytes)
     training_args = TrainingArguments(
         # Checkpoints are staged there; the tool moves each to checkpoints/checkpoint-N once verified.
         output_dir=checkpoints.staging_dir,
