@@ -165,9 +165,9 @@ export async function train(
     dropoutRng = Rng.fromState(checkpoint.resume.dropout_rng_state);
     logHistory = checkpoint.logHistory;
   }
-  const startDisk = await keeper.forecast(step, sizes, false);
-  if (startDisk.verdict === "no-room") throw new RefusedToStart(startDisk.message);
-  let diskWarned = startDisk.verdict === "short";
+  const startDisk = await keeper.forecastAtStart(step, sizes, resumeFrom !== null);
+  if (startDisk.verdict.verdict === "no-room") throw new RefusedToStart(startDisk.verdict.message);
+  let diskWarned = startDisk.warned;
 
   const frozen: Weights = lora ? toTensors(base.weights) : {};
   const variables: Record<string, tf.Variable> = {};

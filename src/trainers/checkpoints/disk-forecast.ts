@@ -37,9 +37,11 @@ export type DiskVerdict =
   /** Not even the next checkpoint fits: a run that starts now cannot save anything. */
   | { verdict: "no-room"; neededBytes: number; message: string };
 
-const MB = 1024 * 1024;
-/** Megabytes for people: one decimal below 10 MB, so a small disk still reads sensibly. */
+const KB = 1024;
+const MB = 1024 * KB;
+/** A size for people: KB below a megabyte, one decimal below 10 MB, whole megabytes above. */
 export function megabytes(bytes: number): string {
+  if (bytes < MB) return `${Math.ceil(bytes / KB)} KB`;
   const mb = bytes / MB;
   return `${mb < 10 ? mb.toFixed(1) : Math.round(mb)} MB`;
 }

@@ -191,9 +191,23 @@ export class CheckpointKeeper {
   }
 
   /**
-   * The disk forecast for a run at `step` whose checkpoints take `checkpointBytes` (measured,
-   * or estimated before the first one). A "short" verdict is also reported as a warning unless
-   * `alreadyWarned`; "no-room" is for the caller to refuse the start with.
+   * The forecast as the run starts: from the checkpoint it resumes from (`measured`), or from an
+   * estimate before the first one. An estimate only decides whether one checkpoint can fit ("no-
+   * room": the caller refuses the start); a warning waits for a measured size, so that a rough
+   * estimate never raises a false alarm. `warned`: a warning was given.
+   */
+  async forecastAtStart(
+    step: number,
+    sizes: CheckpointSizes,
+    measured: boolean,
+  ): Promise<{ verdict: DiskVerdict; warned: boolean }> {
+    const verdict = await this.forecast(step, sizes, !measured);
+    return { verdict, warned: measured && verdict.verdict === "short" };
+  }
+
+  /**
+   * The disk forecast for a run at `step` whose checkpoints take `sizes`. A "short" verdict is
+   * also reported as a warning unless `alreadyWarned`.
    */
   async forecast(
     step: number,

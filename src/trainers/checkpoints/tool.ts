@@ -17,7 +17,7 @@ import { CheckpointKeeper, HF_PEFT_STYLE, NoCheckpointError } from "./keeper";
  *   resume   --requested <dir> [--rejected '[{"path", "reason"}, ...]'] [--quiet]
  *            → {"path", "step", "sizes"} or {"error"}
  *   start    --step N --total-steps N [--evaluates] (--resumed-from <dir> | --trainable-bytes N)
- *            removes what a stopped writer left, then → the disk forecast {"verdict", "message"?}
+ *            removes what a stopped writer left, then → {"verdict": {"verdict", "message"?}, "warned"}
  *   commit   --staged <dir> --step N --total-steps N [--eval-loss X] [--load-failure <reason>]
  *            [--evaluates] [--warned]
  *            → {"path" (null when discarded), "disk"}
@@ -90,7 +90,7 @@ async function main(argv: string[]): Promise<unknown> {
         ? await keeper.sizesOf(resumed)
         : estimateCheckpoint(count.parse(values["trainable-bytes"]));
       await keeper.clearLeftovers();
-      return keeper.forecast(count.parse(values.step), sizes, false);
+      return keeper.forecastAtStart(count.parse(values.step), sizes, resumed !== undefined);
     }
     case "commit": {
       if (!values.staged) throw new Error("commit needs --staged");

@@ -105,10 +105,10 @@ class CheckpointTool:
             size_args = ["--resumed-from", resumed_from]
         else:
             size_args = ["--trainable-bytes", str(trainable_bytes)]
-        verdict = self._run("start", "--step", str(step), *self._shape(), *size_args)
-        if verdict["verdict"] == "no-room":
-            raise SystemExit(f"refusing to start: {verdict['message']}")
-        self.disk_warned = verdict["verdict"] == "short"
+        answer = self._run("start", "--step", str(step), *self._shape(), *size_args)
+        if answer["verdict"]["verdict"] == "no-room":
+            raise SystemExit(answer["verdict"]["message"])
+        self.disk_warned = answer["warned"]
 
     def commit(self, step, eval_loss):
         """Seals, verifies and puts in place the checkpoint the Trainer staged for `step`; its

@@ -157,8 +157,11 @@ describe("estimateCheckpoint and megabytes", () => {
     });
   });
 
-  it("writes small sizes with a decimal", () => {
-    expect(megabytes(0)).toBe("0.0 MB");
+  it("writes small sizes in KB, then with a decimal", () => {
+    expect(megabytes(0)).toBe("0 KB");
+    expect(megabytes(1)).toBe("1 KB");
+    expect(megabytes(MB - 1)).toBe("1024 KB");
+    expect(megabytes(MB)).toBe("1.0 MB");
     expect(megabytes(1.25 * MB)).toBe("1.3 MB");
     expect(megabytes(9.94 * MB)).toBe("9.9 MB");
     expect(megabytes(10 * MB)).toBe("10 MB");

@@ -90,7 +90,7 @@ describe("CheckpointKeeper.commit", () => {
     });
     expect(verified.manifest.files.map((f) => f.path)).toEqual(["weights.bin", "state.json"]);
     expect(lines).toEqual([
-      expect.stringMatching(/^saved checkpoints\/step-7 \(2 files, 0\.0 MB, verified\)$/),
+      expect.stringMatching(/^saved checkpoints\/step-7 \(2 files, 1 KB, verified\)$/),
     ]);
   });
 
