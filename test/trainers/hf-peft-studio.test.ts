@@ -267,7 +267,7 @@ describe("the hf-peft trainer through the studio", () => {
       }
     }
     console.log(
-      `hf-peft resume: stopped at step ${stoppedAt} of ${TOTAL_STEPS}; largest difference from the uninterrupted run: ${largest}`,
+      `hf-peft resume: stopped at step ${stoppedAt} of ${TOTAL_STEPS}, went on from step ${fellBackTo} (${warnings.join("; ")}); largest difference from the uninterrupted run: ${largest}`,
     );
   }, 240_000);
 
