@@ -135,7 +135,11 @@ export async function train(
       keepLast: hp.keepCheckpoints,
       evaluates: evalSequences.length > 0,
     },
-    { warn: (kind, message, at) => progress.warn(kind, message, at), print: hooks.print },
+    {
+      saved: (at, path) => progress.write({ event: "checkpoint", step: at, path }),
+      warn: (kind, message, at) => progress.warn(kind, message, at),
+      print: hooks.print,
+    },
   );
   await keeper.clearLeftovers();
   let resumeFrom: string | null = null;
@@ -225,9 +229,7 @@ export async function train(
       diskWarned,
     });
     if (committed.disk) diskWarned = committed.disk.verdict === "short";
-    if (committed.path === null) return;
-    lastCheckpointStep = step;
-    progress.write({ event: "checkpoint", step, path: committed.path });
+    if (committed.path !== null) lastCheckpointStep = step;
   };
   const evalNow = (): number =>
     evaluate(

@@ -81,6 +81,11 @@ export const WARNING_KINDS = {
 } as const;
 
 export interface CheckpointReport {
+  /**
+   * A protocol "checkpoint" event: the studio's last checkpoint. Said as soon as the checkpoint
+   * is in place, before any older one is removed, so the studio never names a removed one.
+   */
+  saved(step: number, path: string): void;
   /** A protocol "warning" event, which the studio shows on the task. */
   warn(kind: string, message: string, step?: number): void;
   /** A line for training.log. */
@@ -280,12 +285,14 @@ export class CheckpointKeeper {
       return this.discard(staged, step, `it could not be put in place: ${err.message}`);
     }
     const sizes = manifestSizes(manifest, this.style.finalFiles);
+    const path = `checkpoints/${name}`;
+    this.report.saved(step, path);
     this.report.print(
-      `saved checkpoints/${name} (${manifest.files.length} files, ${megabytes(sizes.checkpointBytes)}, verified)`,
+      `saved ${path} (${manifest.files.length} files, ${megabytes(sizes.checkpointBytes)}, verified)`,
     );
     await this.prune(name);
     const disk = await this.forecast(step, sizes, input.diskWarned);
-    return { path: `checkpoints/${name}`, disk };
+    return { path, disk };
   }
 
   private async discard(staged: string, step: number, problem: string): Promise<CommitResult> {

@@ -11,13 +11,15 @@ import { CheckpointKeeper, HF_PEFT_STYLE, NoCheckpointError } from "./keeper";
  * `checkpoint-tool <resume|start|commit> --task-dir <dir> ...`: the CheckpointKeeper for the
  * Python trainer, so that both trainers keep, verify and choose checkpoints by the same code (one
  * manifest format, one retention rule, one disk forecast). train.py runs it as a child process.
- * It appends its warnings to progress.jsonl, prints its lines on stderr (training.log) and its
- * answer as one JSON object on stdout. Exit code 1 with a line on stderr when it cannot answer.
+ * It appends its events (checkpoint, warning) to progress.jsonl, prints its lines on stderr
+ * (training.log) and its answer as one JSON object on stdout; when it cannot answer, exit code 1
+ * and a line on stderr.
  *
  *   resume   --requested <dir> [--rejected '[{"path", "reason"}, ...]'] [--quiet]
  *            → {"path", "step", "sizes"} or {"error"}
  *   start    --step N --total-steps N [--evaluates] (--resumed-from <dir> | --trainable-bytes N)
- *            removes what a stopped writer left, then → {"verdict": {"verdict", "message"?}, "warned"}
+ *            removes what a stopped writer left, then the disk forecast:
+ *            → {"verdict": {"verdict", "message"?}, "warned"}
  *   commit   --staged <dir> --step N --total-steps N [--eval-loss X] [--load-failure <reason>]
  *            [--evaluates] [--warned]
  *            → {"path" (null when discarded), "disk"}
@@ -66,8 +68,9 @@ async function main(argv: string[]): Promise<unknown> {
       evaluates: values.evaluates,
     },
     values.quiet
-      ? { warn: () => {}, print: () => {} }
+      ? { saved: () => {}, warn: () => {}, print: () => {} }
       : {
+          saved: (step, path) => progress.write({ event: "checkpoint", step, path }),
           warn: (kind, message, step) => progress.warn(kind, message, step),
           print: (line) => console.error(`[hf-peft] ${line}`),
         },

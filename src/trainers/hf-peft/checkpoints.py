@@ -3,7 +3,7 @@
 Both trainers keep, verify and choose checkpoints by one piece of code, the studio's
 CheckpointKeeper (src/trainers/checkpoints/keeper.ts): this trainer runs it as the Node program
 dist/checkpoint-tool.js, which answers in JSON on stdout, prints its lines on stderr (the
-training log) and writes its warnings to progress.jsonl itself. What only Python can do is done
+training log) and writes its "checkpoint" and "warning" events to progress.jsonl itself. What only Python can do is done
 here: checking that an adapter loads with safetensors.
 
 The Trainer writes each checkpoint into checkpoints/.tmp-hf/checkpoint-N (a hidden staging

@@ -303,10 +303,9 @@ def main(args, task_dir, events):
                 return
             step = state.global_step
             eval_loss = self.last_eval[1] if self.last_eval and self.last_eval[0] == step else None
-            path = checkpoints.commit(step, eval_loss)
-            if path is not None:
+            # The tool writes the "checkpoint" event once the checkpoint is in place.
+            if checkpoints.commit(step, eval_loss) is not None:
                 self.last_saved = step
-                events.emit("checkpoint", step=step, path=path)
 
     progress = ProgressCallback()
     trainer = Trainer(

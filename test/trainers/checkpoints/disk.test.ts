@@ -129,8 +129,8 @@ describe("checkpoints on a small real disk", () => {
     expect(code, output).toBe(143);
     const seen = events(taskDir);
     const kinds = seen.map((e) => e.event).filter((e) => e !== "progress");
-    // Known from the first checkpoint's measured size, as that checkpoint goes in.
-    expect(kinds.slice(0, 3)).toEqual(["started", "warning", "checkpoint"]);
+    // Known from the first checkpoint's measured size, once that checkpoint is in.
+    expect(kinds.slice(0, 3)).toEqual(["started", "checkpoint", "warning"]);
     const warning = seen.find((e) => e.event === "warning")!;
     expect(warning).toMatchObject({
       kind: "disk-space",
@@ -154,7 +154,7 @@ describe("checkpoints on a small real disk", () => {
       taskDir,
       { trainer: "builtin", prefix: "step-", savesAtEnd: false, finalFiles: ["w.bin"] },
       { totalSteps: 10, saveSteps: 1, keepLast: 3, evaluates: false },
-      { warn: (_, message) => warnings.push(message), print: () => {} },
+      { saved: () => {}, warn: (_, message) => warnings.push(message), print: () => {} },
     );
     const commit = (step: number, bytes: number) =>
       keeper.commit({

@@ -38,16 +38,18 @@ function keeper(run: Partial<RunShape> = {}) {
   mkdirSync(join(taskDir, "checkpoints"), { recursive: true });
   const warnings: { kind: string; message: string; step?: number }[] = [];
   const lines: string[] = [];
+  const saved: string[] = [];
   const k = new CheckpointKeeper(
     taskDir,
     STYLE,
     { totalSteps: 100, saveSteps: 1, keepLast: 3, evaluates: false, ...run },
     {
+      saved: (step, path) => saved.push(`${step} ${path}`),
       warn: (kind, message, step) => warnings.push({ kind, message, step }),
       print: (line) => lines.push(line),
     },
   );
-  return { k, taskDir, warnings, lines };
+  return { k, taskDir, warnings, lines, saved };
 }
 
 /** Writes a two-file checkpoint the way the built-in trainer does: hashed from memory. */
@@ -75,8 +77,9 @@ const names = (taskDir: string) => readdirSync(join(taskDir, "checkpoints")).sor
 
 describe("CheckpointKeeper.commit", () => {
   it("puts a sealed, verified checkpoint in place and leaves no staging folder", async () => {
-    const { k, taskDir, lines } = keeper();
+    const { k, taskDir, lines, saved } = keeper();
     const result = await commit(k, 7, 1.5);
+    expect(saved).toEqual(["7 checkpoints/step-7"]);
     expect(result.path).toBe("checkpoints/step-7");
     expect(result.disk?.verdict).toBe("fits");
     expect(names(taskDir)).toEqual(["step-7"]);
@@ -125,7 +128,7 @@ describe("CheckpointKeeper.commit", () => {
   });
 
   it("discards a checkpoint whose files are not what was written, keeping every older one", async () => {
-    const { k, taskDir, warnings } = keeper({ keepLast: 1 });
+    const { k, taskDir, warnings, saved } = keeper({ keepLast: 1 });
     await commit(k, 1);
     const result = await k.commit({
       staged: k.stagingPath(2),
@@ -140,6 +143,7 @@ describe("CheckpointKeeper.commit", () => {
       diskWarned: false,
     });
     expect(result).toEqual({ path: null, disk: null });
+    expect(saved).toEqual(["1 checkpoints/step-1"]);
     expect(names(taskDir)).toEqual(["step-1"]);
     expect(warnings).toEqual([
       {
