@@ -1,4 +1,5 @@
-// Bundles the Node programs (studio server, CLI, runner, built-in trainer) into dist/.
+// Bundles the Node programs (studio server, CLI, runner, built-in trainer, the checkpoint tool
+// the Python trainer runs) into dist/.
 // Next builds the page separately; npm packages stay external and load from node_modules.
 import { build } from "esbuild";
 
@@ -8,6 +9,7 @@ const entries = {
   cli: "src/cli/main.ts",
   runner: "src/runner/main.ts",
   "builtin-trainer": "src/trainers/builtin/main.ts",
+  "checkpoint-tool": "src/trainers/checkpoints/tool.ts",
 };
 
 // Each program separately, so one that does not build never holds back the others' tests.

@@ -54,6 +54,8 @@ describe("the studio CLI against a running studio", () => {
       "2",
       "--lr",
       "0.001",
+      "--keep-checkpoints",
+      "5",
     );
     expect(created.status).toBe("pending");
     const list = await studio.cliJson<{ id: string }[]>("task", "list");
@@ -64,7 +66,11 @@ describe("the studio CLI against a running studio", () => {
       "show",
       created.id,
     );
-    expect(shown.task.hyperparameters).toMatchObject({ epochs: 2, learningRate: 0.001 });
+    expect(shown.task.hyperparameters).toMatchObject({
+      epochs: 2,
+      learningRate: 0.001,
+      keepCheckpoints: 5,
+    });
     expect(await studio.cli("task", "show", created.id)).toMatch(/status:\s+pending/);
     expect(await studio.cli("task", "delete", created.id)).toMatch(`deleted task ${created.id}`);
   });
@@ -74,6 +80,7 @@ describe("the studio CLI against a running studio", () => {
     [["task", "create", "--name", ""], /name/],
     [["task", "create", "--name", "x", "--epochs", "0"], /epochs/],
     [["task", "create", "--name", "x", "--epochs", "two"], /whole number/],
+    [["task", "create", "--name", "x", "--keep-checkpoints", "0"], /keepCheckpoints/],
     [["task", "create", "--name", "x", "--model", "a;rm -rf /"], /model/],
     [["task", "create", "--name", "x", "--dataset", "/etc/passwd"], /dataset/i],
     [["task", "cancel", "tnosuchtask"], /no task with id/],

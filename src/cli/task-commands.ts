@@ -39,6 +39,7 @@ interface CreateOptions {
   loraAlpha?: number;
   seed?: number;
   saveSteps?: number;
+  keepCheckpoints?: number;
   memoryMb?: number;
   cpus?: number;
   maxMinutes?: number;
@@ -112,6 +113,11 @@ export function registerTaskCommands(task: Command) {
     .option("--lora-alpha <x>", "LoRA alpha", num)
     .option("--seed <n>", "random seed", int)
     .option("--save-steps <n>", "checkpoint every N steps", int)
+    .option(
+      "--keep-checkpoints <n>",
+      "checkpoints kept on disk: the last N (default 3), and the best by eval loss",
+      int,
+    )
     .option("--memory-mb <n>", "memory limit for the trainer (a control group)", int)
     .option("--cpus <x>", "CPU limit, in cores (a control group)", num)
     .option("--max-minutes <n>", "stop the trainer after this many minutes", int)
@@ -129,6 +135,7 @@ export function registerTaskCommands(task: Command) {
           loraAlpha: opts.loraAlpha,
           seed: opts.seed,
           saveSteps: opts.saveSteps,
+          keepCheckpoints: opts.keepCheckpoints,
           processes: opts.processes,
         }).filter(([, v]) => v !== undefined),
       );

@@ -154,6 +154,7 @@ export const en = {
       evalSplit: "Eval split",
       evalSteps: "Eval every (steps)",
       saveSteps: "Save every (steps)",
+      keepCheckpoints: "Checkpoints kept",
       loggingSteps: "Log every (steps)",
       processes: "Processes (torchrun)",
     },

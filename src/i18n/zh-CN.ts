@@ -156,6 +156,7 @@ export const zhCN: Messages = {
       evalSplit: "验证集比例",
       evalSteps: "评估间隔（步）",
       saveSteps: "保存间隔（步）",
+      keepCheckpoints: "保留检查点数",
       loggingSteps: "日志间隔（步）",
       processes: "进程数（torchrun）",
     },

@@ -47,6 +47,9 @@ export function trainerCommand(config: TaskConfig, settings: LaunchSettings): Tr
       };
     case "hf-peft": {
       const script = hfPeftScriptPath(settings.distDir);
+      // train.py keeps its checkpoints through the checkpoint tool, a Node program of the studio.
+      env.STUDIO_NODE = settings.nodePath;
+      env.STUDIO_CHECKPOINT_TOOL = join(settings.distDir, "checkpoint-tool.js");
       const workers = hfPeftWorkers(config);
       if (workers === 1) {
         return { file: settings.pythonPath, args: [script, ...taskArgs], env };

@@ -53,6 +53,11 @@ export const hyperparametersSchema = z.object({
   saveSteps: z.number().int().min(1).max(1_000_000).default(100),
   loggingSteps: z.number().int().min(1).max(1_000_000).default(5),
   /**
+   * How many of the latest checkpoints a run keeps on disk; the best one by eval loss is kept
+   * beside them when the run evaluates.
+   */
+  keepCheckpoints: z.number().int().min(1).max(10_000).default(3),
+  /**
    * hf-peft on the CPU: how many processes train together under torchrun (gloo); the global
    * batch is batchSize times this. A task given GPUs runs one process per GPU instead.
    */
@@ -169,6 +174,18 @@ export const progressEventSchema = z.discriminatedUnion("event", [
     time,
     step: steps,
     reason: z.string().max(MAX_EVENT_STRING),
+  }),
+  /**
+   * Something a person should know that does not stop the run: a checkpoint discarded, a resume
+   * that fell back to an earlier checkpoint, a disk that will not hold the run. The studio shows
+   * it as a warning on the task. `kind` names which (see src/trainers/checkpoints/keeper.ts).
+   */
+  z.object({
+    event: z.literal("warning"),
+    time,
+    kind: z.string().regex(/^[a-z][a-z0-9-]{0,63}$/, "lowercase letters, digits and '-'"),
+    message: z.string().min(1).max(MAX_EVENT_STRING),
+    step: steps.optional(),
   }),
   /**
    * Why the trainer is about to exit with a failure, in its own words (an exception, a worker of

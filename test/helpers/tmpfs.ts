@@ -1,8 +1,12 @@
 import { execFileSync } from "node:child_process";
 
-/** Mounts a real tmpfs of `megabytes` at `path` (the tests run as root): a small disk to fill. */
+/**
+ * Mounts a real tmpfs of `megabytes` at `path` (the tests run as root): a small disk to fill. A
+ * fraction of a megabyte is rounded to whole kilobytes (tmpfs then rounds to its pages).
+ */
 export function mountTmpfs(path: string, megabytes: number) {
-  execFileSync("mount", ["-t", "tmpfs", "-o", `size=${megabytes}m`, "tmpfs", path]);
+  const size = Number.isInteger(megabytes) ? `${megabytes}m` : `${Math.round(megabytes * 1024)}k`;
+  execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", path]);
 }
 
 /**

@@ -29,6 +29,9 @@ const BAD_LINES: [string, RegExp][] = [
   ['{"event": "progress", "loss": NaN}', /not JSON/],
   ["CORRUPT{{{", /not JSON/],
   ["[1, 2]", /expected object/],
+  [ok({ event: "warning", kind: "Disk Space", message: "m" }), /kind: lowercase/],
+  [ok({ event: "warning", kind: "disk-space", message: "" }), /message: Too small/],
+  [ok({ event: "warning", kind: "disk-space", message: "m".repeat(1025) }), /message: Too big/],
 ];
 
 describe("progress.jsonl events against the protocol's ranges", () => {
@@ -142,6 +145,26 @@ describe.each(testDatabaseKinds())("a bad progress event never stops the monitor
     await h.monitor.tick();
     expect(h.updates.length).toBeGreaterThan(updates);
     expect((await h.progress()).step).toBe(6);
+    expect(h.errors).toEqual([]);
+  });
+
+  it("stores a trainer's warning as a task warning in its words, once across a restart", async () => {
+    await h.fresh();
+    const message = "this run will not fit on the task folder's disk: it needs about 12 MB more";
+    await writeFile(
+      h.progressFile,
+      `${ok({ event: "warning", kind: "disk-space", message, step: 3 })}\n${progress(3, 2)}\n`,
+    );
+    await h.monitor.tick();
+    const warnings = async () => (await h.events()).filter((e) => e.type === "warning");
+    expect(await warnings()).toMatchObject([
+      { attempt: 1, message, data: { source: "trainer", kind: "disk-space", step: 3 } },
+    ]);
+    expect(await h.progress()).toMatchObject({ step: 3, skippedEvents: 0 });
+    expect(h.updates.filter((u) => u.event?.type === "warning")).toHaveLength(1);
+    await h.restart({ crash: true });
+    await h.monitor.tick();
+    expect(await warnings()).toHaveLength(1);
     expect(h.errors).toEqual([]);
   });
 });

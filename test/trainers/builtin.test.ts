@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { existsSync, readdirSync } from "node:fs";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { readSafetensors } from "../../src/trainers/builtin/safetensors";
 import { sampleText } from "../../src/trainers/builtin/sample";
+import { verifyCheckpoint } from "../../src/trainers/checkpoints/folder";
 import { type ProgressEvent, progressEventSchema } from "../../src/trainers/protocol";
 
 /** The bundled trainer run for real: as a child process, stopped with real signals. */
@@ -93,11 +94,14 @@ async function waitForStep(taskDir: string, step: number) {
 
 describe("built-in trainer program", () => {
   let complete: string;
+  let completeOutput: string;
 
   beforeAll(async () => {
-    complete = await makeTask("complete");
+    // Two checkpoints kept, so the first of the three it writes is removed on the way.
+    complete = await makeTask("complete", { keepCheckpoints: 2 });
     const { code, output } = await start(["--task-dir", complete]).exited;
     expect(code, output).toBe(0);
+    completeOutput = output;
   });
 
   test("writes protocol events, a PEFT adapter and trainer_state.json", async () => {
@@ -142,6 +146,23 @@ describe("built-in trainer program", () => {
     expect(existsSync(join(complete, "checkpoints", "step-10", "trainer_state.json"))).toBe(true);
   });
 
+  test("keeps the last checkpoints, each sealed with a manifest that verifies", async () => {
+    expect(readdirSync(join(complete, "checkpoints")).sort()).toEqual(["step-10", "step-15"]);
+    expect(completeOutput).toContain("removed checkpoints/step-5: older than the last 2");
+    for (const step of [10, 15]) {
+      const verified = await verifyCheckpoint(join(complete, "checkpoints", `step-${step}`), step);
+      if (verified.kind !== "verified")
+        throw new Error(`step-${step}: ${JSON.stringify(verified)}`);
+      expect(verified.manifest.files.map((f) => f.path).sort()).toEqual([
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "optimizer.safetensors",
+        "resume_state.json",
+        "trainer_state.json",
+      ]);
+    }
+  });
+
   test("SIGTERM saves a checkpoint and exits 143; resuming ends bit-identical", async () => {
     const stopped = await makeTask("stopped");
     const run = start(["--task-dir", stopped]);
@@ -174,13 +195,25 @@ describe("built-in trainer program", () => {
     );
   });
 
-  test("resuming from a periodic checkpoint in config.json also ends bit-identical", async () => {
+  test("resuming from a corrupted newest checkpoint falls back to the one before, names it, and ends bit-identical", async () => {
     const resumed = await makeTask("resumed");
+    await cp(join(complete, "checkpoints"), join(resumed, "checkpoints"), { recursive: true });
+    // One byte changed on disk, the size unchanged: only the hash can tell.
+    const adapter = join(resumed, "checkpoints", "step-15", "adapter_model.safetensors");
+    const bytes = await readFile(adapter);
+    bytes[bytes.length - 1]! ^= 0xff;
+    await writeFile(adapter, bytes);
     const config = JSON.parse(await readFile(join(resumed, "config.json"), "utf8"));
-    config.resumeFrom = join(complete, "checkpoints", "step-10");
+    config.resumeFrom = join(resumed, "checkpoints", "step-15");
     await writeFile(join(resumed, "config.json"), JSON.stringify(config));
     const { code, output } = await start(["--task-dir", resumed]).exited;
     expect(code, output).toBe(0);
+    const message =
+      "resuming from checkpoints/step-10 instead: checkpoints/step-15: adapter_model.safetensors does not match its sha256 in the manifest";
+    expect(output).toContain(`resume: ${message}`);
+    const seen = await events(resumed);
+    expect(seen[0]).toMatchObject({ event: "warning", kind: "resume-fallback", message, step: 10 });
+    expect(seen[1]).toMatchObject({ event: "started", resumed_from_step: 10 });
     const expected = await readFile(join(complete, "adapter_model.safetensors"));
     expect((await readFile(join(resumed, "adapter_model.safetensors"))).equals(expected)).toBe(
       true,

@@ -1,9 +1,19 @@
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { verifyCheckpoint } from "../../src/trainers/checkpoints/folder";
 import { hfPeftEnvironment, ONE_THREAD } from "../helpers/hf-peft";
 import { TestStudio } from "../helpers/studio";
 import { waitFor } from "../helpers/wait";
@@ -105,7 +115,7 @@ describe("the hf-peft trainer through the studio", () => {
   let reference: string;
   let interrupted: string;
   /** The interrupted run: stopped by SIGTERM once its first checkpoint is in, then resumed. */
-  let stopAndResume: Promise<{ stoppedAt: number; checkpoint: string }>;
+  let stopAndResume: Promise<{ stoppedAt: number; filesAtStop: string[] }>;
 
   const task = async (id: string) => (await studio.client.task.get.query({ id })).task;
 
@@ -159,10 +169,19 @@ describe("the hf-peft trainer through the studio", () => {
     expect(evals.at(-1)!.evalLoss!).toBeLessThan(evals[0]!.evalLoss!);
     expect(done.lastCheckpoint).toBe(`checkpoints/checkpoint-${TOTAL_STEPS}`);
     const dir = join(studio.home, "tasks", reference);
-    for (const step of [23, 46, 69, 92]) {
-      expect(
-        existsSync(join(dir, "checkpoints", `checkpoint-${step}`, "adapter_model.safetensors")),
-      ).toBe(true);
+    // The last three are kept (the default); the best by eval loss is among them (92 < 23).
+    const kept = readdirSync(join(dir, "checkpoints")).filter((name) => !name.startsWith("."));
+    expect(kept.sort()).toEqual(["checkpoint-46", "checkpoint-69", "checkpoint-92"]);
+    for (const step of [46, 69, 92]) {
+      // Sealed by the tool, checked here by the studio's own verification.
+      const verified = await verifyCheckpoint(join(dir, "checkpoints", `checkpoint-${step}`), step);
+      if (verified.kind !== "verified") throw new Error(`checkpoint-${step}: ${verified.kind}`);
+      expect(verified.manifest).toMatchObject({ version: 1, step, trainer: "hf-peft" });
+      expect(verified.manifest.files.map((f) => f.path)).toEqual(
+        expect.arrayContaining(["adapter_model.safetensors", "optimizer.pt", "rng_state.pth"]),
+      );
+      const measured = evals.find((m) => m.step === step)!.evalLoss!;
+      expect(verified.manifest.evalLoss).toBeCloseTo(measured, 5);
     }
     for (const file of ["adapter_config.json", "adapter_model.safetensors"]) {
       expect(existsSync(join(dir, file))).toBe(true);
@@ -189,55 +208,66 @@ describe("the hf-peft trainer through the studio", () => {
     expect(sample.stdout.trim().length).toBeGreaterThan(0);
   }, 240_000);
 
-  it(`resumes a run stopped by SIGTERM from its checkpoint, with the same loss at every step (within ${RESUME_TOLERANCE})`, async () => {
-    const { stoppedAt, checkpoint } = await stopAndResume;
+  it(`resumes a run stopped by SIGTERM whose last checkpoint was cut short from the one before, with the same loss at every step (within ${RESUME_TOLERANCE})`, async () => {
+    const { stoppedAt, filesAtStop } = await stopAndResume;
+    // The checkpoint before the one written at the stop: a periodic one.
+    const fellBackTo = Math.floor((stoppedAt - 1) / SETTINGS.saveSteps) * SETTINGS.saveSteps;
     expect(stoppedAt).toBeGreaterThanOrEqual(SETTINGS.saveSteps);
     expect(stoppedAt).toBeLessThan(TOTAL_STEPS);
-    const detail = await studio.client.task.get.query({ id: interrupted });
-    const first = detail.attempts.find((a) => a.number === 1);
-    expect(first).toMatchObject({ exitCode: 143 });
-    const saved = join(studio.home, "tasks", interrupted, checkpoint);
-    for (const file of [
-      "adapter_model.safetensors",
-      "optimizer.pt",
-      "scheduler.pt",
-      "rng_state.pth",
-      "trainer_state.json",
-    ]) {
-      expect(existsSync(join(saved, file)), file).toBe(true);
-    }
-    const events = readFileSync(join(studio.home, "tasks", interrupted, "progress.jsonl"), "utf8");
-    expect(events).toContain(`"reason": "SIGTERM: checkpoint saved at step ${stoppedAt}"`);
-    expect(events).toContain(`"resumed_from_step": ${stoppedAt}`);
-
     await waitFor(
       "the resumed run to complete",
       async () => (await task(interrupted)).status === "completed",
       120_000,
       100,
     );
+    const detail = await studio.client.task.get.query({ id: interrupted });
+    const first = detail.attempts.find((a) => a.number === 1);
+    expect(first).toMatchObject({ exitCode: 143 });
+    expect(filesAtStop).toEqual(
+      expect.arrayContaining([
+        "adapter_model.safetensors",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
+        "manifest.json",
+      ]),
+    );
+    const events = readFileSync(join(studio.home, "tasks", interrupted, "progress.jsonl"), "utf8");
+    expect(events).toContain(`"reason": "SIGTERM: checkpoint saved at step ${stoppedAt}"`);
+    expect(events).toContain(`"resumed_from_step": ${fellBackTo}`);
+    const warnings = detail.events.filter((e) => e.type === "warning").map((e) => e.message);
+    expect(warnings).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^resuming from checkpoints/checkpoint-${fellBackTo} instead: checkpoints/checkpoint-${stoppedAt}: adapter_model.safetensors is \\d+ bytes, the manifest says \\d+$`,
+        ),
+      ),
+    );
+
     const expected = await studio.client.task.metrics.query({ id: reference });
     const resumed = await studio.client.task.metrics.query({ id: interrupted });
     // Each attempt's rows are its own: steps up to the stop from the first, the rest from the second.
     const lossRows = resumed.filter((m) => m.loss !== null);
     expect(lossRows.filter((m) => m.attempt === 1).map((m) => m.step)).toEqual(steps(1, stoppedAt));
     expect(lossRows.filter((m) => m.attempt === 2).map((m) => m.step)).toEqual(
-      steps(stoppedAt + 1, TOTAL_STEPS),
+      steps(fellBackTo + 1, TOTAL_STEPS),
     );
 
+    // Every row of both attempts (the steps after the fallback twice) against the uninterrupted run.
     let largest = 0;
     for (const kind of ["loss", "evalLoss", "learningRate"] as const) {
       const want = new Map(expected.filter((m) => m[kind] !== null).map((m) => [m.step, m[kind]!]));
-      const got = new Map(resumed.filter((m) => m[kind] !== null).map((m) => [m.step, m[kind]!]));
-      expect([...got.keys()]).toEqual([...want.keys()]);
-      for (const [step, value] of want) {
-        const difference = Math.abs(got.get(step)! - value);
+      const got = resumed.filter((m) => m[kind] !== null);
+      expect(new Set(got.map((m) => m.step))).toEqual(new Set(want.keys()));
+      for (const row of got) {
+        const difference = Math.abs(row[kind]! - want.get(row.step)!);
         largest = Math.max(largest, difference);
-        expect(difference, `${kind} at step ${step}`).toBeLessThanOrEqual(RESUME_TOLERANCE);
+        expect(difference, `${kind} at step ${row.step}`).toBeLessThanOrEqual(RESUME_TOLERANCE);
       }
     }
     console.log(
-      `hf-peft resume: stopped at step ${stoppedAt} of ${TOTAL_STEPS}; largest difference from the uninterrupted run: ${largest}`,
+      `hf-peft resume: stopped at step ${stoppedAt} of ${TOTAL_STEPS}, went on from step ${fellBackTo} (${warnings.join("; ")}); largest difference from the uninterrupted run: ${largest}`,
     );
   }, 240_000);
 
@@ -256,8 +286,13 @@ describe("the hf-peft trainer through the studio", () => {
     const checkpoint = stopped.lastCheckpoint ?? "";
     const step = /^checkpoints\/checkpoint-(\d+)$/.exec(checkpoint)?.[1];
     if (!step) throw new Error(`no checkpoint after the stop: ${checkpoint}`);
+    // What the stop saved; then its adapter cut short on disk, as a crash in a copy would leave it.
+    const saved = join(studio.home, "tasks", id, checkpoint);
+    const filesAtStop = readdirSync(saved);
+    const adapter = join(saved, "adapter_model.safetensors");
+    truncateSync(adapter, Math.floor(statSync(adapter).size / 2));
     await studio.client.task.retry.mutate({ id, fromCheckpoint: true });
-    return { stoppedAt: Number(step), checkpoint };
+    return { stoppedAt: Number(step), filesAtStop };
   }
 });
 

@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { PREFLIGHT_SCRIPT, runPreflight } from "../../src/trainers/hf-peft/preflight";
 import { PreflightCache } from "../../src/trainers/hf-peft/preflight-cache";
@@ -14,8 +14,9 @@ describe("hf-peft trainer scripts", () => {
   const dir = mkdtempSync(join(tmpdir(), "studio-hf-peft-"));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("compiles train.py and preflight.py", () => {
-    for (const script of [TRAIN_SCRIPT, PREFLIGHT_SCRIPT]) {
+  it("compiles train.py, checkpoints.py and preflight.py", () => {
+    const checkpoints = join(dirname(TRAIN_SCRIPT), "checkpoints.py");
+    for (const script of [TRAIN_SCRIPT, checkpoints, PREFLIGHT_SCRIPT]) {
       // Compiled into the temp folder so that no __pycache__ lands in the checkout.
       execFileSync(python, [
         "-c",
@@ -106,7 +107,8 @@ describe("hf-peft trainer scripts", () => {
       {
         event: "failed",
         time: expect.any(Number),
-        reason: `checkpoint to resume from does not exist: ${config.resumeFrom}`,
+        reason:
+          "cannot resume: no checkpoint to resume from verifies (checkpoints/checkpoint-9: does not exist)",
       },
     ]);
   });

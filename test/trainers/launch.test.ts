@@ -49,6 +49,8 @@ describe("trainerCommand", () => {
     expect(cpu.file).toBe("/venv/bin/python");
     expect(cpu.args).toEqual([script, "--task-dir", taskDir]);
     expect(cpu.env.CUDA_VISIBLE_DEVICES).toBe("");
+    expect(cpu.env.STUDIO_NODE).toBe("/usr/bin/node");
+    expect(cpu.env.STUDIO_CHECKPOINT_TOOL).toBe("/opt/studio/dist/checkpoint-tool.js");
 
     const one = trainerCommand(config({ trainer: "hf-peft", gpus: ["3"] }), settings);
     expect(one.args).toEqual([script, "--task-dir", taskDir]);

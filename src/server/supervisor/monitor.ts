@@ -1,6 +1,7 @@
 import { type FileHandle, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { and, eq, sql } from "drizzle-orm";
+import type { ProgressEvent } from "../../trainers/protocol";
 import type { Db } from "../db/client";
 import { attempts, type TaskEventRow, taskEvents, taskMetrics, tasks } from "../db/schema";
 import type { StudioBus } from "../events/bus";
@@ -66,6 +67,23 @@ function reportSkipped(count: number): boolean {
 }
 
 type MonitorEvent = { type: "warning"; message: string; data: Record<string, unknown> };
+
+/**
+ * A warning the trainer wrote (a checkpoint discarded, a resume that fell back, a disk that will
+ * not hold the run) becomes a "warning" task event in its words, stored with the cursor of its
+ * line, so a restart neither loses nor repeats it.
+ */
+function trainerWarning(event: Extract<ProgressEvent, { event: "warning" }>): MonitorEvent {
+  return {
+    type: "warning",
+    message: event.message,
+    data: {
+      source: "trainer",
+      kind: event.kind,
+      ...(event.step === undefined ? {} : { step: event.step }),
+    },
+  };
+}
 
 /**
  * Follows one running attempt's files: turns new lines of progress.jsonl and training.log into
@@ -202,6 +220,7 @@ export class AttemptMonitor {
       const next = reduceProgress(progress, { source: "progress", event: read.event, at: now });
       progress = next.state;
       metrics.push(...next.metrics);
+      if (read.event.event === "warning") events.push(trainerWarning(read.event));
     }
 
     const log = await this.readLog(events);

@@ -246,6 +246,9 @@ function reduceEvent(
       return { state: { ...state, step: event.step, etaSeconds: null }, metrics: [] };
     case "failed":
       return { state: { ...state, failure: event.reason }, metrics: [] };
+    case "warning":
+      // Not progress: the monitor stores it as a task event (trainerWarning).
+      return { state, metrics: [] };
   }
 }
 

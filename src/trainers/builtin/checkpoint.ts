@@ -1,15 +1,17 @@
-import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
+import { writeFileDurably } from "../checkpoints/folder";
+import type { ManifestFile } from "../checkpoints/manifest";
 import type { AdamWState } from "./optimizer";
-import { readSafetensors, type TensorMap, writeSafetensors } from "./safetensors";
+import { encodeSafetensors, readSafetensors, type TensorMap } from "./safetensors";
 
 /**
  * A checkpoint holds everything a resumed run needs to continue exactly: the trained weights,
  * the AdamW moments and step, where the data loader stands, and the dropout generator's
- * state. It is written into a temporary folder and renamed into place, so `step-N` either
- * exists complete or not at all.
+ * state. Where and how it is committed (staged, sealed with a manifest, verified, renamed into
+ * place) is the CheckpointKeeper's part (../checkpoints/keeper.ts).
  */
 
 export const logEntrySchema = z.object({
@@ -50,34 +52,26 @@ export interface Checkpoint {
 /** Extra files that belong beside the weights (adapter_config.json in LoRA mode). */
 export type ExtraFiles = Record<string, string>;
 
-export function checkpointPath(taskDir: string, step: number): string {
-  return join(taskDir, "checkpoints", `step-${step}`);
-}
-
 export async function writeTrainerState(dir: string, state: TrainerState): Promise<void> {
-  await writeFile(join(dir, "trainer_state.json"), `${JSON.stringify(state, null, 2)}\n`);
+  await writeFile(join(dir, "trainer_state.json"), trainerStateJson(state));
 }
 
-export async function saveCheckpoint(
-  taskDir: string,
+function trainerStateJson(state: TrainerState): string {
+  return `${JSON.stringify(state, null, 2)}\n`;
+}
+
+/**
+ * Writes a checkpoint's files into `dir` (a staging folder: see CheckpointKeeper.commit), each
+ * flushed to the device, and returns their manifest entries, hashed from the bytes in memory so
+ * that reading the files back verifies what reached the disk.
+ */
+export async function writeCheckpointFiles(
+  dir: string,
   checkpoint: Checkpoint,
   trainerState: TrainerState,
   weightsMetadata: Record<string, string>,
   extraFiles: ExtraFiles,
-): Promise<string> {
-  const finalDir = checkpointPath(taskDir, checkpoint.resume.step);
-  const tempDir = join(
-    taskDir,
-    "checkpoints",
-    `.tmp-step-${checkpoint.resume.step}-${process.pid}`,
-  );
-  await rm(tempDir, { recursive: true, force: true });
-  await mkdir(tempDir, { recursive: true });
-  await writeSafetensors(
-    join(tempDir, checkpoint.resume.weights_file),
-    checkpoint.weights,
-    weightsMetadata,
-  );
+): Promise<ManifestFile[]> {
   const moments: TensorMap = new Map();
   for (const [name, data] of checkpoint.optimizer.expAvg) {
     moments.set(`exp_avg.${name}`, { shape: [data.length], data });
@@ -85,18 +79,29 @@ export async function saveCheckpoint(
   for (const [name, data] of checkpoint.optimizer.expAvgSq) {
     moments.set(`exp_avg_sq.${name}`, { shape: [data.length], data });
   }
-  await writeSafetensors(join(tempDir, "optimizer.safetensors"), moments, {
-    step: String(checkpoint.optimizer.step),
-  });
-  await writeFile(join(tempDir, "resume_state.json"), `${JSON.stringify(checkpoint.resume)}\n`);
-  await writeTrainerState(tempDir, trainerState);
-  for (const [name, content] of Object.entries(extraFiles)) {
-    await writeFile(join(tempDir, name), content);
+  const contents: [string, Buffer][] = [
+    [checkpoint.resume.weights_file, encodeSafetensors(checkpoint.weights, weightsMetadata)],
+    [
+      "optimizer.safetensors",
+      encodeSafetensors(moments, { step: String(checkpoint.optimizer.step) }),
+    ],
+    ["resume_state.json", Buffer.from(`${JSON.stringify(checkpoint.resume)}\n`)],
+    ["trainer_state.json", Buffer.from(trainerStateJson(trainerState))],
+    ...Object.entries(extraFiles).map(([name, text]): [string, Buffer] => [
+      name,
+      Buffer.from(text),
+    ]),
+  ];
+  const entries: ManifestFile[] = [];
+  for (const [name, bytes] of contents) {
+    await writeFileDurably(join(dir, name), bytes);
+    entries.push({
+      path: name,
+      size: bytes.length,
+      sha256: createHash("sha256").update(bytes).digest("hex"),
+    });
   }
-  // A leftover from an earlier attempt that reached the same step is replaced, not merged.
-  if (existsSync(finalDir)) await rm(finalDir, { recursive: true, force: true });
-  await rename(tempDir, finalDir);
-  return finalDir;
+  return entries;
 }
 
 export async function loadCheckpoint(dir: string): Promise<Checkpoint> {

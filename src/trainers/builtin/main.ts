@@ -2,10 +2,12 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { NoCheckpointError } from "../checkpoints/keeper";
 import { readDatasetTexts } from "../dataset";
-import { taskConfigSchema } from "../protocol";
+import { ProgressLog } from "../progress-log";
+import { PROGRESS_FILE, taskConfigSchema } from "../protocol";
 import { sampleText } from "./sample";
-import { train } from "./train";
+import { RefusedToStart, train } from "./train";
 
 /**
  * `builtin-trainer --task-dir <dir> [--resume-from <checkpoint>]` trains;
@@ -33,11 +35,23 @@ async function runTraining(taskDir: string, resumeFrom: string | undefined): Pro
   process.on("SIGTERM", requestStop);
   process.on("SIGINT", requestStop);
   const texts = await readDatasetTexts(config.dataset.path, config.dataset.format);
-  const outcome = await train(config, texts, {
-    shouldStop: () => stopRequested,
-    print: (line) => console.log(line),
-  });
-  return outcome === "stopped" ? STOPPED_EXIT_CODE : 0;
+  try {
+    const outcome = await train(config, texts, {
+      shouldStop: () => stopRequested,
+      print: (line) => console.log(line),
+    });
+    return outcome === "stopped" ? STOPPED_EXIT_CODE : 0;
+  } catch (err) {
+    // A refusal is the trainer's own account of why it cannot run: the studio shows it as the
+    // failure's reason. Anything else is judged from the log as before.
+    if (err instanceof RefusedToStart || err instanceof NoCheckpointError) {
+      new ProgressLog(join(taskDir, PROGRESS_FILE)).write({
+        event: "failed",
+        reason: err.message.slice(0, 1000),
+      });
+    }
+    throw err;
+  }
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -1,6 +1,9 @@
 import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
+import { estimateCheckpoint } from "../checkpoints/disk-forecast";
+import { BUILTIN_STYLE, CheckpointKeeper } from "../checkpoints/keeper";
+import { ProgressLog } from "../progress-log";
 import type { ProgressEvent, TaskConfig } from "../protocol";
 import { type BaseModel, loadBaseModel, saveModel } from "./base-model";
 import { type Batch, epochOrder, makeBatch, splitEval, stepsPerEpoch } from "./batches";
@@ -8,11 +11,10 @@ import {
   type Checkpoint,
   type LogEntry,
   loadCheckpoint,
-  saveCheckpoint,
   type TrainerState,
+  writeCheckpointFiles,
   writeTrainerState,
 } from "./checkpoint";
-import { ProgressLog } from "./events";
 import { crossEntropySum } from "./kernels";
 import { adapterConfigJson, initLoraWeights, type LoraSettings, loraHook } from "./lora";
 import { forwardLogits, type LinearHook, type ModelConfig, type Weights } from "./model";
@@ -33,6 +35,9 @@ export interface TrainHooks {
 }
 
 export type TrainOutcome = "completed" | "stopped";
+
+/** The run cannot start, for a reason of its own (not a bug): the trainer says so and exits 1. */
+export class RefusedToStart extends Error {}
 
 const LORA_INIT_STREAM = 4;
 const DROPOUT_STREAM = 5;
@@ -120,9 +125,36 @@ export async function train(
   let batchIndex = 0;
   let dropoutRng = new Rng(deriveSeed(hp.seed, DROPOUT_STREAM));
   let logHistory: LogEntry[] = [];
-  const resumeFrom = config.resumeFrom;
-  if (resumeFrom) {
-    const checkpoint = await loadCheckpoint(resumeFrom);
+  const weightsFile = lora ? "adapter_model.safetensors" : "model.safetensors";
+  const keeper = new CheckpointKeeper(
+    taskDir,
+    BUILTIN_STYLE(weightsFile),
+    {
+      totalSteps,
+      saveSteps: hp.saveSteps,
+      keepLast: hp.keepCheckpoints,
+      evaluates: evalSequences.length > 0,
+    },
+    {
+      saved: (at, path) => progress.write({ event: "checkpoint", step: at, path }),
+      warn: (kind, message, at) => progress.warn(kind, message, at),
+      print: hooks.print,
+    },
+  );
+  await keeper.clearLeftovers();
+  let resumeFrom: string | null = null;
+  let sizes = estimateCheckpoint([...params.values()].reduce((n, p) => n + p.length * 4, 0));
+  if (config.resumeFrom) {
+    let loaded: Checkpoint | null = null;
+    const choice = await keeper.chooseResume(config.resumeFrom, {
+      loads: async (dir) => {
+        loaded = await loadCheckpoint(dir);
+      },
+    });
+    const checkpoint = loaded as Checkpoint | null;
+    if (!checkpoint) throw new Error(`${choice.path} was chosen but not loaded`);
+    resumeFrom = choice.path;
+    sizes = choice.sizes;
     for (const [name, value] of params) {
       const saved = checkpoint.weights.get(name)?.data;
       if (!saved || saved.length !== value.length) {
@@ -137,6 +169,9 @@ export async function train(
     dropoutRng = Rng.fromState(checkpoint.resume.dropout_rng_state);
     logHistory = checkpoint.logHistory;
   }
+  const startDisk = await keeper.forecastAtStart(step, sizes, resumeFrom !== null);
+  if (startDisk.verdict.verdict === "no-room") throw new RefusedToStart(startDisk.verdict.message);
+  let diskWarned = startDisk.warned;
 
   const frozen: Weights = lora ? toTensors(base.weights) : {};
   const variables: Record<string, tf.Variable> = {};
@@ -147,7 +182,6 @@ export async function train(
     paramNameOfVariable.set(variable.name, name);
   }
   const modelWeights: Weights = lora ? frozen : variables;
-  const weightsFile = lora ? "adapter_model.safetensors" : "model.safetensors";
   const weightsMetadata: Record<string, string> = { format: "pt" };
   const noDecay = new Set(
     [...params.keys()].filter((n) => n.endsWith(".bias") || n.endsWith("norm.weight")),
@@ -168,6 +202,8 @@ export async function train(
   const extraFiles = (): Record<string, string> =>
     lora ? { "adapter_config.json": adapterConfigJson(settings, config.model) } : {};
   let lastCheckpointStep = -1;
+  /** The last evaluation: a checkpoint of the same step records its loss in its manifest. */
+  let lastEval: { step: number; loss: number } | null = null;
   const checkpoint = async () => {
     const snapshot: Checkpoint = {
       resume: {
@@ -181,17 +217,19 @@ export async function train(
       optimizer,
       logHistory,
     };
-    const dir = await saveCheckpoint(
-      taskDir,
-      snapshot,
-      trainerState(),
-      weightsMetadata,
-      extraFiles(),
-    );
-    lastCheckpointStep = step;
-    const path = `checkpoints/step-${step}`;
-    progress.write({ event: "checkpoint", step, path });
-    hooks.print(`saved checkpoint ${dir}`);
+    const state = trainerState();
+    const committed = await keeper.commit({
+      staged: keeper.stagingPath(step),
+      step,
+      evalLoss: lastEval?.step === step ? lastEval.loss : null,
+      write: (dir) => writeCheckpointFiles(dir, snapshot, state, weightsMetadata, extraFiles()),
+      loads: async (dir) => {
+        await loadCheckpoint(dir);
+      },
+      diskWarned,
+    });
+    if (committed.disk) diskWarned = committed.disk.verdict === "short";
+    if (committed.path !== null) lastCheckpointStep = step;
   };
   const evalNow = (): number =>
     evaluate(
@@ -300,6 +338,7 @@ export async function train(
     }
     if (evalSequences.length > 0 && step % hp.evalSteps === 0) {
       const evalLoss = round(evalNow());
+      lastEval = { step, loss: evalLoss };
       progress.write({ event: "eval", epoch, step, eval_loss: evalLoss });
       logHistory.push({ step, epoch, eval_loss: evalLoss });
       hooks.print(`step ${step} eval loss ${evalLoss}`);

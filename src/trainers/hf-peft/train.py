@@ -2,7 +2,8 @@
 
 Run as `python train.py --task-dir <dir> [--resume-from <checkpoint>]` (or under torchrun, one
 process per GPU). Reads <dir>/config.json (see src/trainers/protocol.ts), appends progress events
-to <dir>/progress.jsonl, writes checkpoints to <dir>/checkpoints/checkpoint-N and, when training
+to <dir>/progress.jsonl, writes checkpoints to <dir>/checkpoints/checkpoint-N (kept, verified and
+chosen on resume by the studio's checkpoint tool: see checkpoints.py) and, when training
 completes, the adapter (adapter_config.json, adapter_model.safetensors) into <dir>.
 
 SIGTERM asks for a checkpoint at the end of the current step, then the process exits with 143.
@@ -147,9 +148,15 @@ def main(args, task_dir, events):
     with open(os.path.join(task_dir, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
     hp = config["hyperparameters"]
-    resume_from = args.resume_from or config.get("resumeFrom")
-    if resume_from and not os.path.isdir(resume_from):
-        raise SystemExit(f"checkpoint to resume from does not exist: {resume_from}")
+    # Beside this script; imported here so that importing train.py alone (its tests) needs nothing.
+    from checkpoints import CheckpointTool
+
+    checkpoints = CheckpointTool(task_dir, report=IS_MAIN_PROCESS)
+    requested = args.resume_from or config.get("resumeFrom")
+    # The newest checkpoint from the one asked for down that verifies and loads (every process
+    # chooses the same; only the main one says so).
+    resumed = checkpoints.choose_resume(requested) if requested else None
+    resume_from = resumed["path"] if resumed else None
 
     # Imported after the cheap checks so that a bad config fails in milliseconds, not seconds.
     import torch
@@ -199,6 +206,7 @@ def main(args, task_dir, events):
     model = get_peft_model(model, lora)
     trainable, total = count_parameters(model)
     log(f"LoRA: {trainable} trainable parameters of {total} ({100 * trainable / total:.3f}%)")
+    trainable_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
     train_dataset = TokenizedTexts(train_texts, tokenizer, hp["maxLength"])
     eval_dataset = TokenizedTexts(eval_texts, tokenizer, hp["maxLength"]) if eval_texts else None
@@ -207,8 +215,15 @@ def main(args, task_dir, events):
     steps_per_epoch = math.ceil(math.ceil(len(train_dataset) / world_size) / hp["batchSize"])
     total_steps = steps_per_epoch * hp["epochs"]
     eval_strategy = "steps" if eval_dataset is not None else "no"
+    checkpoints.total_steps = total_steps
+    checkpoints.evaluates = eval_dataset is not None
+    if IS_MAIN_PROCESS:
+        # Refuses the start when not even one checkpoint fits; warns when the run will not.
+        start_step = (resumed["step"] or 0) if resumed else 0
+        checkpoints.start(start_step, resume_from, trainable_bytes)
     training_args = TrainingArguments(
-        output_dir=os.path.join(task_dir, "checkpoints"),
+        # Checkpoints are staged there; the tool moves each to checkpoints/checkpoint-N once verified.
+        output_dir=checkpoints.staging_dir,
         num_train_epochs=hp["epochs"],
         learning_rate=hp["learningRate"],
         per_device_train_batch_size=hp["batchSize"],
@@ -238,6 +253,8 @@ def main(args, task_dir, events):
         def __init__(self):
             self.reporting = True
             self.stopped = False
+            self.last_eval = None  # (step, eval loss)
+            self.last_saved = None  # the step of the last checkpoint put in place
 
         def on_train_begin(self, args, state, control, **kwargs):
             resumed = state.global_step if resume_from else None
@@ -276,6 +293,7 @@ def main(args, task_dir, events):
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             if self.reporting and metrics and "eval_loss" in metrics:
+                self.last_eval = (state.global_step, as_float(metrics["eval_loss"]))
                 events.emit(
                     "eval",
                     epoch=state.epoch,
@@ -284,11 +302,15 @@ def main(args, task_dir, events):
                 )
 
         def on_save(self, args, state, control, **kwargs):
-            events.emit(
-                "checkpoint",
-                step=state.global_step,
-                path=f"checkpoints/checkpoint-{state.global_step}",
-            )
+            # Every process has written its part (its RNG state) before the folder is sealed.
+            wait_for_every_process()
+            if not IS_MAIN_PROCESS:
+                return
+            step = state.global_step
+            eval_loss = self.last_eval[1] if self.last_eval and self.last_eval[0] == step else None
+            # The tool writes the "checkpoint" event once the checkpoint is in place.
+            if checkpoints.commit(step, eval_loss) is not None:
+                self.last_saved = step
 
     progress = ProgressCallback()
     trainer = Trainer(
@@ -307,11 +329,12 @@ def main(args, task_dir, events):
     result = trainer.train(resume_from_checkpoint=resume_from)
     step = trainer.state.global_step
     if progress.stopped:
-        events.emit(
-            "stopped",
-            step=step,
-            reason=f"{stop.signal_name}: checkpoint saved at step {step}",
+        saved = (
+            f"checkpoint saved at step {step}"
+            if progress.last_saved == step
+            else f"the checkpoint at step {step} was discarded (see the warning)"
         )
+        events.emit("stopped", step=step, reason=f"{stop.signal_name}: {saved}")
         return EXIT_STOPPED
 
     progress.reporting = False
@@ -389,6 +412,14 @@ def stop_agreed(stop, device):
     flag = torch.tensor([1 if local else 0], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
+
+
+def wait_for_every_process():
+    """A barrier under torchrun; nothing with one process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
 
 
 def eval_strategy_key(training_arguments_class):
