@@ -9,7 +9,8 @@ import { LanguageSwitcher } from "./LanguageSwitcher";
 export function AppHeader() {
   const { t } = useTranslation();
   const trpc = useTRPC();
-  const onLogin = usePathname() === "/login";
+  const pathname = usePathname();
+  const onLogin = pathname === "/login";
   // Signed in with a session (a token is set): offer to end it. Not asked on the login form.
   const current = useQuery({
     ...trpc.session.current.queryOptions(),
@@ -21,8 +22,11 @@ export function AppHeader() {
     <header className="app-header">
       <span className="brand">{t("app.title")}</span>
       <nav>
-        <a href="/finetune" aria-current="page">
+        <a href="/finetune" aria-current={pathname === "/finetune" ? "page" : undefined}>
           {t("app.finetune")}
+        </a>
+        <a href="/compare" aria-current={pathname === "/compare" ? "page" : undefined}>
+          {t("app.compare")}
         </a>
       </nav>
       <LanguageSwitcher />
