@@ -67,7 +67,17 @@ async function main() {
       home: env.STUDIO_HOME,
       url,
     },
-    makeSupervisor: (db) => new Supervisor({ env, db, bus, executor, datasets, hfPeft, log }),
+    makeSupervisor: (db) =>
+      new Supervisor({
+        env,
+        db,
+        bus,
+        executor,
+        datasets,
+        hfPeft,
+        publicUrl: env.STUDIO_PUBLIC_URL ?? url,
+        log,
+      }),
     log,
   });
   await supervision.start();

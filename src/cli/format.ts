@@ -27,3 +27,25 @@ export function formatDuration(ms: number): string {
 export function print(json: boolean, data: unknown, human: () => string) {
   console.log(json ? JSON.stringify(data, null, 2) : human());
 }
+
+export interface NotificationsInfo {
+  webhook: { host: string; format: string } | null;
+  outbox: {
+    pending: number;
+    delivered: number;
+    failed: number;
+    lastFailure: { deliveryId: string; taskId: string; kind: string; error: string | null } | null;
+  } | null;
+}
+
+/** `studio status`'s notifications line: where they go, the outbox's counts, the last failure. */
+export function describeNotifications(n: NotificationsInfo): string {
+  const where = n.webhook ? `webhook to ${n.webhook.host} (${n.webhook.format})` : "no webhook";
+  if (!n.outbox) return `${where}; outbox unknown (the database did not answer)`;
+  const { pending, delivered, failed, lastFailure } = n.outbox;
+  const counts = `${pending} pending, ${delivered} delivered, ${failed} failed`;
+  const last = lastFailure
+    ? `; last failed: ${lastFailure.kind} of task ${lastFailure.taskId} (delivery ${lastFailure.deliveryId}): ${lastFailure.error ?? "no error recorded"}`
+    : "";
+  return `${where}; ${counts}${last}`;
+}

@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { createClient, home } from "./client";
-import { formatDuration, print } from "./format";
+import { describeNotifications, formatDuration, print } from "./format";
 import { registerRecoverCommand } from "./recover-command";
 import { registerSessionCommands } from "./session-commands";
 import { registerSetupCommands } from "./setup-commands";
@@ -62,7 +62,7 @@ program
 
 program
   .command("status")
-  .description("pid, uptime, URL, database and task counts")
+  .description("pid, uptime, URL, database, task counts and notifications")
   .option("--json", "machine-readable output")
   .action(async (opts: { json?: boolean }) => {
     const holder = runningStudio(home());
@@ -90,6 +90,7 @@ program
                 .join(", ") || "none"
             : "unknown (the database did not answer)"
         }`,
+        `notify:   ${describeNotifications(info.notifications)}`,
       ].join("\n"),
     );
   });

@@ -6,6 +6,7 @@ import type { TaskStatusName } from "../trpc/types";
 import { ConditionBanners } from "./ConditionBanners";
 import { CreateTaskForm } from "./CreateTaskForm";
 import { LiveIndicator } from "./LiveIndicator";
+import { NotificationToggle } from "./NotificationToggle";
 import { RestartBanner } from "./RestartBanner";
 import { TaskDetail } from "./TaskDetail";
 import { TaskList } from "./TaskList";
@@ -49,6 +50,7 @@ export function FinetunePage() {
         <div className="toolbar">
           <h1>{t("app.finetune")}</h1>
           <LiveIndicator state={liveStatus} />
+          <NotificationToggle />
           <button
             type="button"
             data-testid="new-task"

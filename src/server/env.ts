@@ -5,6 +5,26 @@ import { refusedSbatchArg } from "./sbatch-options";
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
+/** An http(s) URL; one with a user name or password is refused (fetch cannot send it). */
+const httpUrl = (what: string) =>
+  z
+    .string()
+    .refine((s) => {
+      try {
+        return ["http:", "https:"].includes(new URL(s).protocol);
+      } catch {
+        return false;
+      }
+    }, `${what} must be an http:// or https:// URL`)
+    .refine((s) => {
+      try {
+        const url = new URL(s);
+        return !url.username && !url.password;
+      } catch {
+        return true;
+      }
+    }, `${what} must not hold a user name or password (put credentials in the path or query, as Slack's do)`);
+
 const flag = z
   .enum(["0", "1", "true", "false", ""])
   .default("")
@@ -106,6 +126,29 @@ const envSchema = z
       .default("")
       .transform((s) => s.split(":").filter(Boolean))
       .pipe(z.array(z.string().refine(isAbsolute, "dataset roots must be absolute paths"))),
+    /** Where people open the studio (e.g. a proxy's https:// address), for links in notifications. */
+    STUDIO_PUBLIC_URL: httpUrl("STUDIO_PUBLIC_URL")
+      .optional()
+      .or(z.literal("").transform(() => undefined)),
+    /** Notifications (src/server/notifications): where the supervising studio posts them; unset: none. */
+    STUDIO_WEBHOOK_URL: httpUrl("STUDIO_WEBHOOK_URL")
+      .optional()
+      .or(z.literal("").transform(() => undefined)),
+    /** HMAC-SHA256 key: every delivery is signed (X-Studio-Signature) when it is set. */
+    STUDIO_WEBHOOK_SECRET: z
+      .string()
+      .min(16, "STUDIO_WEBHOOK_SECRET must be at least 16 characters")
+      .max(512)
+      .optional()
+      .or(z.literal("").transform(() => undefined)),
+    /** json: the studio's versioned body; slack: {"text": …} for Slack-compatible incoming webhooks. */
+    STUDIO_WEBHOOK_FORMAT: z
+      .enum(["json", "slack"], "STUDIO_WEBHOOK_FORMAT must be json or slack")
+      .default("json"),
+    /** Deliveries tried per notification before it is marked failed. */
+    STUDIO_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(15),
+    /** The wait after the first failed delivery; each further one waits twice as long (at most an hour). */
+    STUDIO_WEBHOOK_BACKOFF_SECONDS: z.coerce.number().int().min(1).max(3600).default(10),
     /** Where trainers run: on this machine (local) or as Slurm batch jobs (slurm). */
     STUDIO_EXECUTOR: z.enum(["local", "slurm"]).default("local"),
     /** slurm.conf of the cluster; Slurm's own default (/etc/slurm/slurm.conf) when unset. */
@@ -148,6 +191,16 @@ const envSchema = z
         code: "custom",
         path: ["HOST"],
         message: `binding to ${env.HOST} would expose the studio (and the power to run trainers) to the network; set STUDIO_TOKEN to a secret of at least 16 characters, or bind to 127.0.0.1`,
+      });
+    }
+  })
+  .superRefine((env, ctx) => {
+    if (env.STUDIO_WEBHOOK_SECRET && !env.STUDIO_WEBHOOK_URL) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["STUDIO_WEBHOOK_SECRET"],
+        message:
+          "STUDIO_WEBHOOK_SECRET is set but STUDIO_WEBHOOK_URL is not: set the URL to send notifications to, or unset the secret",
       });
     }
   })

@@ -178,10 +178,29 @@ test("a reload shows the recent tail and continues live after it", async ({ page
   await expectLogMatchesFile(page, task.id);
 });
 
-test("pause, resume and cancel from the buttons", async ({ page }, testInfo) => {
+test("pause, resume and cancel from the buttons; a browser notification says it ended", async ({
+  page,
+}, testInfo) => {
   page.on("dialog", (dialog) => void dialog.accept());
+  // The browser's permission is granted; each notification the page shows is recorded.
+  await page.context().grantPermissions(["notifications"]);
+  await page.addInitScript(() => {
+    const shown: { title: string; body?: string; tag?: string }[] = [];
+    (window as unknown as { __notifications: typeof shown }).__notifications = shown;
+    const Real = window.Notification;
+    window.Notification = class extends Real {
+      constructor(title: string, options?: NotificationOptions) {
+        shown.push({ title, body: options?.body, tag: options?.tag });
+        super(title, options);
+      }
+    } as typeof Notification;
+  });
   const task = await createFixtureTask(`live-actions-${Date.now()}`, 3000, 50);
   await openPage(page, `?task=${task.id}`);
+  const toggle = page.getByTestId("notify-toggle");
+  await expect(toggle).toHaveAttribute("data-state", "off");
+  await toggle.click();
+  await expect(toggle).toHaveAttribute("data-state", "on");
   const detail = page.getByTestId("task-detail");
   const badge = detail.getByTestId("status-badge");
   await detail.getByTestId("action-start").click();
@@ -205,6 +224,18 @@ test("pause, resume and cancel from the buttons", async ({ page }, testInfo) => 
   await expect(badge).toHaveAttribute("data-status", "cancelled", { timeout: 20_000 });
   await expect(detail.getByTestId("action-cancel")).toBeDisabled();
   await expect(detail.getByTestId("action-retry")).toBeEnabled();
+  // Start, pause and resume notify nothing; the end does, once.
+  await expect
+    .poll(() =>
+      page.evaluate(() => (window as unknown as { __notifications: unknown[] }).__notifications),
+    )
+    .toEqual([
+      {
+        title: `${task.name} was cancelled`,
+        body: expect.stringMatching(/^cancelled: /),
+        tag: expect.stringMatching(/^task-event-\d+$/),
+      },
+    ]);
   await shot(page, testInfo, "cancelled");
   await expectLogMatchesFile(page, task.id);
 });

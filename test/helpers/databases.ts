@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
+import { inject } from "vitest";
 import { type Database, openDatabase } from "../../src/server/db/client";
 
 export interface TestDatabase {
@@ -17,9 +18,18 @@ export function testDatabaseKinds(): ("pglite" | "postgres")[] {
   return process.env.DATABASE_URL ? ["pglite", "postgres"] : ["pglite"];
 }
 
-export async function createTestDatabase(kind: "pglite" | "postgres"): Promise<TestDatabase> {
+/**
+ * `fromTemplate`: an embedded database starts as a copy of the global setup's, already at the
+ * current migration (initdb and the migrations in WebAssembly take seconds), for tests that are
+ * not about opening a new one.
+ */
+export async function createTestDatabase(
+  kind: "pglite" | "postgres",
+  { fromTemplate = false }: { fromTemplate?: boolean } = {},
+): Promise<TestDatabase> {
   if (kind === "pglite") {
     const dir = mkdtempSync(join(tmpdir(), "studio-pglite-"));
+    if (fromTemplate) cpSync(inject("pgliteTemplate"), dir, { recursive: true });
     return {
       kind,
       open: () => openDatabase({ pgliteDir: dir }),

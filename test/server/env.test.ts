@@ -29,4 +29,45 @@ describe("environment", () => {
     expect(env.STUDIO_ALLOW_COMMAND_TRAINER).toBe(true);
     expect(() => loadEnv({ STUDIO_GPUS: "0;rm -rf" })).toThrow(/GPU/);
   });
+
+  it("takes a webhook: http(s), a secret only with it, a known format", () => {
+    const env = loadEnv({
+      STUDIO_WEBHOOK_URL: "https://hooks.example.org/T1/B2/x?y=1",
+      STUDIO_WEBHOOK_SECRET: "whsec-0123456789abcdef",
+      STUDIO_WEBHOOK_FORMAT: "slack",
+    });
+    expect(env).toMatchObject({
+      STUDIO_WEBHOOK_URL: "https://hooks.example.org/T1/B2/x?y=1",
+      STUDIO_WEBHOOK_FORMAT: "slack",
+      STUDIO_WEBHOOK_MAX_ATTEMPTS: 15,
+      STUDIO_WEBHOOK_BACKOFF_SECONDS: 10,
+    });
+    expect(loadEnv({}).STUDIO_WEBHOOK_URL).toBeUndefined();
+    expect(loadEnv({ STUDIO_WEBHOOK_URL: "" }).STUDIO_WEBHOOK_URL).toBeUndefined();
+    expect(loadEnv({ STUDIO_WEBHOOK_URL: "http://127.0.0.1:9/h" }).STUDIO_WEBHOOK_FORMAT).toBe(
+      "json",
+    );
+    for (const [value, message] of [
+      ["ftp://example.org/hook", "STUDIO_WEBHOOK_URL must be an http:// or https:// URL"],
+      ["hooks.example.org/x", "STUDIO_WEBHOOK_URL must be an http:// or https:// URL"],
+      ["https://user:pw@example.org/x", "STUDIO_WEBHOOK_URL must not hold a user name or password"],
+    ]) {
+      expect(() => loadEnv({ STUDIO_WEBHOOK_URL: value })).toThrow(message);
+    }
+    expect(() =>
+      loadEnv({ STUDIO_WEBHOOK_URL: "https://example.org/x", STUDIO_WEBHOOK_FORMAT: "xml" }),
+    ).toThrow("STUDIO_WEBHOOK_FORMAT must be json or slack");
+    expect(() =>
+      loadEnv({ STUDIO_WEBHOOK_URL: "https://example.org/x", STUDIO_WEBHOOK_SECRET: "short" }),
+    ).toThrow("STUDIO_WEBHOOK_SECRET must be at least 16 characters");
+    expect(() => loadEnv({ STUDIO_WEBHOOK_SECRET: "whsec-0123456789abcdef" })).toThrow(
+      "STUDIO_WEBHOOK_SECRET is set but STUDIO_WEBHOOK_URL is not",
+    );
+    expect(() => loadEnv({ STUDIO_WEBHOOK_MAX_ATTEMPTS: "0" })).toThrow(
+      /STUDIO_WEBHOOK_MAX_ATTEMPTS/,
+    );
+    expect(() => loadEnv({ STUDIO_PUBLIC_URL: "studio.example.org" })).toThrow(
+      "STUDIO_PUBLIC_URL must be an http:// or https:// URL",
+    );
+  });
 });

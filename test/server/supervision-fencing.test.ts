@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { eq } from "drizzle-orm";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Database } from "../../src/server/db/client";
-import { taskEvents, tasks } from "../../src/server/db/schema";
+import { notificationOutbox, taskEvents, tasks } from "../../src/server/db/schema";
 import { resumeReason } from "../../src/server/supervision";
 import { insertTask } from "../../src/server/tasks/repository";
 import { hyperparametersSchema } from "../../src/trainers/protocol";
@@ -80,6 +80,15 @@ describe.each(testDatabaseKinds())("supervision fencing (%s)", (kind) => {
     expect(
       await refusal(studio.db.update(tasks).set({ name: "stale" }).where(eq(tasks.id, task.id))),
     ).toContain("fenced: this studio acts under supervision epoch 1, the current epoch is 2");
+    // The notification outbox too: a stale term can neither queue nor mark a notification.
+    expect(
+      await refusal(
+        studio.db
+          .update(notificationOutbox)
+          .set({ status: "delivered" })
+          .where(eq(notificationOutbox.taskId, task.id)),
+      ),
+    ).toContain("fenced");
     await studio.actUnder(0);
     expect(await refusal(newTask(studio))).toContain("fenced");
     await studio.actUnder(2);

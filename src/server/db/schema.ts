@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import {
+  bigint,
   bigserial,
   boolean,
   doublePrecision,
@@ -13,6 +14,7 @@ import {
 } from "drizzle-orm/pg-core";
 import type { TaskLimits } from "../../shared/task-input";
 import { DATASET_FORMATS, type Hyperparameters, TRAINER_KINDS } from "../../trainers/protocol";
+import type { StoredNotification } from "../notifications/payload";
 import { TASK_STATUSES } from "../tasks/lifecycle";
 import type { StopRequest } from "../tasks/stop-request";
 
@@ -152,6 +154,47 @@ export const taskMetrics = pgTable(
     uniqueIndex("task_metrics_task_attempt_step_kind_idx").on(t.taskId, t.attempt, t.step, t.kind),
   ],
 );
+
+export const NOTIFICATION_STATUSES = ["pending", "delivered", "failed"] as const;
+export type NotificationStatus = (typeof NOTIFICATION_STATUSES)[number];
+
+/**
+ * The notification outbox: one row per notification a task event made, inserted in the same
+ * transaction as the event (src/server/tasks/repository.ts `addEvent`), delivered by the
+ * supervising studio (src/server/notifications). Rows outlive a restart, a kill and a takeover,
+ * and the task itself (no foreign key: a deleted task's last notification still goes out).
+ * Fenced like the task tables (migration 0006).
+ */
+export const notificationOutbox = pgTable(
+  "notification_outbox",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    /** Sent as X-Studio-Delivery with every try: receivers drop a delivery they already took. */
+    deliveryId: text("delivery_id").notNull(),
+    taskId: text("task_id").notNull(),
+    /** The task event that made it. */
+    eventId: bigint("event_id", { mode: "number" }).notNull(),
+    /** What happened, as it was when the event was written (versioned: ../notifications/payload). */
+    payload: jsonb("payload").$type<StoredNotification>().notNull(),
+    status: text("status", { enum: NOTIFICATION_STATUSES }).notNull().default("pending"),
+    /** Deliveries tried so far. */
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: ts("next_attempt_at").notNull().defaultNow(),
+    /** Why the last try did not deliver it (a failed row keeps why it was given up). */
+    lastError: text("last_error"),
+    createdAt: ts("created_at").notNull().defaultNow(),
+    /** When it was delivered or given up. */
+    finishedAt: ts("finished_at"),
+  },
+  (t) => [
+    uniqueIndex("notification_outbox_delivery_idx").on(t.deliveryId),
+    index("notification_outbox_due_idx")
+      .on(t.nextAttemptAt, t.id)
+      .where(sql`${t.status} = 'pending'`),
+    index("notification_outbox_status_idx").on(t.status, t.finishedAt),
+  ],
+);
+export type NotificationRow = typeof notificationOutbox.$inferSelect;
 
 /** Who supervised, in `supervision.holder`: enough to say who took over from whom. */
 export interface SupervisionHolder {

@@ -5,7 +5,14 @@ import type { LogLine } from "../supervisor/log-cursor";
 /** What the page needs to redraw one task's row and detail header. */
 export type TaskUpdate = Pick<
   TaskRow,
-  "id" | "status" | "statusReason" | "progress" | "lastCheckpoint" | "currentAttempt" | "updatedAt"
+  | "id"
+  | "name"
+  | "status"
+  | "statusReason"
+  | "progress"
+  | "lastCheckpoint"
+  | "currentAttempt"
+  | "updatedAt"
 > & { event?: TaskEventRow };
 
 export interface LogChunk {

@@ -6,7 +6,7 @@ import { HF_PEFT_SETUP_COMMAND } from "../hf-peft-readiness";
 import { ACTIVE_STATUSES, OPEN_STATUSES, RETRYABLE_STATUSES } from "../tasks/lifecycle";
 import { getTask, transition } from "../tasks/repository";
 import type { AttemptWatchers } from "./attempt-watcher";
-import { publish, type SupervisorContext } from "./context";
+import { publish, type SupervisorContext, writeWithEvent } from "./context";
 import { TaskActionError } from "./task-action-error";
 
 /**
@@ -64,25 +64,24 @@ export class Commands {
     if (fromCheckpoint && !task.lastCheckpoint) {
       throw new TaskActionError("CONFLICT", `task ${id} has no checkpoint to resume from`);
     }
-    const row = await transition(
-      this.ctx.db,
-      id,
-      "queued",
-      {
-        queuedAt: automatic?.notBefore ?? new Date(),
-        cancelRequestedAt: null,
-        stopRequest: null,
-        ...(automatic ? automaticChanges(task, automatic) : {}),
-        resumeFromCheckpoint: fromCheckpoint,
-        statusReason: null,
-        finishedAt: null,
-      },
-      [task.status],
-    );
-    if (!row) throw new TaskActionError("CONFLICT", `task ${id} changed meanwhile; try again`);
-    await publish(
+    const row = await writeWithEvent(
       this.ctx,
-      row,
+      (tx) =>
+        transition(
+          tx,
+          id,
+          "queued",
+          {
+            queuedAt: automatic?.notBefore ?? new Date(),
+            cancelRequestedAt: null,
+            stopRequest: null,
+            ...(automatic ? automaticChanges(task, automatic) : {}),
+            resumeFromCheckpoint: fromCheckpoint,
+            statusReason: null,
+            finishedAt: null,
+          },
+          [task.status],
+        ),
       automatic
         ? { type: automatic.event, message: automatic.message }
         : {
@@ -92,6 +91,7 @@ export class Commands {
               : "queued to run again",
           },
     );
+    if (!row) throw new TaskActionError("CONFLICT", `task ${id} changed meanwhile; try again`);
     this.schedule();
     return row;
   }
@@ -99,15 +99,19 @@ export class Commands {
   async cancel(id: string): Promise<TaskRow> {
     const task = await this.mustGet(id);
     if (task.status === "pending" || task.status === "queued") {
-      const row = await transition(
-        this.ctx.db,
-        id,
-        "cancelled",
-        { finishedAt: new Date(), statusReason: "cancelled before it started" },
-        [task.status],
+      const row = await writeWithEvent(
+        this.ctx,
+        (tx) =>
+          transition(
+            tx,
+            id,
+            "cancelled",
+            { finishedAt: new Date(), statusReason: "cancelled before it started" },
+            [task.status],
+          ),
+        { type: "cancelled", message: "cancelled before it started" },
       );
       if (!row) return this.cancel(id);
-      await publish(this.ctx, row, { type: "cancelled", message: "cancelled before it started" });
       this.schedule();
       return row;
     }

@@ -9,7 +9,7 @@ import { DIST_DIR } from "../package-root";
 import { OPEN_STATUSES } from "../tasks/lifecycle";
 import { getTask, transition } from "../tasks/repository";
 import type { AttemptWatchers } from "./attempt-watcher";
-import { note, publish, type SupervisorContext, taskFolder } from "./context";
+import { note, publish, type SupervisorContext, taskFolder, writeWithEvent } from "./context";
 import { type AttemptHandle, describeHandle, HANDLE_VERSION } from "./executor";
 import { failAttempt } from "./outcomes";
 import { initialProgress, type ProgressState } from "./progress-state";
@@ -111,14 +111,18 @@ export class Launcher {
       gpuIds: env.STUDIO_GPUS,
     });
     for (const u of plan.unschedulable) {
-      const row = await transition(
-        db,
-        u.taskId,
-        "cancelled",
-        { statusReason: u.reason, finishedAt: new Date() },
-        ["queued"],
+      await writeWithEvent(
+        this.ctx,
+        (tx) =>
+          transition(
+            tx,
+            u.taskId,
+            "cancelled",
+            { statusReason: u.reason, finishedAt: new Date() },
+            ["queued"],
+          ),
+        { type: "unschedulable", message: u.reason },
       );
-      await publish(this.ctx, row, { type: "unschedulable", message: u.reason });
     }
     for (const s of plan.starts) await this.launch(s.taskId, s.gpus);
   }

@@ -1,4 +1,5 @@
 import type { TaskRow } from "../db/schema";
+import { NotificationDelivery } from "../notifications/delivery-loop";
 import { rebuildFromFolders } from "../recovery/rebuild";
 import type { RebuildReport } from "../recovery/rebuild-report";
 import { getTask } from "../tasks/repository";
@@ -17,7 +18,8 @@ const POLL_MS = 1_000;
  * - Launcher (./launcher): starts queued tasks in their turn;
  * - AttemptWatchers (./attempt-watcher): follow each running attempt's files and processes;
  * - Reconciler (./reconciler): decides (./reconcile, pure) and writes what every observation
- *   means, at boot and live alike.
+ *   means, at boot and live alike;
+ * - NotificationDelivery (../notifications): posts the outbox's notifications to the webhook.
  * Exactly one supervisor acts per database at a time (see ../supervision).
  */
 export class Supervisor {
@@ -27,6 +29,8 @@ export class Supervisor {
   private readonly launcher: Launcher;
   private readonly reconciler: Reconciler;
   private readonly commands: Commands;
+  /** Null when no webhook is configured. */
+  private readonly notifications: NotificationDelivery | null;
   private poller: NodeJS.Timeout | null = null;
   /** The rebuild in progress, if any: rebuilds run one at a time. */
   private recovering: Promise<unknown> = Promise.resolve();
@@ -45,6 +49,23 @@ export class Supervisor {
       recordHandle: (attempt, handle) => this.launcher.recordHandle(attempt, handle),
       launchTimeoutMs: this.launchTimeoutMs,
     });
+    const { env } = ctx;
+    this.notifications = env.STUDIO_WEBHOOK_URL
+      ? new NotificationDelivery({
+          db: ctx.db,
+          webhook: {
+            url: env.STUDIO_WEBHOOK_URL,
+            secret: env.STUDIO_WEBHOOK_SECRET,
+            format: env.STUDIO_WEBHOOK_FORMAT,
+          },
+          policy: {
+            maxAttempts: env.STUDIO_WEBHOOK_MAX_ATTEMPTS,
+            backoffSeconds: env.STUDIO_WEBHOOK_BACKOFF_SECONDS,
+          },
+          studioUrl: ctx.publicUrl,
+          log: ctx.log,
+        })
+      : null;
   }
 
   /**
@@ -106,6 +127,7 @@ export class Supervisor {
       this.launcher.schedule();
     }, POLL_MS);
     this.launcher.schedule();
+    this.notifications?.start();
   }
 
   /** Stops following trainers. The trainers themselves keep running; the next studio re-attaches. */
@@ -113,7 +135,7 @@ export class Supervisor {
     if (this.poller) clearInterval(this.poller);
     this.reconciler.stop();
     // Both stop taking new work at once (before either waits on what is under way).
-    await Promise.all([this.launcher.stop(), this.watchers.stopAll()]);
+    await Promise.all([this.launcher.stop(), this.watchers.stopAll(), this.notifications?.stop()]);
   }
 
   start(id: string): Promise<TaskRow> {

@@ -1,8 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { and, count, desc, eq, inArray, lt, or, type SQL } from "drizzle-orm";
+import { notificationFor } from "../../shared/notification-decision";
+import type { TaskEventType } from "../../shared/task-event-types";
 import type { Db } from "../db/client";
 import { attempts, type TaskRow, taskEvents, taskMetrics, tasks } from "../db/schema";
+import { enqueueNotification } from "../notifications/outbox";
 import { sourcesOf, type TaskStatus } from "./lifecycle";
 
 export type NewTask = Omit<
@@ -100,18 +103,30 @@ export async function transition(
   return row;
 }
 
+/**
+ * Records a task event. With `notify` (a webhook is configured), the notification the event
+ * makes, if any (../../shared/notification-decision), is queued in the outbox in the same
+ * transaction: the event and its notification are stored together or not at all. This is the
+ * one place outbox rows are written.
+ */
 export async function addEvent(
   db: Db,
   taskId: string,
-  type: string,
+  type: TaskEventType,
   message: string,
-  extra: { attempt?: number; data?: Record<string, unknown> } = {},
+  extra: { attempt?: number; data?: Record<string, unknown>; notify?: boolean } = {},
 ) {
-  const [row] = await db
-    .insert(taskEvents)
-    .values({ taskId, type, message, attempt: extra.attempt, data: extra.data })
-    .returning();
-  return row!;
+  const values = { taskId, type, message, attempt: extra.attempt, data: extra.data };
+  const kind = extra.notify ? notificationFor(type, extra.data) : null;
+  if (!kind) {
+    const [row] = await db.insert(taskEvents).values(values).returning();
+    return row!;
+  }
+  return db.transaction(async (tx) => {
+    const [row] = await tx.insert(taskEvents).values(values).returning();
+    await enqueueNotification(tx as unknown as Db, row!, kind);
+    return row!;
+  });
 }
 
 export async function listEvents(db: Db, taskId: string, limit: number) {

@@ -1,10 +1,11 @@
 import { TRPCError } from "@trpc/server";
 import { HF_PEFT_SETUP_COMMAND } from "../../hf-peft-readiness";
+import { outboxSummary } from "../../notifications/outbox";
 import { conditionKey, studioCondition } from "../../studio-condition";
 import { countByStatus } from "../../tasks/repository";
 import { mutatingProcedure, publicProcedure, router } from "../trpc";
 
-/** How long studio.info waits for the task counts: it answers without them when the database does not. */
+/** How long studio.info waits for the task and notification counts: it answers without them when the database does not. */
 const COUNTS_TIMEOUT_MS = 2_000;
 /** How often the condition stream looks at the disk (health changes are pushed at once). */
 const DISK_EVERY_MS = 5_000;
@@ -12,8 +13,9 @@ const DISK_EVERY_MS = 5_000;
 export const studioRouter = router({
   info: publicProcedure.query(async ({ ctx }) => {
     let timer: NodeJS.Timeout | undefined;
-    const counts = await Promise.race([
-      countByStatus(ctx.database.db),
+    const db = ctx.database.db;
+    const stored = await Promise.race([
+      Promise.all([countByStatus(db), outboxSummary(db)]),
       new Promise<null>((resolve) => {
         timer = setTimeout(() => resolve(null), COUNTS_TIMEOUT_MS);
       }),
@@ -21,6 +23,7 @@ export const studioRouter = router({
       .catch(() => null)
       .finally(() => clearTimeout(timer));
     const condition = await studioCondition(ctx);
+    const webhook = ctx.env.STUDIO_WEBHOOK_URL;
     return {
       version: ctx.version,
       startedAt: ctx.startedAt,
@@ -31,7 +34,15 @@ export const studioRouter = router({
       concurrency: ctx.env.STUDIO_CONCURRENCY,
       gpus: ctx.env.STUDIO_GPUS,
       /** Tasks per status; null when the database did not answer in time. */
-      counts,
+      counts: stored?.[0] ?? null,
+      notifications: {
+        /** Where the supervising studio posts them: the host only (a Slack URL is itself a secret). */
+        webhook: webhook
+          ? { host: new URL(webhook).host, format: ctx.env.STUDIO_WEBHOOK_FORMAT }
+          : null,
+        /** The outbox: pending, delivered and failed notifications, the latest failure and why. */
+        outbox: stored?.[1] ?? null,
+      },
       /** Whether database calls work, or since when they fail and why. */
       databaseHealth: condition.database,
       /** Free space on STUDIO_HOME against the floor: the page warns when it is low. */
