@@ -80,7 +80,8 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
     await waitFor("output", () => studio.logOf(task.id).length > 5);
     await studio.client.task.pause.mutate({ id: task.id });
     expect(await status(task.id)).toBe("paused");
-    expect(readStat(handle.trainer.pid)?.state).toBe("T");
+    // SIGSTOP is sent, not yet acted on: the kernel stops the trainer when it next runs.
+    await waitFor("the trainer to stop", () => readStat(handle.trainer.pid)?.state === "T");
     const printed = studio.logOf(task.id).length;
     await studio.cli("restart");
     expect(await status(task.id)).toBe("paused");
