@@ -1,6 +1,6 @@
 import { basename, dirname, join } from "node:path";
 
-/** The layout of STUDIO_HOME (see DESIGN.md, "Contracts"). */
+/** The layout of STUDIO_HOME (docs/architecture.md: the task folder's files). */
 export function studioPaths(home: string) {
   return {
     home,

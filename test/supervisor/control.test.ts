@@ -108,7 +108,7 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
 
   it("runs three tasks one at a time in queue order, also across a restart", async () => {
     await open({ STUDIO_CONCURRENCY: "1" });
-    const tasks = [];
+    const tasks: Awaited<ReturnType<TestStudio["fixtureTask"]>>[] = [];
     for (const name of ["first", "second", "third"]) {
       tasks.push(await studio.fixtureTask(["--lines", "40", "--interval-ms", "25"], name));
     }
@@ -116,6 +116,13 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
     await trainerOf(tasks[0]!.id);
     expect(await status(tasks[1]!.id)).toBe("queued");
     expect((await studio.client.task.get.query({ id: tasks[2]!.id })).queuePosition).toBe(2);
+    // A waiting task says why (the third waits longest: through the first two runs).
+    await waitFor(
+      "the waiting reason",
+      async () =>
+        (await studio.client.task.get.query({ id: tasks[2]!.id })).task.statusReason ===
+        "waiting for a free slot (1 task runs at once)",
+    );
     await studio.kill("SIGKILL");
     await studio.start();
     for (const t of tasks) {

@@ -140,8 +140,9 @@ describe("on real processes", () => {
   it("parses a real process whose name holds spaces and parentheses", async () => {
     // A script's file name becomes its process name (comm, cut to 15 bytes).
     const script = join(dir, "x) Z (y z");
-    // No exec in the script: the shell keeps the script's name while `sleep` runs as its child.
-    writeFileSync(script, "#!/bin/sh\nsleep 30\n");
+    // The shell keeps the script's name while `sleep` runs as its child: a command after it, so
+    // that no shell can exec `sleep` in its own place as the last command (dash does).
+    writeFileSync(script, "#!/bin/sh\nsleep 30\nexit 0\n");
     chmodSync(script, 0o755);
     const child = start(script, []);
     // Until the kernel has exec'd the script the child still carries its parent's name.

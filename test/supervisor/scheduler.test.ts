@@ -5,6 +5,7 @@ import {
   type RunningTask,
   type SchedulerInput,
   type StartPlan,
+  waitingReason,
 } from "../../src/server/supervisor/scheduler";
 
 const q = (taskId: string, gpusRequested = 0): QueuedTask => ({ taskId, gpusRequested });
@@ -232,5 +233,17 @@ describe("planStarts invariants (seeded random inputs)", () => {
         .map((t) => t.taskId);
       expect(startOrder).toEqual(concurrency === 0 ? [] : schedulable);
     }
+  });
+});
+
+describe("waiting reasons, in words", () => {
+  it.each([
+    ["slots-busy", 0, 1, "waiting for a free slot (1 task runs at once)"],
+    ["slots-busy", 0, 4, "waiting for a free slot (4 tasks run at once)"],
+    ["gpus-busy", 1, 4, "waiting for 1 free GPU"],
+    ["gpus-busy", 2, 4, "waiting for 2 free GPUs"],
+    ["behind-head", 0, 4, "waiting behind the task at the head of the queue (first in, first out)"],
+  ] as const)("%s (%i GPUs, concurrency %i)", (reason, gpusRequested, concurrency, words) => {
+    expect(waitingReason(reason, { gpusRequested }, concurrency)).toBe(words);
   });
 });

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { PREFLIGHT_SCRIPT, runPreflight } from "../../src/trainers/hf-peft/preflight";
 import { PreflightCache } from "../../src/trainers/hf-peft/preflight-cache";
 import { hfPeftScriptPath } from "../../src/trainers/launch";
+import { hfPeftEnvironment } from "../helpers/hf-peft";
 
 const TRAIN_SCRIPT = hfPeftScriptPath(join(import.meta.dirname, "../../dist"));
 const python = "python3";
@@ -79,10 +80,16 @@ describe("hf-peft trainer scripts", () => {
     });
   });
 
-  it("preflight runs with the machine's python3 and agrees with itself", async () => {
-    const result = await runPreflight(python);
-    expect(result.details.python).toMatch(/^3\.\d+\.\d+$/);
-    expect(result.ok).toBe(result.problems.length === 0);
+  it("preflight finds every package in the environment `studio setup hf-peft` prepared", async () => {
+    const result = await runPreflight(hfPeftEnvironment().python);
+    expect(result.problems).toEqual([]);
+    expect(result.ok).toBe(true);
+    for (const name of ["torch", "transformers", "peft", "accelerate"]) {
+      expect((result.details.packages as Record<string, unknown>)[name]).toEqual({
+        ok: true,
+        version: expect.stringMatching(/^\d+\.\d+/),
+      });
+    }
   });
 
   it('train.py says why it fails in a "failed" event before it exits', () => {

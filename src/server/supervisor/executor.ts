@@ -8,8 +8,8 @@ export type { ExitRecord } from "../../runner/records";
 
 /**
  * How the supervisor runs trainers, whatever runs them: the local executor (a detached runner
- * per attempt on this machine) or, later, a cluster scheduler (a Slurm job id in the handle,
- * sbatch / squeue / sacct / scancel behind these same calls).
+ * per attempt on this machine, ./local-executor) or Slurm (a job id in the handle, sbatch /
+ * squeue / sacct / scancel behind these same calls, ./slurm-executor).
  */
 
 /** What to run for one attempt. The argv is data: never a shell string. */

@@ -13,7 +13,7 @@ import { note, publish, type SupervisorContext, taskFolder, writeWithEvent } fro
 import { type AttemptHandle, describeHandle, HANDLE_VERSION } from "./executor";
 import { failAttempt } from "./outcomes";
 import { initialProgress, type ProgressState } from "./progress-state";
-import { planStarts } from "./scheduler";
+import { planStarts, waitingReason } from "./scheduler";
 import { writeTaskConfig } from "./task-folder";
 
 /**
@@ -68,6 +68,7 @@ export class Launcher {
         status: tasks.status,
         queuedAt: tasks.queuedAt,
         gpusRequested: tasks.gpusRequested,
+        statusReason: tasks.statusReason,
       })
       .from(tasks)
       .where(inArray(tasks.status, [...OPEN_STATUSES]))
@@ -123,6 +124,18 @@ export class Launcher {
           ),
         { type: "unschedulable", message: u.reason },
       );
+    }
+    for (const w of plan.waiting) {
+      const task = queued.find((t) => t.id === w.taskId)!;
+      const reason = waitingReason(w.reason, task, env.STUDIO_CONCURRENCY);
+      if (task.statusReason === reason) continue;
+      // Said on the task while it waits (the page and `studio task show` read it); no event.
+      const [row] = await db
+        .update(tasks)
+        .set({ statusReason: reason })
+        .where(and(eq(tasks.id, w.taskId), eq(tasks.status, "queued")))
+        .returning();
+      await publish(this.ctx, row);
     }
     for (const s of plan.starts) await this.launch(s.taskId, s.gpus);
   }

@@ -6,7 +6,7 @@
  * Policy: strict FIFO, no overtaking. When the task at the head of the queue cannot start (no free
  * slot, or not enough free GPUs), every task behind it waits too, even one that would fit: a
  * 4-GPU task is never starved by a stream of 1-GPU tasks slipping past it. The price is idle
- * GPUs while the head waits; the `behind-head` reason tells the person why.
+ * GPUs while the head waits; each waiting task's reason (`waitingReason`) tells the person why.
  * A task that can never start on this machine (GPUs asked on a CPU-only machine, or more GPUs than
  * configured) is reported unschedulable and does not block the queue.
  */
@@ -35,6 +35,22 @@ export type StartPlan = {
   waiting: { taskId: string; position: number; reason: WaitReason }[];
   unschedulable: { taskId: string; reason: UnschedulableReason }[];
 };
+
+/** A waiting task's reason in words, shown as its status reason while it is queued. */
+export function waitingReason(
+  reason: WaitReason,
+  task: { gpusRequested: number },
+  concurrency: number,
+): string {
+  switch (reason) {
+    case "slots-busy":
+      return `waiting for a free slot (${concurrency} ${concurrency === 1 ? "task runs" : "tasks run"} at once)`;
+    case "gpus-busy":
+      return `waiting for ${task.gpusRequested} free GPU${task.gpusRequested === 1 ? "" : "s"}`;
+    case "behind-head":
+      return "waiting behind the task at the head of the queue (first in, first out)";
+  }
+}
 
 /** Throws on input that only a bug can produce (duplicate ids, a task both queued and running). */
 export function planStarts(input: SchedulerInput): StartPlan {

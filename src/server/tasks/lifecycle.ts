@@ -1,7 +1,8 @@
 /**
- * The task lifecycle, in one table. Every status write goes through `canTransition`, and the
- * database update that performs it is conditional on the status it came from, so two writers
- * racing on one task cannot both win.
+ * The task lifecycle, in one table. Every change of status goes through `transition()`
+ * (./repository), which checks it with `canTransition` and makes the database update conditional
+ * on the status it came from, so two writers racing on one task cannot both win. Only rows being
+ * created are written without it: a new task (pending), or one rebuilt from its folder.
  */
 export const TASK_STATUSES = [
   "pending",
