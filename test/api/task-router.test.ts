@@ -99,10 +99,16 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
     expect((await caller.task.list({ limit: 500 })).items.length).toBe(before);
   });
 
-  it("refuses a dataset outside the allowed roots", async () => {
-    await expect(caller.task.create({ ...valid, dataset: "/etc/passwd" })).rejects.toThrow(
-      /dataset/i,
-    );
+  it("refuses a dataset outside the allowed roots, and creates nothing", async () => {
+    const before = (await caller.task.list({ limit: 500 })).items.length;
+    // Not found and not allowed read the same: the answer does not tell which files exist.
+    await expect(caller.task.create({ ...valid, dataset: "/etc/passwd" })).rejects.toMatchObject({
+      code: "NOT_FOUND",
+      message: expect.stringMatching(
+        /^dataset file \/etc\/passwd not found, or outside the allowed dataset folders \(/,
+      ),
+    });
+    expect((await caller.task.list({ limit: 500 })).items.length).toBe(before);
   });
 
   it("refuses a command trainer unless the operator allows it", async () => {

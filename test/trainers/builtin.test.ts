@@ -258,7 +258,13 @@ describe("built-in trainer program", () => {
     const model = await readSafetensors(join(taskDir, "model.safetensors"));
     expect(model.tensors.get("model.embed_tokens.weight")?.shape).toEqual([258, 64]);
     expect(existsSync(join(taskDir, "adapter_model.safetensors"))).toBe(false);
+    // The model it wrote samples: greedy (temperature 0) ignores the seed, and one byte-level
+    // token is at most one byte of text.
     const text = await sampleText(taskDir, "### ", { maxNewTokens: 5, temperature: 0, seed: 0 });
-    expect(typeof text).toBe("string");
+    expect(await sampleText(taskDir, "### ", { maxNewTokens: 5, temperature: 0, seed: 9 })).toBe(
+      text,
+    );
+    expect(Buffer.byteLength(text)).toBeGreaterThan(0);
+    expect(Buffer.byteLength(text)).toBeLessThanOrEqual(5);
   });
 });
