@@ -141,7 +141,7 @@ describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
         starts[i - 1]!.endedAt!.getTime(),
       );
     }
-  });
+  }, 90_000);
 
   it("marks tasks interrupted after a reboot and sends no signal", async () => {
     const bootFile = join(mkdtempSync(join(tmpdir(), "boot-")), "boot_id");
