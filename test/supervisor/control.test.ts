@@ -7,7 +7,11 @@ import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
 import { isAlive, waitFor } from "../helpers/wait";
 
-describe.each(testDatabaseKinds())("control of running tasks (%s)", (kind) => {
+// On the embedded database, the default: what this file checks (signals, the cancel's grace,
+// pause, a reboot, pid reuse, queue order) is the supervisor's, the same on both databases, and
+// the suites about the database under it (record faults, restarts, fencing, outages, takeover)
+// run on PostgreSQL as well.
+describe.each(["pglite"] as const)("control of running tasks (%s)", (kind) => {
   let studio: TestStudio;
   const groups: number[] = [];
 
