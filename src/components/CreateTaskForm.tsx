@@ -5,7 +5,7 @@ import { type FormEvent, useState } from "react";
 import { useTranslation } from "react-i18next";
 import { validationMessage } from "../i18n/validation-message";
 import { useTRPC } from "../trpc/context";
-import { DatasetPicker } from "./DatasetPicker";
+import { DATASET_OPTIONS_ID, DatasetPicker } from "./DatasetPicker";
 import { ErrorNote } from "./ErrorNote";
 import { FormField } from "./FormField";
 import { serverValidationIssues } from "./server-issues";
@@ -118,7 +118,8 @@ export function CreateTaskForm({ onCreated }: { onCreated: (id: string) => void 
             <input
               {...control}
               className="mono"
-              placeholder="sample"
+              list={DATASET_OPTIONS_ID}
+              autoComplete="off"
               value={values.dataset}
               onChange={(e) => set("dataset")(e.target.value)}
             />

@@ -3,20 +3,22 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { useTranslation } from "react-i18next";
+import type { InputIssue } from "../server/api/zod-error";
 import { useTRPC } from "../trpc/context";
 import { ErrorNote } from "./ErrorNote";
 import { fileToBase64 } from "./file-base64";
+import { serverValidationIssues } from "./server-issues";
 
 const PREVIEW_ROWS = 5;
 
-interface UploadIssue {
-  line?: number;
-  message: string;
-}
+/** The id of the list of stored datasets that the dataset field suggests from. */
+export const DATASET_OPTIONS_ID = "dataset-options";
 
 /**
- * Stored datasets to pick from, an upload that adds one (its problems listed with their line
- * numbers when the server refuses it), and the first rows of the chosen dataset.
+ * What goes with the dataset field: the stored datasets it suggests (a datalist, so the field
+ * stays one box that also takes a path), an upload that adds one and picks it (its problems
+ * listed with their line numbers when the server refuses it), and the first rows of the chosen
+ * dataset.
  */
 export function DatasetPicker({
   value,
@@ -31,7 +33,7 @@ export function DatasetPicker({
   const datasets = useQuery(trpc.dataset.list.queryOptions());
   const chosen = datasets.data?.find((dataset) => dataset.id === value);
   const preview = useQuery(trpc.dataset.preview.queryOptions({ id: value }, { enabled: !!chosen }));
-  const [issues, setIssues] = useState<UploadIssue[]>([]);
+  const [issues, setIssues] = useState<InputIssue[]>([]);
   const upload = useMutation(
     trpc.dataset.upload.mutationOptions({
       onSuccess: async (dataset) => {
@@ -39,10 +41,7 @@ export function DatasetPicker({
         await queryClient.invalidateQueries(trpc.dataset.list.pathFilter());
         onChange(dataset.id);
       },
-      onError: (error) => {
-        const found = (error.data as { issues?: UploadIssue[] | null } | undefined)?.issues;
-        setIssues(found ?? []);
-      },
+      onError: (error) => setIssues(serverValidationIssues(error)),
     }),
   );
 
@@ -53,40 +52,30 @@ export function DatasetPicker({
 
   return (
     <div className="dataset-picker" data-testid="dataset-picker">
-      <div className="row-2">
-        <label>
-          <span>{t("datasets.stored")}</span>
-          <select
-            data-testid="dataset-select"
-            value={chosen ? value : ""}
-            onChange={(e) => onChange(e.target.value)}
-          >
-            <option value="">{t("datasets.choose")}</option>
-            {(datasets.data ?? []).map((dataset) => (
-              <option key={dataset.id} value={dataset.id}>
-                {t("datasets.option", {
-                  name: dataset.name,
-                  rows: dataset.rowCount,
-                  format: dataset.format,
-                })}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          <span>{upload.isPending ? t("datasets.uploading") : t("datasets.upload")}</span>
-          <input
-            type="file"
-            accept=".jsonl,.json,application/json"
-            data-testid="dataset-upload"
-            disabled={upload.isPending}
-            onChange={(e) => {
-              void send(e.target.files?.[0]);
-              e.target.value = "";
-            }}
-          />
-        </label>
-      </div>
+      <datalist id={DATASET_OPTIONS_ID} data-testid="dataset-options">
+        {(datasets.data ?? []).map((dataset) => (
+          <option key={dataset.id} value={dataset.id}>
+            {t("datasets.option", {
+              name: dataset.name,
+              rows: dataset.rowCount,
+              format: dataset.format,
+            })}
+          </option>
+        ))}
+      </datalist>
+      <label className="upload">
+        <span>{upload.isPending ? t("datasets.uploading") : t("datasets.upload")}</span>
+        <input
+          type="file"
+          accept=".jsonl,.json,application/json"
+          data-testid="dataset-upload"
+          disabled={upload.isPending}
+          onChange={(e) => {
+            void send(e.target.files?.[0]);
+            e.target.value = "";
+          }}
+        />
+      </label>
       {upload.error &&
         (issues.length > 0 ? (
           <ul className="error-note" role="alert" data-testid="dataset-upload-errors">

@@ -41,7 +41,7 @@ export function FinetunePage() {
   }
 
   return (
-    <main className="finetune">
+    <main className={selectedId ? "finetune with-detail" : "finetune"}>
       <div className="finetune-banner">
         <ConditionBanners />
         <RestartBanner />

@@ -29,8 +29,9 @@ function indexOfOffset(lines: readonly LogLine[], offset: number): number {
  * The open task's training.log, virtualized: only the visible rows exist in the page. While
  * following, it stays at the newest line; a reader who scrolls up stops following, and the line
  * they look at stays put as new lines arrive, old ones drop off, or older pages load above.
+ * `ended`: the task has finished, so the log will not grow (the stream stays open for a retry).
  */
-export function LogViewer({ id }: { id: string }) {
+export function LogViewer({ id, ended }: { id: string; ended: boolean }) {
   const { t } = useTranslation();
   const { lines, state, reachedStart, loadingOlder, loadOlder } = useTaskLog(id);
   const [follow, setFollow] = useState(true);
@@ -69,7 +70,7 @@ export function LogViewer({ id }: { id: string }) {
     <section aria-labelledby="log-title" className="log-section">
       <header className="log-header">
         <h3 id="log-title">{t("detail.log")}</h3>
-        <LiveIndicator state={state} testId="log-live-status" />
+        <LiveIndicator state={ended ? "ended" : state} testId="log-live-status" />
         <span className="muted" data-testid="log-count" data-count={lines.length}>
           {t("log.lines", { count: lines.length })}
         </span>

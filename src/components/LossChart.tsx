@@ -19,7 +19,7 @@ import { lossSeries } from "./loss-series";
 /** Updates can come many times a second; the chart refetches its rows at most this often. */
 const REFETCH_MS = 2_000;
 
-/** Train and eval loss by step, refreshed as the task's progress changes. */
+/** Train and eval loss by step, refreshed as the task's progress moves (see chartVersion). */
 export function LossChart({ id, version }: { id: string; version: string }) {
   const { t } = useTranslation();
   const trpc = useTRPC();
@@ -27,7 +27,7 @@ export function LossChart({ id, version }: { id: string; version: string }) {
   const lastFetch = useRef(0);
   const { refetch } = metrics;
 
-  // `version` changes with every update of the task; refetch then, but not more often than REFETCH_MS
+  // `version` changes as the task's progress moves; refetch then, but not more often than REFETCH_MS
   useEffect(() => {
     if (version === "") return;
     const wait = Math.max(0, lastFetch.current + REFETCH_MS - Date.now());
@@ -47,7 +47,12 @@ export function LossChart({ id, version }: { id: string; version: string }) {
       {points.length === 0 ? (
         <p className="muted">{t("chart.empty")}</p>
       ) : (
-        <div className="chart" data-testid="loss-chart" data-points={points.length}>
+        <div
+          className="chart"
+          data-testid="loss-chart"
+          data-points={points.length}
+          data-last-step={points.at(-1)?.step}
+        >
           <ResponsiveContainer width="100%" height="100%">
             <LineChart data={points} margin={{ top: 8, right: 16, bottom: 8, left: 0 }}>
               <CartesianGrid strokeDasharray="3 3" stroke="#e5e7eb" />

@@ -2,6 +2,7 @@
 
 import { useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
+import { tellingReason } from "../shared/status-reason";
 import { useTRPC } from "../trpc/context";
 import { AdapterDownloads } from "./AdapterDownloads";
 import { AttemptList } from "./AttemptList";
@@ -10,11 +11,13 @@ import { EventTimeline } from "./EventTimeline";
 import { LogViewer } from "./LogViewer";
 import { LogWarnings } from "./LogWarnings";
 import { LossChart } from "./LossChart";
+import { chartVersion } from "./loss-series";
 import { ProgressPanel } from "./ProgressPanel";
 import { StatusBadge } from "./StatusBadge";
 import { SystemChart } from "./SystemChart";
 import { TaskActions } from "./TaskActions";
 import { TaskSettings } from "./TaskSettings";
+import { ENDED_STATUSES } from "./task-statuses";
 import { useFormat } from "./use-format";
 
 /** Live updates drive refreshes; this slow poll only bounds how stale a missed one leaves the view. */
@@ -71,6 +74,7 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
   }
 
   const { task, attempts, events, queuePosition } = details.data;
+  const reason = tellingReason(task.status, task.statusReason);
   return (
     <section className="panel detail" data-testid="task-detail" data-task-id={task.id}>
       {header(task.name)}
@@ -80,9 +84,9 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
           {task.id}
         </span>
       </div>
-      {task.statusReason && (
-        <p className="reason">
-          <strong>{t("detail.reason")}:</strong> {task.statusReason}
+      {reason && (
+        <p className="reason" data-testid="status-reason">
+          <strong>{t("detail.reason")}:</strong> {reason}
         </p>
       )}
       {queuePosition !== null && (
@@ -91,29 +95,36 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
         </p>
       )}
       <TaskActions details={details.data} onDeleted={onClose} />
-      <ProgressPanel progress={task.progress} status={task.status} />
-      <LossChart id={task.id} version={new Date(task.updatedAt).toISOString()} />
-      <SystemChart id={task.id} active={task.status === "training"} />
-      <LogWarnings events={events} attempt={task.currentAttempt || null} />
-      <LogViewer id={task.id} />
-      <AdapterDownloads task={task} />
-      <EventTimeline events={events} />
-      <AttemptList attempts={attempts} />
-      <TaskSettings task={task} />
-      <dl className="facts compact">
-        <dt>{t("detail.created")}</dt>
-        <dd>{format.dateTime(task.createdAt)}</dd>
-        <dt>{t("detail.updated")}</dt>
-        <dd>{format.dateTime(task.updatedAt)}</dd>
-        <dt>{t("detail.finished")}</dt>
-        <dd>{format.dateTime(task.finishedAt)}</dd>
-        {task.lastCheckpoint && (
-          <>
-            <dt>{t("detail.lastCheckpoint")}</dt>
-            <dd className="mono">{task.lastCheckpoint}</dd>
-          </>
-        )}
-      </dl>
+      <div className="detail-body">
+        <div className="detail-main">
+          <ProgressPanel progress={task.progress} status={task.status} />
+          <LossChart id={task.id} version={chartVersion(task)} />
+          <SystemChart id={task.id} active={task.status === "training"} />
+          <LogWarnings events={events} attempt={task.currentAttempt || null} />
+          <LogViewer id={task.id} ended={ENDED_STATUSES.includes(task.status)} />
+          <AdapterDownloads task={task} />
+        </div>
+        <div className="detail-aside">
+          <TaskSettings task={task} />
+          <AttemptList attempts={attempts} />
+          <EventTimeline events={events} />
+          <h3>{t("detail.times")}</h3>
+          <dl className="facts compact">
+            <dt>{t("detail.created")}</dt>
+            <dd>{format.dateTime(task.createdAt)}</dd>
+            <dt>{t("detail.updated")}</dt>
+            <dd>{format.dateTime(task.updatedAt)}</dd>
+            <dt>{t("detail.finished")}</dt>
+            <dd>{format.dateTime(task.finishedAt)}</dd>
+            {task.lastCheckpoint && (
+              <>
+                <dt>{t("detail.lastCheckpoint")}</dt>
+                <dd className="mono">{task.lastCheckpoint}</dd>
+              </>
+            )}
+          </dl>
+        </div>
+      </div>
     </section>
   );
 }

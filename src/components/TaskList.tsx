@@ -32,7 +32,7 @@ export function TaskList({ status, onStatusChange, selectedId, onSelect }: TaskL
   const tasks = list.data?.pages.flatMap((page) => page.items) ?? [];
 
   return (
-    <section className="panel" aria-labelledby="task-list-title">
+    <section className="panel task-list" aria-labelledby="task-list-title">
       <header className="panel-header">
         <h2 id="task-list-title">{t("list.title")}</h2>
         <span className="muted" data-testid="task-count" data-count={tasks.length}>
@@ -53,12 +53,12 @@ export function TaskList({ status, onStatusChange, selectedId, onSelect }: TaskL
             <thead>
               <tr>
                 <th>{t("list.columns.name")}</th>
-                <th>{t("list.columns.model")}</th>
-                <th>{t("list.columns.dataset")}</th>
-                <th>{t("list.columns.trainer")}</th>
+                <th className="col-model">{t("list.columns.model")}</th>
+                <th className="col-dataset">{t("list.columns.dataset")}</th>
+                <th className="col-trainer">{t("list.columns.trainer")}</th>
                 <th>{t("list.columns.status")}</th>
                 <th>{t("list.columns.progress")}</th>
-                <th>{t("list.columns.created")}</th>
+                <th className="col-created">{t("list.columns.created")}</th>
               </tr>
             </thead>
             <tbody>

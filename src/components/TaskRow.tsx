@@ -29,18 +29,18 @@ export function TaskRow({ task, selected, onSelect }: TaskRowProps) {
           {task.name}
         </button>
       </td>
-      <td className="mono">{task.model}</td>
-      <td className="mono" title={task.datasetPath}>
+      <td className="mono col-model">{task.model}</td>
+      <td className="mono col-dataset" title={task.datasetPath}>
         {datasetLabel(task.datasetPath)}
       </td>
-      <td>{t(`trainer.${task.trainer}`)}</td>
+      <td className="col-trainer">{t(`trainer.${task.trainer}`)}</td>
       <td>
         <StatusBadge status={task.status} />
       </td>
       <td>
         <TaskProgress progress={task.progress} status={task.status} />
       </td>
-      <td className="nowrap" title={format.dateTime(task.createdAt)}>
+      <td className="nowrap col-created" title={format.dateTime(task.createdAt)}>
         {format.shortDateTime(task.createdAt)}
       </td>
     </tr>

@@ -27,3 +27,15 @@ export function lossSeries(rows: readonly MetricPoint[]): LossPoint[] {
     .filter((point) => point.loss !== undefined || point.evalLoss !== undefined)
     .sort((a, b) => a.step - b.step);
 }
+
+/**
+ * What the chart's rows depend on, as one string that changes when they may have: the monitor
+ * stores each step's metrics in the transaction that moves the task's progress, and progress
+ * moves without touching the task's `updatedAt` (that one changes with the status only).
+ */
+export function chartVersion(task: { updatedAt: Date | string; progress: unknown }): string {
+  const progress = (task.progress ?? {}) as { step?: unknown; updatedAt?: unknown };
+  return [new Date(task.updatedAt).getTime(), progress.step ?? "", progress.updatedAt ?? ""].join(
+    ":",
+  );
+}

@@ -1,20 +1,13 @@
 import { TRPCClientError } from "@trpc/client";
-import { z } from "zod";
-import { type ValidationIssue, validationIssueSchema } from "./validation-issue";
+import type { InputIssue, ZodErrorData } from "../server/api/zod-error";
 
 /**
- * The zod issues behind a refused call. tRPC turns a failed input parse into BAD_REQUEST whose
- * message is the ZodError's message: its issues as JSON. Anything else yields no issues.
+ * The input problems behind a refused call, as the studio's error formatter sends them in
+ * `error.data.zodError` (a field that failed its schema, a check only the server makes, or the
+ * lines of a refused dataset file). Anything else yields none.
  */
-export function serverValidationIssues(error: unknown): ValidationIssue[] {
+export function serverValidationIssues(error: unknown): InputIssue[] {
   if (!(error instanceof TRPCClientError)) return [];
-  if (error.data?.code !== "BAD_REQUEST") return [];
-  let json: unknown;
-  try {
-    json = JSON.parse(error.message);
-  } catch {
-    return [];
-  }
-  const parsed = z.array(validationIssueSchema).safeParse(json);
-  return parsed.success ? parsed.data : [];
+  const data = error.data as { zodError?: ZodErrorData | null } | null | undefined;
+  return data?.zodError?.issues ?? [];
 }

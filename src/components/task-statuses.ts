@@ -19,3 +19,11 @@ const ORDER: Record<TaskStatusName, number> = {
 export const TASK_STATUSES = (Object.keys(ORDER) as TaskStatusName[]).sort(
   (a, b) => ORDER[a] - ORDER[b],
 );
+
+/** A task in these statuses has stopped (until a retry queues it again): its log will not grow. */
+export const ENDED_STATUSES: readonly TaskStatusName[] = [
+  "completed",
+  "failed",
+  "cancelled",
+  "interrupted",
+];

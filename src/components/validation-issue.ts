@@ -1,19 +1,7 @@
-import { z } from "zod";
-
 /**
- * The parts of a zod issue the page shows. Client-side issues come from zod directly; the
- * server's arrive as JSON, so this schema also reads them back.
+ * The parts of a zod issue the page shows: from zod directly for the form's own check, or as the
+ * server sends them (an InputIssue, see server-issues.ts).
  */
-export const validationIssueSchema = z.looseObject({
-  code: z.string(),
-  path: z.array(z.union([z.string(), z.number()])),
-  message: z.string(),
-  origin: z.string().optional(),
-  expected: z.string().optional(),
-  minimum: z.union([z.number(), z.string()]).optional(),
-  maximum: z.union([z.number(), z.string()]).optional(),
-  inclusive: z.boolean().optional(),
-});
 export type ValidationIssue = {
   code: string;
   path: readonly PropertyKey[];

@@ -82,7 +82,8 @@ export const en = {
     },
     hints: {
       model: "builtin:tiny, a hub id (org/name) or a local path",
-      dataset: "A dataset id such as sample, or an absolute path",
+      dataset:
+        "Click or type to pick a stored dataset, or give an absolute path on the studio's machine",
       gpus: "0 runs on the CPU",
     },
     hfPeft: {
@@ -128,6 +129,7 @@ export const en = {
     created: "Created",
     updated: "Updated",
     finished: "Finished",
+    times: "Times",
     queuePosition: "Queued: number {{position}} in line.",
     lastCheckpoint: "Last checkpoint",
     datasetFormat: "Dataset format",
@@ -233,6 +235,7 @@ export const en = {
     connecting: "Connecting…",
     live: "Live",
     reconnecting: "Reconnecting…",
+    ended: "Ended",
   },
   log: {
     lines_one: "{{count}} line",
@@ -305,10 +308,8 @@ export const en = {
       "Disk full: {{free}} MB free on {{path}}, under the {{floor}} MB floor. No task starts and no dataset is uploaded until space is freed; queued tasks wait.",
   },
   datasets: {
-    stored: "Stored datasets",
-    choose: "Choose a dataset…",
     option: "{{name}} ({{rows}} rows, {{format}})",
-    upload: "Upload a .jsonl or .json file",
+    upload: "Or upload a .jsonl or .json file",
     uploading: "Uploading…",
     issueAtLine: "Line {{line}}: {{message}}",
     preview_one: "First row",

@@ -84,7 +84,7 @@ export const zhCN: Messages = {
     },
     hints: {
       model: "builtin:tiny、Hub 模型 ID（组织/名称）或本地路径",
-      dataset: "数据集 ID（如 sample）或绝对路径",
+      dataset: "点击或输入以选择已存数据集，或填写工作室所在机器上的绝对路径",
       gpus: "0 表示在 CPU 上运行",
     },
     hfPeft: {
@@ -130,6 +130,7 @@ export const zhCN: Messages = {
     created: "创建时间",
     updated: "更新时间",
     finished: "结束时间",
+    times: "时间",
     queuePosition: "排队中：第 {{position}} 位。",
     lastCheckpoint: "最新检查点",
     datasetFormat: "数据集格式",
@@ -235,6 +236,7 @@ export const zhCN: Messages = {
     connecting: "连接中…",
     live: "实时",
     reconnecting: "重新连接中…",
+    ended: "已结束",
   },
   log: {
     lines_one: "{{count}} 行",
@@ -304,10 +306,8 @@ export const zhCN: Messages = {
       "磁盘已满：{{path}} 仅剩 {{free}} MB，低于 {{floor}} MB 的下限。释放空间之前不会启动任务，也不接受数据集上传；排队的任务将继续等待。",
   },
   datasets: {
-    stored: "已存数据集",
-    choose: "选择数据集…",
     option: "{{name}}（{{rows}} 行，{{format}}）",
-    upload: "上传 .jsonl 或 .json 文件",
+    upload: "或上传 .jsonl 或 .json 文件",
     uploading: "上传中…",
     issueAtLine: "第 {{line}} 行：{{message}}",
     preview_one: "第一行",

@@ -16,6 +16,28 @@ const DOWNLOADABLE = new Set([
   "training.log",
 ]);
 
+/**
+ * The downloadable files the task's folder holds now, in the list's order, with their sizes: a
+ * page offers only these (a custom command may write none of the adapter's files). Links and
+ * anything but plain files are left out, as a download would refuse them.
+ */
+export async function listDownloads(
+  root: string,
+  taskId: string,
+): Promise<{ name: string; size: number }[]> {
+  const found: { name: string; size: number }[] = [];
+  for (const name of DOWNLOADABLE) {
+    try {
+      const { handle, size } = await openInside(root, `${taskId}/${name}`);
+      await handle.close();
+      found.push({ name, size });
+    } catch (err) {
+      if (!(err instanceof PathRefusal)) throw err;
+    }
+  }
+  return found;
+}
+
 const PATTERN = /^\/api\/tasks\/([a-z0-9]{1,64})\/files\/([A-Za-z0-9_.-]{1,64})$/;
 
 /**

@@ -1,9 +1,17 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createTRPCClient, httpBatchLink } from "@trpc/client";
 import { TRPCError } from "@trpc/server";
+import { createHTTPHandler } from "@trpc/server/adapters/standalone";
+import superjson from "superjson";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createCaller } from "../../src/server/api/root";
+import { serverValidationIssues } from "../../src/components/server-issues";
+import { groupIssues } from "../../src/components/task-form";
+import { type AppRouter, appRouter, createCaller } from "../../src/server/api/root";
+import type { Context } from "../../src/server/api/trpc";
 import { DatasetStore } from "../../src/server/datasets/store";
 import type { Database } from "../../src/server/db/client";
 import { loadEnv } from "../../src/server/env";
@@ -17,13 +25,14 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
   let database: Database;
   let home: string;
   let caller: ReturnType<typeof createCaller>;
+  let context: Context;
 
   beforeAll(async () => {
     home = mkdtempSync(join(tmpdir(), "studio-router-"));
     testDb = await createTestDatabase(kind);
     database = await testDb.open();
     const env = loadEnv({ STUDIO_HOME: home });
-    caller = createCaller({
+    context = {
       env,
       database,
       bus: new StudioBus(),
@@ -35,7 +44,8 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
       readOnly: null,
       authorized: true,
       shutdownSignal: new AbortController().signal,
-    });
+    };
+    caller = createCaller(context);
   });
 
   afterAll(async () => {
@@ -155,5 +165,75 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
     expect(info.database).toBe(kind);
     expect(info.counts?.pending).toBeGreaterThan(0);
     expect(info.databaseHealth).toEqual({ status: "ok" });
+  });
+
+  describe("input problems, as the page receives them over HTTP", () => {
+    // The studio's own router and error formatter, so what is tested is what the page gets.
+    let server: Server;
+    let client: ReturnType<typeof createTRPCClient<AppRouter>>;
+    const refusal = (call: Promise<unknown>) =>
+      call.then(
+        () => null,
+        (e: unknown) => e,
+      );
+
+    beforeAll(async () => {
+      server = createServer(
+        createHTTPHandler({
+          router: appRouter,
+          basePath: "/api/trpc/",
+          createContext: () => context,
+        }),
+      );
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const { port } = server.address() as AddressInfo;
+      client = createTRPCClient<AppRouter>({
+        links: [
+          httpBatchLink({ url: `http://127.0.0.1:${port}/api/trpc`, transformer: superjson }),
+        ],
+      });
+    });
+    afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+    it("places a refused schema's issues on the form's fields, with their codes and bounds", async () => {
+      const error = await refusal(
+        client.task.create.mutate({ ...valid, name: "", hyperparameters: { epochs: 0 } }),
+      );
+      const grouped = groupIssues(serverValidationIssues(error));
+      expect(Object.keys(grouped.fields).sort()).toEqual(["epochs", "name"]);
+      expect(grouped.fields.epochs).toMatchObject({ code: "too_small", minimum: 1 });
+      expect((error as Error).message).toMatch(/^name: .*; hyperparameters\.epochs: /);
+    });
+
+    it("places the server's own refusals of a field there: an unknown dataset, too many GPUs", async () => {
+      const missing = await refusal(client.task.create.mutate({ ...valid, dataset: "nope" }));
+      expect(groupIssues(serverValidationIssues(missing)).fields.dataset).toMatchObject({
+        code: "custom",
+        message: 'no dataset with id "nope"',
+      });
+      expect(missing).toMatchObject({ data: { code: "NOT_FOUND" } });
+      const gpus = await refusal(
+        client.task.create.mutate({ ...valid, trainer: "hf-peft", model: "org/model", gpus: 2 }),
+      );
+      expect(groupIssues(serverValidationIssues(gpus)).fields.gpus?.message).toMatch(/no GPUs/);
+    });
+
+    it("gives a refused upload's problems by line, and other refusals none", async () => {
+      const upload = await refusal(
+        client.dataset.upload.mutate({
+          fileName: "broken.jsonl",
+          contentBase64: Buffer.from('{"instruction":"a","output":"b"}\nnot json\n').toString(
+            "base64",
+          ),
+        }),
+      );
+      expect(serverValidationIssues(upload)).toEqual([
+        expect.objectContaining({ line: 2, path: [] }),
+      ]);
+      expect(
+        serverValidationIssues(await refusal(client.task.get.query({ id: "tnosuch" }))),
+      ).toEqual([]);
+      expect(serverValidationIssues(new Error("[]"))).toEqual([]);
+    });
   });
 });

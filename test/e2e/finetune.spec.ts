@@ -1,4 +1,4 @@
-import { expect, type Page, test } from "@playwright/test";
+import { expect, type Locator, type Page, test } from "@playwright/test";
 
 /** How many tasks the page lists right now, read from the page once the list has loaded. */
 async function shownTaskCount(page: Page): Promise<number> {
@@ -13,6 +13,89 @@ async function studioTaskTotal(page: Page): Promise<number> {
   const chip = page.getByTestId("filter-all");
   await expect(chip).toHaveAttribute("data-count", /^\d+$/);
   return Number(await chip.getAttribute("data-count"));
+}
+
+/** Nothing on the page is wider than the window: no sideways scrolling of the whole page. */
+async function expectNoOverflow(page: Page) {
+  const widths = await page.evaluate(() => ({
+    page: document.documentElement.scrollWidth,
+    header: document.querySelector(".app-header")?.getBoundingClientRect().width,
+    window: window.innerWidth,
+  }));
+  expect(widths.page).toBeLessThanOrEqual(widths.window);
+  expect(widths.header).toBe(widths.window);
+}
+
+/** The stylesheet's muted text colour (--muted): what every disabled button is drawn in. */
+const MUTED = "rgb(102, 112, 133)";
+
+/** Disabled, and drawn so: muted text, no accent or danger colour, the not-allowed cursor. */
+async function expectLooksDisabled(button: Locator) {
+  await expect(button).toBeDisabled();
+  await expect(button).toHaveCSS("color", MUTED);
+  await expect(button).toHaveCSS("cursor", "not-allowed");
+}
+
+async function expectLooksEnabled(button: Locator) {
+  await expect(button).toBeEnabled();
+  await expect(button).not.toHaveCSS("color", MUTED);
+  await expect(button).toHaveCSS("cursor", "pointer");
+}
+
+for (const width of [1440, 390]) {
+  test.describe(`at ${width} px`, () => {
+    test.use({ viewport: { width, height: 900 } });
+
+    test("a field the server refuses is marked there; disabled buttons of every kind look disabled; nothing is wider than the window", async ({
+      page,
+    }, testInfo) => {
+      await page.goto("/finetune");
+      await expect(page.getByTestId("create-task-form")).toBeVisible();
+      await expectNoOverflow(page);
+      const name = `e2e-looks-${width}-${Date.now()}`;
+      await page.getByLabel("Name", { exact: true }).fill(name);
+      // the form's own check passes: only the studio knows which datasets it has
+      const dataset = page.getByLabel("Dataset", { exact: true });
+      await dataset.fill("no-such-dataset");
+      await page.getByTestId("create-task-submit").click();
+      await expect(page.getByTestId("error-dataset")).toHaveText(
+        'no dataset with id "no-such-dataset"',
+      );
+      await expect(dataset).toHaveAttribute("aria-invalid", "true");
+      await expect(page.getByRole("alert").filter({ hasText: "Something went wrong" })).toHaveCount(
+        0,
+      );
+      await expectNoOverflow(page);
+
+      await dataset.fill("sample");
+      await page.getByTestId("create-task-submit").click();
+      const detail = page.getByTestId("task-detail");
+      await expect(detail.getByRole("heading", { name })).toBeVisible();
+      await expectNoOverflow(page);
+
+      // pending: start and cancel are offered; pause (secondary), resume (primary) and retry are not
+      await expectLooksEnabled(detail.getByTestId("action-start"));
+      await expectLooksEnabled(detail.getByTestId("action-cancel"));
+      await expectLooksDisabled(detail.getByTestId("action-pause"));
+      await expectLooksDisabled(detail.getByTestId("action-resume"));
+      await expectLooksDisabled(detail.getByTestId("action-retry"));
+      await expectLooksDisabled(detail.getByTestId("action-resumeFromCheckpoint"));
+      await page.screenshot({ path: testInfo.outputPath(`pending-${width}.png`), fullPage: true });
+
+      // cancelled: the danger button is the disabled one now, retry is offered
+      page.once("dialog", (dialog) => void dialog.accept());
+      await detail.getByTestId("action-cancel").click();
+      await expect(detail.getByTestId("status-badge")).toHaveAttribute("data-status", "cancelled");
+      await expectLooksDisabled(detail.getByTestId("action-cancel"));
+      await expectLooksDisabled(detail.getByTestId("action-start"));
+      await expectLooksEnabled(detail.getByTestId("action-retry"));
+      await expectNoOverflow(page);
+      await page.screenshot({
+        path: testInfo.outputPath(`cancelled-${width}.png`),
+        fullPage: true,
+      });
+    });
+  });
 }
 
 test("a task created through the form shows in the list and in its detail", async ({

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { keepSubscribed, type SubscriptionHandlers } from "../../src/components/keep-subscribed";
 import { displayText, prependLogLines } from "../../src/components/log-lines";
-import { lossSeries } from "../../src/components/loss-series";
+import { chartVersion, lossSeries } from "../../src/components/loss-series";
 import { formatDuration, progressView } from "../../src/components/progress-view";
 
 describe("keepSubscribed", () => {
@@ -128,5 +128,21 @@ describe("loss series", () => {
       { step: 10, loss: 1 },
       { step: 20, loss: 0.7, evalLoss: 0.9 },
     ]);
+  });
+});
+
+describe("chart version", () => {
+  // progress moves without the task's updatedAt (which follows the status): the chart must see it
+  it("changes with the step and each progress update, not only with the task's updatedAt", () => {
+    const updatedAt = new Date(1_000);
+    const at5 = chartVersion({ updatedAt, progress: { step: 5, updatedAt: 2_000 } });
+    const at20 = chartVersion({ updatedAt, progress: { step: 20, updatedAt: 3_000 } });
+    const evalAt20 = chartVersion({ updatedAt, progress: { step: 20, updatedAt: 3_500 } });
+    expect(new Set([at5, at20, evalAt20]).size).toBe(3);
+    expect(
+      chartVersion({ updatedAt: new Date(9_000), progress: { step: 5, updatedAt: 2_000 } }),
+    ).not.toBe(at5);
+    expect(chartVersion({ updatedAt, progress: {} })).toBe("1000::");
+    expect(chartVersion({ updatedAt: "1970-01-01T00:00:01.000Z", progress: null })).toBe("1000::");
   });
 });

@@ -15,7 +15,7 @@ test.afterAll(async () => {
   await studio?.dispose();
 });
 
-function fixtureCommand(lines: number, rate: number): string[] {
+function fixtureCommand(lines: number, rate: number, ...extra: string[]): string[] {
   return [
     process.execPath,
     FIXTURE,
@@ -25,16 +25,17 @@ function fixtureCommand(lines: number, rate: number): string[] {
     String(lines),
     "--rate",
     String(rate),
+    ...extra,
   ];
 }
 
-async function createFixtureTask(name: string, lines: number, rate: number) {
+async function createFixtureTask(name: string, lines: number, rate: number, ...extra: string[]) {
   return studio.client.task.create.mutate({
     name,
     model: "fixture",
     dataset: "sample",
     trainer: "command",
-    command: fixtureCommand(lines, rate),
+    command: fixtureCommand(lines, rate, ...extra),
   });
 }
 
@@ -238,6 +239,52 @@ test("pause, resume and cancel from the buttons; a browser notification says it 
     ]);
   await shot(page, testInfo, "cancelled");
   await expectLogMatchesFile(page, task.id);
+});
+
+/** Nothing on the page is wider than the window: no sideways scrolling of the whole page. */
+async function expectNoOverflow(page: Page) {
+  const widths = await page.evaluate(() => ({
+    page: document.documentElement.scrollWidth,
+    window: window.innerWidth,
+  }));
+  expect(widths.page).toBeLessThanOrEqual(widths.window);
+}
+
+test("the loss chart keeps up with the progress numbers at 1440 and 390 px; a command's finished task offers only its log", async ({
+  page,
+}, testInfo) => {
+  const task = await createFixtureTask(`chart-${Date.now()}`, 360, 40, "--no-adapter");
+  await page.setViewportSize({ width: 1440, height: 900 });
+  await openPage(page, `?task=${task.id}`);
+  await page.getByTestId("action-start").click();
+  const detail = page.getByTestId("task-detail");
+  const chart = page.getByTestId("loss-chart");
+  const chartStep = async () => Number((await chart.getAttribute("data-last-step")) ?? 0);
+  await expect(chart).toBeVisible();
+  // While it trains (9 s in all), at each width: 40 steps after what the chart shows now, the
+  // step the numbers show reaches the chart within its refetch interval (2 s), long before the end.
+  for (const width of [1440, 390]) {
+    await page.setViewportSize({ width, height: 900 });
+    const before = await chartStep();
+    await expect.poll(() => shownStep(page)).toBeGreaterThanOrEqual(before + 40);
+    const step = await shownStep(page);
+    await expect.poll(chartStep, { timeout: 3_000 }).toBeGreaterThanOrEqual(step);
+    await expect(detail.getByTestId("status-badge")).toHaveAttribute("data-status", "training");
+    await expectNoOverflow(page);
+    await shot(page, testInfo, `chart-${width}-training`);
+  }
+
+  await expect(detail.getByTestId("status-badge")).toHaveAttribute("data-status", "completed", {
+    timeout: 20_000,
+  });
+  await expect.poll(chartStep).toBe(360);
+  await expect(page.getByTestId("progress-step")).toHaveAttribute("data-step", "360");
+  // it wrote no adapter: the log alone is offered, and it is no longer live; "finished" is no reason
+  await expect(page.getByTestId("downloads").locator("a")).toHaveText(["training.log"]);
+  await expect(page.getByTestId("log-live-status")).toHaveAttribute("data-status", "ended");
+  await expect(detail.getByTestId("status-reason")).toHaveCount(0);
+  await expectNoOverflow(page);
+  await shot(page, testInfo, "chart-390-completed");
 });
 
 function percentile(sorted: number[], p: number): number {

@@ -1,14 +1,8 @@
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { createTRPCClient, httpBatchLink } from "@trpc/client";
-import { initTRPC } from "@trpc/server";
-import { createHTTPHandler } from "@trpc/server/adapters/standalone";
 import { createInstance } from "i18next";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { conditionBanners } from "../../src/components/condition-banners";
 import { appendLogLines } from "../../src/components/log-lines";
 import { progressPercent } from "../../src/components/progress-percent";
-import { serverValidationIssues } from "../../src/components/server-issues";
 import {
   defaultFormValues,
   fieldOfPath,
@@ -20,7 +14,7 @@ import {
 import { pickLanguage } from "../../src/i18n/language";
 import { resources } from "../../src/i18n/resources";
 import { validationMessage } from "../../src/i18n/validation-message";
-import { createTaskInput } from "../../src/shared/task-input";
+import { tellingReason } from "../../src/shared/status-reason";
 
 // The browser-side logic of the Finetune page; the page itself is driven by finetune.spec.ts.
 
@@ -156,38 +150,6 @@ describe("validation messages", () => {
   });
 });
 
-describe("server-side validation issues", () => {
-  // A real tRPC server with the real create schema: what the page reads is what tRPC sends.
-  const t = initTRPC.create();
-  const router = t.router({ create: t.procedure.input(createTaskInput).mutation(() => "ok") });
-  let server: Server;
-  let client: ReturnType<typeof createTRPCClient<typeof router>>;
-
-  beforeAll(async () => {
-    server = createServer(createHTTPHandler({ router, basePath: "/api/trpc/" }));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as AddressInfo;
-    client = createTRPCClient<typeof router>({
-      links: [httpBatchLink({ url: `http://127.0.0.1:${port}/api/trpc` })],
-    });
-  });
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
-
-  it("reads the zod issues of a refused input and places them on the form's fields", async () => {
-    const error = await client.create
-      .mutate({ name: "", model: "m", dataset: "d", hyperparameters: { epochs: 0 } })
-      .catch((e: unknown) => e);
-    const grouped = groupIssues(serverValidationIssues(error));
-    expect(Object.keys(grouped.fields).sort()).toEqual(["epochs", "name"]);
-    expect(grouped.fields.epochs).toMatchObject({ code: "too_small", minimum: 1 });
-  });
-
-  it("finds no issues in other errors", () => {
-    expect(serverValidationIssues(new Error("[]"))).toEqual([]);
-    expect(serverValidationIssues(undefined)).toEqual([]);
-  });
-});
-
 describe("progress and language", () => {
   it("computes whole percent of steps, 100 when completed, nothing when unknown", () => {
     expect(progressPercent({ step: 150, totalSteps: 300 }, "training")).toBe(50);
@@ -269,5 +231,21 @@ describe("condition banners", () => {
     });
     const [full] = conditionBanners({ database: { status: "ok" }, disk: disk(3, "full") });
     expect(full).toMatchObject({ tone: "error", key: "condition.diskFull", values: { free: 3 } });
+  });
+});
+
+describe("status reasons", () => {
+  it("leaves out a reason that only repeats the status", () => {
+    expect(tellingReason("completed", "finished")).toBeNull();
+    expect(tellingReason("cancelled", "cancelled")).toBeNull();
+    expect(tellingReason("cancelled", "Cancelled ")).toBeNull();
+    expect(tellingReason("failed", null)).toBeNull();
+    expect(tellingReason("cancelled", "cancelled before it started")).toBe(
+      "cancelled before it started",
+    );
+    expect(tellingReason("failed", "trainer exited with code 1")).toBe(
+      "trainer exited with code 1",
+    );
+    expect(tellingReason("failed", "finished")).toBe("finished");
   });
 });

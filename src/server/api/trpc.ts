@@ -7,6 +7,7 @@ import { DatasetError } from "../datasets/dataset-error";
 import type { StudioServices } from "../services";
 import { TaskActionError } from "../supervisor/task-action-error";
 import { unstorableText } from "./storable";
+import { fieldIssue, zodErrorOf } from "./zod-error";
 
 export interface Context extends StudioServices {
   /** True when the request proved the access token (or none is configured). */
@@ -17,21 +18,6 @@ export interface Context extends StudioServices {
   session?: SessionInfo | null;
   /** The studio's sessions; null when no access token is set. */
   sessions?: SessionStore | null;
-}
-
-/**
- * What was wrong with an input, as field paths (zod) or file lines (a dataset's contents) with
- * messages, so a form can place each one and a CLI can print them.
- */
-function issuesOf(cause: unknown) {
-  if (cause instanceof ZodError) {
-    return cause.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
-  }
-  if (cause instanceof DatasetError && cause.issues.length > 0) {
-    // line 0: the file as a whole
-    return cause.issues.map((i) => ({ path: "", message: i.message, line: i.line }));
-  }
-  return null;
 }
 
 const t = initTRPC.context<Context>().create({
@@ -51,16 +37,20 @@ const t = initTRPC.context<Context>().create({
       return {
         ...shape,
         message: `internal error (reference ${ref} in the studio's log)`,
-        data: { ...shape.data, issues: null },
+        data: { ...shape.data, zodError: null },
       };
     }
-    const issues = issuesOf(error.cause);
-    // An input that failed its schema gets a message naming each field; other refusals keep theirs.
+    // What was wrong with the input, for a form to place each problem at its field (see zod-error.ts).
+    const zodError = zodErrorOf(error.cause);
+    // An input that failed its schema gets a message naming each field; other refusals keep
+    // theirs. The CLI prints this message.
     const message =
-      error.cause instanceof ZodError && issues
-        ? issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join("; ")
+      error.cause instanceof ZodError && zodError
+        ? zodError.issues
+            .map((i) => (i.path.length ? `${i.path.join(".")}: ${i.message}` : i.message))
+            .join("; ")
         : shape.message;
-    return { ...shape, message, data: { ...shape.data, issues } };
+    return { ...shape, message, data: { ...shape.data, zodError } };
   },
   sse: {
     // keep-alive below the client's reconnectAfterInactivityMs, so an idle stream is not mistaken for a dead one
@@ -94,14 +84,7 @@ const storableInput = t.middleware(async ({ getRawInput, next }) => {
     throw new TRPCError({
       code: "BAD_REQUEST",
       message: `${problem.path ? `${problem.path}: ` : ""}${problem.message}`,
-      cause: new ZodError([
-        {
-          code: "custom",
-          path: problem.path ? problem.path.split(".") : [],
-          message: problem.message,
-          input: undefined,
-        },
-      ]),
+      cause: fieldIssue(problem.path ? problem.path.split(".") : [], problem.message),
     });
   }
   return next();

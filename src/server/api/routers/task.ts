@@ -7,9 +7,11 @@ import { z } from "zod";
 import { SYSTEM_SAMPLES_FILE } from "../../../runner/system-sample";
 import { createTaskInput, taskIdInput } from "../../../shared/task-input";
 import { hyperparametersSchema } from "../../../trainers/protocol";
+import { DatasetError } from "../../datasets/dataset-error";
 import { assertPinnedDataset } from "../../datasets/pinned";
 import { assertNoLinkInside } from "../../datasets/safe-paths";
 import type { TaskRow } from "../../db/schema";
+import { listDownloads, taskFilesRoot } from "../../downloads";
 import type { LogChunk, TaskUpdate } from "../../events/bus";
 import { studioPaths, tasksRootOf } from "../../home";
 import { readLinesBefore } from "../../supervisor/log-cursor";
@@ -34,6 +36,7 @@ import { readSystemSamples } from "../../tasks/system-samples";
 import { readLinesAfter } from "../../tasks/task-log";
 import { taskRecordOf, writeTaskRecord } from "../../tasks/task-record";
 import { type Context, mutatingProcedure, publicProcedure, router } from "../trpc";
+import { fieldIssue } from "../zod-error";
 
 async function mustGetTask(ctx: { database: { db: Parameters<typeof getTask>[0] } }, id: string) {
   const task = await getTask(ctx.database.db, id);
@@ -97,16 +100,22 @@ export const taskRouter = router({
       });
     }
     if (input.gpus > ctx.env.STUDIO_GPUS.length) {
-      throw new TRPCError({
-        code: "BAD_REQUEST",
-        message:
-          ctx.env.STUDIO_GPUS.length === 0
-            ? "this studio has no GPUs configured (STUDIO_GPUS); ask for 0 GPUs"
-            : `asked for ${input.gpus} GPUs but this studio hands out ${ctx.env.STUDIO_GPUS.length}`,
-      });
+      const message =
+        ctx.env.STUDIO_GPUS.length === 0
+          ? "this studio has no GPUs configured (STUDIO_GPUS); ask for 0 GPUs"
+          : `asked for ${input.gpus} GPUs but this studio hands out ${ctx.env.STUDIO_GPUS.length}`;
+      throw new TRPCError({ code: "BAD_REQUEST", message, cause: fieldIssue(["gpus"], message) });
     }
-    // Checked, read once and copied under its content hash: what the task will train on.
-    const dataset = await ctx.datasets.pinForTask(input.dataset);
+    // Checked, read once and copied under its content hash: what the task will train on. A
+    // refusal is about the dataset field, and says so, so the form shows it there.
+    const dataset = await ctx.datasets.pinForTask(input.dataset).catch((err: unknown) => {
+      if (!(err instanceof DatasetError)) throw err;
+      throw new TRPCError({
+        code: err.code,
+        message: err.message,
+        cause: fieldIssue(["dataset"], err.message),
+      });
+    });
     const row = await insertTask(
       ctx.database.db,
       {
@@ -185,6 +194,14 @@ export const taskRouter = router({
       const task = await mustGetTask(ctx, input.id);
       return readSystemSamples(await taskFileOf(ctx, task, SYSTEM_SAMPLES_FILE), input.maxPoints);
     }),
+
+  /** The files of the task's folder that can be downloaded now (what the trainer really wrote). */
+  files: publicProcedure.input(taskIdInput).query(async ({ ctx, input }) => {
+    const task = await mustGetTask(ctx, input.id);
+    const root = await taskFilesRoot(ctx.database.db, ctx.env.STUDIO_HOME, task.id);
+    if (typeof root !== "string") throw new TRPCError({ code: "NOT_FOUND", message: root.refused });
+    return listDownloads(root, task.id);
+  }),
 
   start: mutatingProcedure.input(taskIdInput).mutation(async ({ ctx, input }) => {
     const supervisor = supervisorOf(ctx);
