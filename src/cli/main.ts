@@ -1,15 +1,25 @@
+import { TRPCClientError } from "@trpc/client";
 import { Command } from "commander";
-import { createClient, home } from "./client";
+import { createClient, home, lastStudioTarget } from "./client";
+import { foregroundReasonOf } from "./foreground";
 import { describeNotifications, formatDuration, print } from "./format";
 import { registerRecoverCommand } from "./recover-command";
 import { registerSessionCommands } from "./session-commands";
 import { registerSetupCommands } from "./setup-commands";
+import { type FoundStudio, findRunningStudios } from "./studio-discovery";
 import { runningStudio, startBackground, startForeground, stopStudio } from "./studio-process";
 import { registerTaskCommands } from "./task-commands";
 
-/** Errors end the command with one line on stderr and a non-zero exit code. */
+/**
+ * Errors end the command with one line on stderr and a non-zero exit code. A call that reached
+ * no studio (refused, reset, timed out: no answer to read) names the studio it tried.
+ */
 function fail(err: unknown): never {
-  const message = err instanceof Error ? err.message : String(err);
+  let message = err instanceof Error ? err.message : String(err);
+  const target = lastStudioTarget();
+  if (err instanceof TRPCClientError && !err.data && target) {
+    message = `no answer from the studio at ${target.url} (${target.via}): ${message}`;
+  }
   console.error(`studio: ${message.split("\n").join(" ")}`);
   process.exit(1);
 }
@@ -42,15 +52,24 @@ program
   .action(async (opts: { json?: boolean }) => {
     const stopped = await stopStudio(home());
     print(opts.json ?? false, { stopped: stopped?.pid ?? null }, () =>
-      stopped ? `studio stopped (pid ${stopped.pid})` : "no studio was running",
+      stopped
+        ? `studio stopped (pid ${stopped.pid})`
+        : `no studio was running on ${home()}${listed(otherStudios())}`,
     );
   });
 
 program
   .command("restart")
-  .description("stop, then start the studio in the background")
+  .description("stop, then start the studio in the background (not one running in a terminal)")
   .option("--json", "machine-readable output")
   .action(async (opts: { json?: boolean }) => {
+    const running = runningStudio(home());
+    const foreground = running && foregroundReasonOf(running.pid);
+    if (running && foreground) {
+      throw new Error(
+        `the studio (pid ${running.pid}, ${running.url}) runs in the foreground: ${foreground}; a restart from here would end it there and leave a background studio instead. Restart it where it runs, or run "studio stop" and then "studio start"`,
+      );
+    }
     const stopped = await stopStudio(home());
     const holder = await startBackground(home());
     print(
@@ -65,9 +84,18 @@ program
   .description("pid, uptime, URL, database, task counts and notifications")
   .option("--json", "machine-readable output")
   .action(async (opts: { json?: boolean }) => {
-    const holder = runningStudio(home());
+    const own = runningStudio(home());
+    const others = own ? [] : otherStudios();
+    if (!own && others.length === 1) {
+      console.error(`studio: no studio on ${home()}; the one running is on ${others[0]!.home}`);
+    }
+    const holder = own ?? (others.length === 1 ? others[0]! : null);
     if (!holder) {
-      print(opts.json ?? false, { running: false }, () => "studio: not running");
+      print(
+        opts.json ?? false,
+        { running: false, home: home(), elsewhere: others },
+        () => `studio: not running on ${home()}${listed(others)}`,
+      );
       process.exitCode = 3;
       return;
     }
@@ -94,6 +122,16 @@ program
       ].join("\n"),
     );
   });
+
+/** Studios of this person on other homes, when STUDIO_HOME leaves the choice open (see client.ts). */
+function otherStudios() {
+  return process.env.STUDIO_HOME ? [] : findRunningStudios();
+}
+
+function listed(others: FoundStudio[]): string {
+  if (others.length === 0) return "";
+  return `; running on other homes: ${others.map((s) => `${s.home} (${s.url}, pid ${s.pid})`).join(", ")}`;
+}
 
 registerRecoverCommand(program);
 registerTaskCommands(program.command("task").description("create, inspect and control tasks"));

@@ -1,14 +1,17 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { type Command, InvalidArgumentError } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { loadEnv } from "../server/env";
 import { taskDir } from "../server/home";
 import { DIST_DIR } from "../server/package-root";
 import { hfPeftPython } from "../trainers/hf-peft/setup-record";
 import { hfPeftScriptPath } from "../trainers/launch";
-import { connect, home } from "./client";
-import { formatCell, print, table } from "./format";
+import type { TrainerKind } from "../trainers/protocol";
+import { connect, home, lastStudioTarget, type StudioClient } from "./client";
+import { trainerOf } from "./command-trainer";
+import { print, table } from "./format";
+import { progressText, statusText, taskDetailText } from "./task-text";
 
 const execFileAsync = promisify(execFile);
 
@@ -28,7 +31,7 @@ interface CreateOptions {
   name: string;
   model: string;
   dataset: string;
-  trainer: "builtin" | "hf-peft" | "command";
+  trainer: TrainerKind;
   mode: "lora" | "pretrain";
   gpus: number;
   epochs?: number;
@@ -45,6 +48,8 @@ interface CreateOptions {
   maxMinutes?: number;
   nice?: number;
   processes?: number;
+  /** Not an option: named only to answer it (the command goes after --). */
+  command?: string;
   json?: boolean;
 }
 
@@ -76,33 +81,27 @@ export function registerTaskCommands(task: Command) {
 
   task
     .command("show <id>")
-    .description("a task's settings, status, attempts and events")
+    .description("a task's settings, status, attempts (with their processes) and events")
     .option("--json", "machine-readable output")
     .action(async (id: string, opts: { json?: boolean }) => {
       const detail = await connect().task.get.query({ id });
-      print(opts.json ?? false, detail, () => {
-        const t = detail.task;
-        return [
-          `${t.id}  ${t.name}`,
-          `status:   ${t.status}${t.statusReason ? ` (${t.statusReason})` : ""}`,
-          `progress: ${progressText(t.progress)}`,
-          `model:    ${t.model} (${t.trainer}, ${t.mode})`,
-          `dataset:  ${t.datasetPath} (${t.datasetFormat})`,
-          `settings: ${JSON.stringify(t.hyperparameters)}`,
-          `attempts: ${detail.attempts.length}`,
-          "events:",
-          ...detail.events.map((e) => `  ${formatCell(e.at)}  ${e.type}  ${e.message}`),
-        ].join("\n");
-      });
+      print(opts.json ?? false, detail, () => taskDetailText(detail));
     });
 
   task
     .command("create")
-    .description("create a task (it starts when you run `studio task start <id>`)")
+    .description(
+      "create a task (it starts when you run `studio task start <id>`); a custom command goes after --",
+    )
+    .argument("[command...]", "the command trainer's program and arguments, after --")
     .requiredOption("--name <name>", "a name for the task")
     .option("--model <model>", "builtin:tiny, a hub id or a local path", "builtin:tiny")
     .option("--dataset <dataset>", "a dataset id or an absolute path", "sample")
-    .option("--trainer <kind>", "builtin | hf-peft | command", "builtin")
+    .option(
+      "--trainer <kind>",
+      "builtin | hf-peft | command (implied by a command after --)",
+      "builtin",
+    )
     .option("--mode <mode>", "lora | pretrain (builtin)", "lora")
     .option("--gpus <n>", "GPUs to hand the task", int, 0)
     .option("--epochs <n>", "epochs", int)
@@ -123,8 +122,10 @@ export function registerTaskCommands(task: Command) {
     .option("--max-minutes <n>", "stop the trainer after this many minutes", int)
     .option("--nice <n>", "CPU priority of the trainer, 0-19", int)
     .option("--processes <n>", "hf-peft on the CPU: processes training together (torchrun)", int)
+    .addOption(new Option("--command <text>").hideHelp())
     .option("--json", "machine-readable output")
-    .action(async (opts: CreateOptions) => {
+    .action(async (argv: string[], opts: CreateOptions, command: Command) => {
+      const trainer = trainerOf(argv, opts, command.getOptionValueSource("trainer") === "default");
       const hyperparameters = Object.fromEntries(
         Object.entries({
           epochs: opts.epochs,
@@ -143,8 +144,9 @@ export function registerTaskCommands(task: Command) {
         name: opts.name,
         model: opts.model,
         dataset: opts.dataset,
-        trainer: opts.trainer,
+        trainer,
         mode: opts.mode,
+        command: trainer === "command" ? argv : undefined,
         gpus: opts.gpus,
         hyperparameters,
         limits: Object.fromEntries(
@@ -159,10 +161,50 @@ export function registerTaskCommands(task: Command) {
       print(opts.json ?? false, created, () => `created task ${created.id}`);
     });
 
-  for (const action of ["start", "cancel", "pause", "resume"] as const) {
+  task
+    .command("start <id>")
+    .description("queue a pending task to train")
+    .option("--json", "machine-readable output")
+    .action(async (id: string, opts: { json?: boolean }) => {
+      const client = connect();
+      const { task: before } = await client.task.get.query({ id });
+      // The studio's start leaves a task that already runs as it is; a paused one would stay
+      // paused, which is not what "start" asks for.
+      if (before.status === "paused") {
+        throw new Error(
+          `task ${id} is paused; start does nothing: resume it with "studio task resume ${id}"`,
+        );
+      }
+      const row = await client.task.start.mutate({ id });
+      const already = before.status !== "pending";
+      print(opts.json ?? false, { ...row, alreadyStarted: already }, () =>
+        already ? `${row.id}: already ${row.status}; nothing to start` : `${row.id}: ${row.status}`,
+      );
+    });
+
+  task
+    .command("cancel <id>")
+    .description("cancel a task; waits until its trainer has stopped (it may save a checkpoint)")
+    .option("--no-wait", "return once the cancel is asked, while the trainer stops")
+    .option("--json", "machine-readable output")
+    .action(async (id: string, opts: { wait: boolean; json?: boolean }) => {
+      const client = connect();
+      let row = await client.task.cancel.mutate({ id });
+      if (isStopping(row.status) && opts.wait) {
+        if (!opts.json) console.error(`${id}: cancel requested; waiting for the trainer to stop…`);
+        row = await waitUntilStopped(client, id);
+      }
+      print(opts.json ?? false, row, () =>
+        isStopping(row.status)
+          ? `${row.id}: cancel requested; the trainer is stopping (${row.status} until it has)`
+          : `${row.id}: ${statusText(row.status, row.statusReason)}`,
+      );
+    });
+
+  for (const action of ["pause", "resume"] as const) {
     task
       .command(`${action} <id>`)
-      .description(`${action} a task`)
+      .description(`${action} a training task`)
       .option("--json", "machine-readable output")
       .action(async (id: string, opts: { json?: boolean }) => {
         const row = await connect().task[action].mutate({ id });
@@ -188,8 +230,9 @@ export function registerTaskCommands(task: Command) {
     .description("print the training log; -f follows it until the task ends")
     .option("-f, --follow", "keep printing new lines")
     .option("-n, --lines <n>", "how many recent lines to start with", int, 100)
-    .action(async (id: string, opts: { follow?: boolean; lines: number }) => {
-      await printLogs(id, opts.lines, opts.follow ?? false);
+    .option("--json", "one JSON object a line: the line's text and its byte offset in training.log")
+    .action(async (id: string, opts: { follow?: boolean; lines: number; json?: boolean }) => {
+      await printLogs(id, opts.lines, opts.follow ?? false, opts.json ?? false);
     });
 
   task
@@ -199,12 +242,22 @@ export function registerTaskCommands(task: Command) {
     .option("--max-new-tokens <n>", "how much to generate", int, 200)
     .option("--temperature <x>", "0 = always the most likely next byte", num, 0.8)
     .option("--seed <n>", "random seed", int, 0)
+    .option("--json", "machine-readable output: the generated text as {text}")
     .action(
       async (
         id: string,
-        opts: { prompt: string; maxNewTokens: number; temperature: number; seed: number },
+        opts: {
+          prompt: string;
+          maxNewTokens: number;
+          temperature: number;
+          seed: number;
+          json?: boolean;
+        },
       ) => {
-        const { task: row } = await connect().task.get.query({ id });
+        const client = connect();
+        const { task: row } = await client.task.get.query({ id });
+        // The studio's home, which may not be this terminal's (see locateStudio).
+        const studioHome = lastStudioTarget()?.home ?? home();
         if (row.trainer === "command" || row.status !== "completed") {
           throw new Error(
             `task ${id} is a ${row.status} ${row.trainer} task; sampling needs a completed built-in or hf-peft task`,
@@ -212,7 +265,7 @@ export function registerTaskCommands(task: Command) {
         }
         const args = [
           "--task-dir",
-          taskDir(home(), id),
+          row.folder ?? taskDir(studioHome, id),
           "--prompt",
           opts.prompt,
           "--max-new-tokens",
@@ -228,7 +281,7 @@ export function registerTaskCommands(task: Command) {
           row.trainer === "builtin"
             ? [process.execPath, [join(DIST_DIR, "builtin-trainer.js"), "sample", ...args]]
             : [
-                hfPeftPython(loadEnv().STUDIO_PYTHON, home()).path,
+                hfPeftPython(loadEnv().STUDIO_PYTHON, studioHome).path,
                 [hfPeftScriptPath(DIST_DIR, "sample.py"), ...args],
               ];
         const { stdout, stderr } = await execFileAsync(file, argv, {
@@ -236,7 +289,8 @@ export function registerTaskCommands(task: Command) {
           maxBuffer: 16 * 1024 * 1024,
         });
         process.stderr.write(stderr);
-        process.stdout.write(stdout);
+        if (opts.json) print(true, { text: stdout }, () => stdout);
+        else process.stdout.write(stdout);
       },
     );
 
@@ -252,16 +306,41 @@ export function registerTaskCommands(task: Command) {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** An attempt may still be running: the cancel is asked, the trainer not yet stopped. */
+function isStopping(status: string): boolean {
+  return ["preparing", "training", "paused"].includes(status);
+}
+
+/**
+ * Until the cancelled task's trainer has stopped. The runner holds the grace period and then
+ * kills it, so this ends without a deadline of its own; a studio that stops answering ends it
+ * with that error.
+ */
+async function waitUntilStopped(client: StudioClient, id: string) {
+  for (;;) {
+    const { task } = await client.task.get.query({ id });
+    if (!isStopping(task.status)) return task;
+    await sleep(250);
+  }
+}
+
 /** Pages the log through the query API (no SSE client needed in a terminal). */
-async function printLogs(id: string, recent: number, follow: boolean) {
+async function printLogs(id: string, recent: number, follow: boolean, json: boolean) {
   const client = connect();
+  const write = (lines: { offset: number; text: string }[]) => {
+    for (const line of lines) {
+      process.stdout.write(
+        json ? `${JSON.stringify({ offset: line.offset, text: line.text })}\n` : `${line.text}\n`,
+      );
+    }
+  };
   const tail = await client.task.logs.query({ id, limit: Math.max(1, Math.min(recent, 5000)) });
-  for (const line of tail.lines) process.stdout.write(`${line.text}\n`);
+  write(tail.lines);
   if (!follow) return;
   let after = tail.lines.at(-1)?.offset ?? null;
   for (;;) {
     const page = await client.task.logsAfter.query({ id, after, limit: 5000 });
-    for (const line of page.lines) process.stdout.write(`${line.text}\n`);
+    write(page.lines);
     after = page.lines.at(-1)?.offset ?? after;
     if (page.lines.length === 0) {
       const { task } = await client.task.get.query({ id });
@@ -269,9 +348,4 @@ async function printLogs(id: string, recent: number, follow: boolean) {
       await sleep(250);
     }
   }
-}
-
-function progressText(progress: Record<string, unknown>): string {
-  const percent = progress.percent;
-  return typeof percent === "number" ? `${percent.toFixed(1)}%` : "-";
 }
