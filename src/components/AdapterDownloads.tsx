@@ -2,6 +2,7 @@
 
 import { useTranslation } from "react-i18next";
 import type { TaskDetails } from "../trpc/types";
+import { ModelExport } from "./ModelExport";
 
 /** What a finished LoRA run leaves to download; a full training leaves model.safetensors. */
 const FILES = {
@@ -29,6 +30,7 @@ export function AdapterDownloads({ task }: { task: TaskDetails["task"] }) {
           </li>
         ))}
       </ul>
+      {task.trainer !== "command" && <ModelExport taskId={task.id} />}
     </section>
   );
 }
