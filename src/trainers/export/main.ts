@@ -96,6 +96,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(
       `export ${id}: merging ${request.source.path} of task ${request.task.id} into ${request.baseModel}`,
     );
+    checkStopped();
     const command = mergeCommand(
       request.trainer,
       { nodePath: process.execPath, distDir: DIST_DIR, pythonPath: record.python },

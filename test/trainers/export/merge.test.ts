@@ -1,11 +1,16 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { describe, expect, test } from "vitest";
+import { saveModel, TINY_MODEL_ID } from "../../../src/trainers/builtin/base-model";
 import { initLoraWeights, loraHook, loraWeightName } from "../../../src/trainers/builtin/lora";
-import { mergeLora } from "../../../src/trainers/builtin/merge";
+import { mergedModel, mergeLora } from "../../../src/trainers/builtin/merge";
 import {
   forwardLogits,
   initWeights,
   type ModelConfig,
+  TINY_CONFIG,
   type Weights,
 } from "../../../src/trainers/builtin/model";
 import { Rng } from "../../../src/trainers/builtin/rng";
@@ -161,5 +166,30 @@ describe("mergeLora", () => {
         { rank: 3, alpha: 4 },
       ),
     ).toThrow("do not fit the weight [4,3] at rank 3");
+  });
+});
+
+describe("mergedModel", () => {
+  test("a pretraining run's export is its trained weights, held to the base's architecture", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "merge-pretrain-"));
+    try {
+      const trained = initWeights(TINY_CONFIG, 9);
+      await saveModel(join(dir, "model.safetensors"), { config: TINY_CONFIG, weights: trained });
+      const model = await mergedModel(TINY_MODEL_ID, "pretrain", dir);
+      expect(model.config).toEqual(TINY_CONFIG);
+      for (const [name, tensor] of trained) {
+        expect(model.weights.get(name)!.data, name).toEqual(tensor.data);
+      }
+      const other = { ...TINY_CONFIG, dFF: 128 };
+      await saveModel(join(dir, "model.safetensors"), {
+        config: other,
+        weights: initWeights(other, 9),
+      });
+      await expect(mergedModel(TINY_MODEL_ID, "pretrain", dir)).rejects.toThrow(
+        `${dir}: weight model.layers.0.mlp.up_proj.weight is missing or has the wrong shape`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
