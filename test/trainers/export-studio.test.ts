@@ -65,6 +65,33 @@ describe("exporting a merged model through the studio", () => {
     );
     await trained(task.id);
 
+    // First a checkpoint of the run, through the API: names are checked before anything runs.
+    await expect(
+      studio.client.task.export.mutate({ id: task.id, checkpoint: "../../etc" }),
+    ).rejects.toThrow("../../etc is not a checkpoint folder name");
+    await expect(
+      studio.client.task.export.mutate({ id: task.id, checkpoint: "step-99" }),
+    ).rejects.toThrow(`task ${task.id} has no checkpoint checkpoints/step-99`);
+    const started = await studio.client.task.export.mutate({ id: task.id, checkpoint: "step-2" });
+    expect(started).toMatchObject({
+      state: "running",
+      source: { kind: "checkpoint", path: "checkpoints/step-2", step: 2 },
+    });
+    await expect(studio.client.task.export.mutate({ id: task.id })).rejects.toThrow(
+      `task ${task.id} is being exported`,
+    );
+    const fromCheckpoint = await waitFor(
+      "the checkpoint's export",
+      async () => {
+        const s = await studio.client.task.exportStatus.query({ id: task.id });
+        return s.state === "running" ? null : s;
+      },
+      30_000,
+      50,
+    );
+    expect(fromCheckpoint).toMatchObject({ state: "done", source: { path: "checkpoints/step-2" } });
+
+    // Then the final adapter, with the command, which replaces it.
     const printed = await studio.cli("task", "export", task.id);
     const folder = join(studio.home, "tasks", task.id, "export");
     expect(printed.trim().split("\n")).toEqual([
@@ -156,34 +183,7 @@ describe("exporting a merged model through the studio", () => {
     expect(largest).toBeLessThan(1e-4);
     expect(moved).toBeGreaterThan(largest * 10);
 
-    // A checkpoint of the run, through the API: names are checked before anything runs.
-    await expect(
-      studio.client.task.export.mutate({ id: task.id, checkpoint: "../../etc" }),
-    ).rejects.toThrow("../../etc is not a checkpoint folder name");
-    await expect(
-      studio.client.task.export.mutate({ id: task.id, checkpoint: "step-99" }),
-    ).rejects.toThrow(`task ${task.id} has no checkpoint checkpoints/step-99`);
-    const started = await studio.client.task.export.mutate({ id: task.id, checkpoint: "step-2" });
-    expect(started).toMatchObject({
-      state: "running",
-      source: { kind: "checkpoint", path: "checkpoints/step-2", step: 2 },
-    });
-    await expect(studio.client.task.export.mutate({ id: task.id })).rejects.toThrow(
-      `task ${task.id} is being exported`,
-    );
-    const second = await waitFor(
-      "the checkpoint's export",
-      async () => {
-        const s = await studio.client.task.exportStatus.query({ id: task.id });
-        return s.state === "running" ? null : s;
-      },
-      30_000,
-      50,
-    );
-    expect(second).toMatchObject({ state: "done", source: { path: "checkpoints/step-2" } });
-
-    // A new task on the merged model (of the final adapter, exported again) trains.
-    await studio.cli("task", "export", task.id);
+    // A new task on the merged model trains.
     const onMerged = await studio.client.task.create.mutate({
       name: "on the merged model",
       model: modelPath,
