@@ -1,5 +1,5 @@
 // Bundles the Node programs (studio server, CLI, runner, built-in trainer, the checkpoint tool
-// the Python trainer runs) into dist/.
+// the Python trainer runs, the exporter that merges a finished task's model) into dist/.
 // Next builds the page separately; npm packages stay external and load from node_modules.
 import { build } from "esbuild";
 
@@ -10,6 +10,7 @@ const entries = {
   runner: "src/runner/main.ts",
   "builtin-trainer": "src/trainers/builtin/main.ts",
   "checkpoint-tool": "src/trainers/checkpoints/tool.ts",
+  exporter: "src/trainers/export/main.ts",
 };
 
 // Each program separately, so one that does not build never holds back the others' tests.

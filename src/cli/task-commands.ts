@@ -5,6 +5,7 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { loadEnv } from "../server/env";
 import { taskDir } from "../server/home";
 import { DIST_DIR } from "../server/package-root";
+import { formatFileSize } from "../shared/file-size";
 import { hfPeftPython } from "../trainers/hf-peft/setup-record";
 import { hfPeftScriptPath } from "../trainers/launch";
 import type { TrainerKind } from "../trainers/protocol";
@@ -293,6 +294,36 @@ export function registerTaskCommands(task: Command) {
         else process.stdout.write(stdout);
       },
     );
+
+  task
+    .command("export <id>")
+    .description(
+      "merge a completed task's adapter into its base model (tasks/<id>/export/, with provenance.json); waits and prints the files",
+    )
+    .option(
+      "--checkpoint <name>",
+      "export this checkpoint instead (e.g. step-20 or checkpoints/step-20)",
+    )
+    .option("--json", "machine-readable output")
+    .action(async (id: string, opts: { checkpoint?: string; json?: boolean }) => {
+      const client = connect();
+      const started = await client.task.export.mutate({ id, checkpoint: opts.checkpoint });
+      let status = started;
+      while (status.state === "running") {
+        await sleep(500);
+        status = await client.task.exportStatus.query({ id });
+        // Another export replaced this one meanwhile: report that one, as the folder holds it.
+      }
+      if (status.state !== "done") {
+        throw new Error(
+          status.state === "failed" ? `export failed: ${status.reason}` : "the export disappeared",
+        );
+      }
+      const files = status.files.map((f) => ({ path: join(status.folder, f.name), size: f.size }));
+      print(opts.json ?? false, { ...status, files }, () =>
+        files.map((f) => `${f.path}\t${formatFileSize(f.size)}`).join("\n"),
+      );
+    });
 
   task
     .command("delete <id>")

@@ -5,6 +5,7 @@ import { useTranslation } from "react-i18next";
 import { useTRPC } from "../trpc/context";
 import type { TaskDetails } from "../trpc/types";
 import { ErrorNote } from "./ErrorNote";
+import { ModelExport } from "./ModelExport";
 
 /** What a finished LoRA run leaves to download; a full training leaves model.safetensors. */
 const FILES = {
@@ -40,6 +41,7 @@ export function AdapterDownloads({ task }: { task: TaskDetails["task"] }) {
           ))}
         </ul>
       )}
+      {task.trainer !== "command" && <ModelExport taskId={task.id} />}
     </section>
   );
 }

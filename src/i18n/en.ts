@@ -293,6 +293,12 @@ export const en = {
   downloads: {
     title: "Trained files",
   },
+  export: {
+    start: "Export merged model",
+    again: "Export again",
+    running: "Merging the adapter into its base model…",
+    failed: "Export failed: {{reason}}",
+  },
   banner: {
     restarted_one:
       "The studio restarted at {{time}}. Training went on: {{count}} running task was re-attached.",

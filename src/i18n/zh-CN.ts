@@ -293,6 +293,12 @@ export const zhCN: Messages = {
   downloads: {
     title: "训练产物",
   },
+  export: {
+    start: "导出合并后的模型",
+    again: "重新导出",
+    running: "正在将适配器合并进基础模型…",
+    failed: "导出失败：{{reason}}",
+  },
   banner: {
     restarted_one: "工作室已于 {{time}} 重启。训练未中断：已重新接管 {{count}} 个运行中的任务。",
     restarted_other: "工作室已于 {{time}} 重启。训练未中断：已重新接管 {{count}} 个运行中的任务。",

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
+import { EXPORT_FOLDER } from "../trainers/export/export-record";
 import { openInside, PathRefusal } from "./datasets/safe-paths";
 import type { Db } from "./db/client";
 import { studioPaths, tasksRootOf } from "./home";
@@ -38,12 +39,21 @@ export async function listDownloads(
   return found;
 }
 
-const PATTERN = /^\/api\/tasks\/([a-z0-9]{1,64})\/files\/([A-Za-z0-9_.-]{1,64})$/;
+/**
+ * Downloads are served at
+ * `/api/tasks/<id>/files/<name>`: one of the files above, in the task folder;
+ * `/api/tasks/<id>/export/<name>`: any file of the task's export folder (tasks/<id>/export/,
+ * where the exporter puts the merged model, its config and tokenizer, provenance.json). A name
+ * is one path segment that does not start with a dot.
+ */
+const PATTERN =
+  /^\/api\/tasks\/([a-z0-9]{1,64})\/(files|export)\/([A-Za-z0-9_-][A-Za-z0-9_.-]{0,127})$/;
 
 /**
  * Streams one task file. Names outside the fixed list are refused, and the file must be a
- * regular file exactly at tasks/<id>/<name>: a symbolic link (config.json -> /etc/shadow), a
- * linked task folder or a FIFO is refused with its reason, never followed.
+ * regular file exactly at tasks/<id>/<name> (or tasks/<id>/export/<name>): a symbolic link
+ * (config.json -> /etc/shadow), a linked task or export folder or a FIFO is refused with its
+ * reason, never followed.
  */
 export async function serveDownload(
   /** The folder holding the task's folder (see tasksRootOf), or a reason it cannot be read here. */
@@ -52,11 +62,11 @@ export async function serveDownload(
   res: ServerResponse,
   req: IncomingMessage,
 ) {
-  const [, taskId, name] = PATTERN.exec(path) ?? [];
+  const [, taskId, area, name] = PATTERN.exec(path) ?? [];
   if (
     !taskId ||
     !name ||
-    !DOWNLOADABLE.has(name) ||
+    (area === "files" && !DOWNLOADABLE.has(name)) ||
     (req.method !== "GET" && req.method !== "HEAD")
   ) {
     res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found\n");
@@ -69,7 +79,8 @@ export async function serveDownload(
   }
   let opened: Awaited<ReturnType<typeof openInside>>;
   try {
-    opened = await openInside(root, `${taskId}/${name}`);
+    const relative = area === "export" ? `${taskId}/${EXPORT_FOLDER}/${name}` : `${taskId}/${name}`;
+    opened = await openInside(root, relative);
   } catch (err) {
     if (!(err instanceof PathRefusal)) throw err;
     const status = err.kind === "missing" ? 404 : 403;
@@ -81,7 +92,7 @@ export async function serveDownload(
   res.writeHead(200, {
     "content-type": name.endsWith(".json") ? "application/json" : "application/octet-stream",
     "content-length": size,
-    "content-disposition": `attachment; filename="${taskId}-${name}"`,
+    "content-disposition": `attachment; filename="${taskId}-${area === "export" ? "merged-" : ""}${name}"`,
     "x-content-type-options": "nosniff",
   });
   if (req.method === "HEAD" || size === 0) {

@@ -92,14 +92,20 @@ export function hfPeftWorkers(config: TaskConfig): number {
   return config.gpus.length > 0 ? config.gpus.length : (config.hyperparameters.processes ?? 1);
 }
 
-function trainerEnv(
-  config: TaskConfig,
-  baseEnv: Record<string, string | undefined>,
-): Record<string, string> {
+/** What a program the studio starts inherits: its environment without the studio's secrets. */
+export function inheritedEnv(baseEnv: Record<string, string | undefined>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(baseEnv)) {
     if (value !== undefined && !STUDIO_SECRETS.has(name)) env[name] = value;
   }
+  return env;
+}
+
+function trainerEnv(
+  config: TaskConfig,
+  baseEnv: Record<string, string | undefined>,
+): Record<string, string> {
+  const env = inheritedEnv(baseEnv);
   // An empty list hides every GPU, so a CPU slot never grabs a device another task was given.
   env.CUDA_VISIBLE_DEVICES = config.gpus.join(",");
   env.PYTHONUNBUFFERED = "1";

@@ -210,6 +210,8 @@ describe("paths: decoded once, no dot segments, no double encoding (one auth dec
     expect(routeOf("/api/login")).toBe("login");
     expect(routeOf("/api/logout")).toBe("logout");
     expect(routeOf("/api/tasks/abc123/files/config.json")).toBe("download");
+    expect(routeOf("/api/tasks/abc123/export/model.safetensors")).toBe("download");
+    expect(routeOf("/api/tasks/abc123/export/sub/model.safetensors")).toBe("page");
     expect(routeOf("/login")).toBe("open");
     expect(routeOf("/favicon.ico")).toBe("open");
     expect(routeOf("/_next/static/chunks/main.js")).toBe("open");

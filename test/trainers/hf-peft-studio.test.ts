@@ -208,6 +208,48 @@ describe("the hf-peft trainer through the studio", () => {
     expect(sample.stdout.trim().length).toBeGreaterThan(0);
   }, 240_000);
 
+  it("exports the merged model: transformers loads it with no peft, and its logits are the base model's with the adapter", async () => {
+    const printed = await studio.cli("task", "export", reference);
+    const folder = join(studio.home, "tasks", reference, "export");
+    const names = readdirSync(folder).sort();
+    expect(names).toEqual(
+      expect.arrayContaining([
+        "config.json",
+        "model.safetensors",
+        "provenance.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+      ]),
+    );
+    expect(
+      printed
+        .trim()
+        .split("\n")
+        .map((line) => line.split("\t")[0]),
+    ).toEqual(names.map((name) => join(folder, name)));
+    const provenance = JSON.parse(readFileSync(join(folder, "provenance.json"), "utf8"));
+    expect(provenance).toMatchObject({
+      version: 1,
+      trainer: "hf-peft",
+      baseModel: env.model,
+      source: { kind: "final", path: ".", step: TOTAL_STEPS },
+      hyperparameters: { loraRank: SETTINGS.loraRank, seed: SETTINGS.seed },
+    });
+
+    const check = await run(
+      env.python,
+      ["-c", MERGED_LOGITS_CHECK, env.model, join(studio.home, "tasks", reference), folder],
+      { env: { ...process.env, ...ONE_THREAD, HF_HUB_OFFLINE: "1" } },
+    );
+    const { largest, moved, loaded } = JSON.parse(check.stdout.trim().split("\n").at(-1)!);
+    console.log(
+      `hf-peft merge: largest logit difference from base + adapter ${largest}; the adapter moves logits by up to ${moved}`,
+    );
+    expect(loaded).toBe("LlamaForCausalLM");
+    expect(largest).toBeLessThan(1e-4);
+    expect(moved).toBeGreaterThan(largest * 10);
+  }, 120_000);
+
   it(`resumes a run stopped by SIGTERM whose last checkpoint was cut short from the one before, with the same loss at every step (within ${RESUME_TOLERANCE})`, async () => {
     const { stoppedAt, filesAtStop } = await stopAndResume;
     // The checkpoint before the one written at the stop: a periodic one.
@@ -295,6 +337,27 @@ describe("the hf-peft trainer through the studio", () => {
     return { stoppedAt: Number(step), filesAtStop };
   }
 });
+
+/**
+ * Loads the export with transformers alone and the base with the adapter through peft, and
+ * prints the largest difference of their logits on one input (and how far the adapter moves
+ * them from the base's), as JSON.
+ */
+const MERGED_LOGITS_CHECK = `
+import json, sys, torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+base_id, adapter, exported = sys.argv[1:4]
+ids = AutoTokenizer.from_pretrained(exported)("### Instruction:\\nSay something kind.", return_tensors="pt").input_ids
+merged = AutoModelForCausalLM.from_pretrained(exported).eval()
+with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_id), adapter).eval()
+with torch.no_grad():
+    a = merged(ids).logits
+    b = with_adapter(ids).logits
+    with with_adapter.disable_adapter():
+        c = with_adapter(ids).logits
+print(json.dumps({"largest": (a - b).abs().max().item(), "moved": (b - c).abs().max().item(), "loaded": type(merged).__name__}))
+`;
 
 function steps(from: number, to: number): number[] {
   return Array.from({ length: to - from + 1 }, (_, i) => from + i);

@@ -1,3 +1,4 @@
+import { basename, dirname } from "node:path";
 import { DatasetError } from "./dataset-error";
 import type { DatasetStore } from "./store";
 
@@ -23,4 +24,18 @@ export async function assertPinnedDataset(
   if (reason) {
     throw new DatasetError("PRECONDITION_FAILED", `task ${taskId} cannot start: ${reason}`);
   }
+}
+
+/**
+ * The content hash a pinned copy is filed under (`…/datasets/pinned/<sha256>/<name>`, see
+ * DatasetStore.pinForTask), read from its path alone; null for a path that is not a pinned copy
+ * (a task from before pinning). Pure: whether the copy still has that content is
+ * `verifyPinnedDataset`'s question.
+ */
+export function pinnedDatasetSha256(datasetPath: string): string | null {
+  const folder = dirname(datasetPath);
+  const sha = basename(folder);
+  const pinned =
+    basename(dirname(folder)) === "pinned" && basename(dirname(dirname(folder))) === "datasets";
+  return pinned && /^[0-9a-f]{64}$/.test(sha) ? sha : null;
 }

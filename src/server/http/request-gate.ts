@@ -99,7 +99,7 @@ export class ServedHosts {
   }
 }
 
-const DOWNLOAD = /^\/api\/tasks\/[a-z0-9]{1,64}\/files\/[A-Za-z0-9_.-]{1,64}$/;
+const DOWNLOAD = /^\/api\/tasks\/[a-z0-9]{1,64}\/(files|export)\/[A-Za-z0-9_.-]{1,128}$/;
 
 /** Which handler a canonical path goes to; the auth rule for each lives with the handler's caller. */
 export function routeOf(path: string): RouteKind {

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { z } from "zod";
 import { LINEAR_MODULES, type LinearHook, linearModules, type ModelConfig } from "./model";
 import type { Rng } from "./rng";
 import type { TensorMap } from "./safetensors";
@@ -74,6 +75,13 @@ export function loraHook(
     return tf.add(output, tf.mul(delta, scale));
   };
 }
+
+/** What a reader needs of adapter_config.json (sampling, merging). */
+export const adapterConfigSchema = z.object({
+  r: z.number().int().min(1),
+  lora_alpha: z.number(),
+  target_modules: z.array(z.string()),
+});
 
 /** adapter_config.json as PEFT writes it, so PEFT-aware tools recognise the adapter. */
 export function adapterConfigJson(settings: LoraSettings, baseModel: string): string {

@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
@@ -6,12 +6,16 @@ import { NoCheckpointError } from "../checkpoints/keeper";
 import { readDatasetTexts } from "../dataset";
 import { ProgressLog } from "../progress-log";
 import { PROGRESS_FILE, taskConfigSchema } from "../protocol";
+import { saveModel } from "./base-model";
+import { mergedModel } from "./merge";
 import { sampleText } from "./sample";
 import { RefusedToStart, train } from "./train";
 
 /**
  * `builtin-trainer --task-dir <dir> [--resume-from <checkpoint>]` trains;
- * `builtin-trainer sample --task-dir <dir> --prompt <text>` prints a continuation.
+ * `builtin-trainer sample --task-dir <dir> --prompt <text>` prints a continuation;
+ * `builtin-trainer merge --task-dir <dir> --source <dir> --out <dir>` writes the full model the
+ * task's adapter (in `--source`: the task folder or one of its checkpoints) makes of its base.
  * SIGTERM (or SIGINT) stops training after the current step with a checkpoint; exit code 143.
  */
 
@@ -54,6 +58,23 @@ async function runTraining(taskDir: string, resumeFrom: string | undefined): Pro
   }
 }
 
+/** The merged model as a base model file (model.safetensors, its architecture inside) and config.json. */
+async function runMerge(taskDir: string, source: string, out: string): Promise<number> {
+  const config = taskConfigSchema.parse(
+    JSON.parse(await readFile(join(taskDir, "config.json"), "utf8")),
+  );
+  const model = await mergedModel(config.model, config.mode, source);
+  await saveModel(join(out, "model.safetensors"), model);
+  await writeFile(
+    join(out, "config.json"),
+    `${JSON.stringify({ version: 1, architecture: "finetune-studio-builtin", ...model.config }, null, 2)}\n`,
+  );
+  console.log(
+    `merged ${source} into ${config.model}: ${model.weights.size} weights written to ${out}`,
+  );
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -62,6 +83,8 @@ async function main(argv: string[]): Promise<number> {
       "task-dir": { type: "string" },
       "resume-from": { type: "string" },
       prompt: { type: "string" },
+      source: { type: "string" },
+      out: { type: "string" },
       "max-new-tokens": { type: "string", default: "200" },
       temperature: { type: "string", default: "0.8" },
       seed: { type: "string", default: "0" },
@@ -82,6 +105,10 @@ async function main(argv: string[]): Promise<number> {
     );
     console.log(text);
     return 0;
+  }
+  if (positionals[0] === "merge") {
+    if (!values.source || !values.out) throw new Error("merge needs --source and --out");
+    return runMerge(taskDir, values.source, values.out);
   }
   if (positionals.length > 0) throw new Error(`unknown command ${positionals[0]}`);
   return runTraining(taskDir, values["resume-from"]);

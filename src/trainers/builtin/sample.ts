@@ -1,10 +1,9 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
-import { z } from "zod";
 import { taskConfigSchema } from "../protocol";
 import { loadBaseModel } from "./base-model";
-import { loraHook } from "./lora";
+import { adapterConfigSchema, loraHook } from "./lora";
 import { forwardLogits, type Weights } from "./model";
 import { Rng } from "./rng";
 import { readSafetensors } from "./safetensors";
@@ -19,12 +18,6 @@ export interface SampleOptions {
   temperature: number;
   seed: number;
 }
-
-const adapterConfigSchema = z.object({
-  r: z.number().int().min(1),
-  lora_alpha: z.number(),
-  target_modules: z.array(z.string()),
-});
 
 /** Picks the next token from one row of logits. */
 export function pickToken(logits: Float32Array, temperature: number, rng: Rng): number {

@@ -27,11 +27,11 @@ export const REQUIREMENTS_PATH = join(
 );
 
 /**
- * What train.py, torchrun.py and sample.py import. pip is told not to compile the packages (torch
- * and transformers are tens of thousands of files; compiling them all takes most of an install),
- * and these imports, run once with bytecode writing on, compile just what the trainers load, so
- * that they start fast even where PYTHONDONTWRITEBYTECODE is set. Anything else compiles when
- * first used.
+ * What train.py, torchrun.py, sample.py and merge.py import. pip is told not to compile the
+ * packages (torch and transformers are tens of thousands of files; compiling them all takes most
+ * of an install), and these imports, run once with bytecode writing on, compile just what the
+ * trainers load, so that they start fast even where PYTHONDONTWRITEBYTECODE is set. Anything else
+ * compiles when first used.
  */
 const PRECOMPILE = [
   "import torch, torch.distributed.run, transformers, peft, accelerate, safetensors, tokenizers",

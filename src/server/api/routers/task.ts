@@ -33,6 +33,7 @@ import {
   queuePositionOf,
 } from "../../tasks/repository";
 import { readSystemSamples } from "../../tasks/system-samples";
+import { type ExportSettings, readExport, startExport } from "../../tasks/task-export";
 import { readLinesAfter } from "../../tasks/task-log";
 import { taskRecordOf, writeTaskRecord } from "../../tasks/task-record";
 import { type Context, mutatingProcedure, publicProcedure, router } from "../trpc";
@@ -89,6 +90,16 @@ async function taskFileOf(ctx: Context, task: TaskRow, file: string): Promise<st
 }
 
 const LOG_PAGE_BYTES = 256 * 1024;
+
+function exportSettings(ctx: Context): ExportSettings {
+  return {
+    home: ctx.env.STUDIO_HOME,
+    minFreeMb: ctx.env.STUDIO_MIN_FREE_MB,
+    studioVersion: ctx.version,
+    python: () => ctx.hfPeft.interpreter().path,
+    baseEnv: process.env,
+  };
+}
 
 export const taskRouter = router({
   create: mutatingProcedure.input(createTaskInput).mutation(async ({ ctx, input }) => {
@@ -320,6 +331,23 @@ export const taskRouter = router({
         if (!stop.aborted) throw err;
       }
     }),
+
+  /**
+   * Merges the task's adapter (the final one, or a checkpoint's) into its base model, in a
+   * process of its own, into tasks/<id>/export/; `exportStatus` follows it.
+   */
+  export: mutatingProcedure
+    .input(taskIdInput.extend({ checkpoint: z.string().min(1).max(300).optional() }))
+    .mutation(async ({ ctx, input }) =>
+      startExport(exportSettings(ctx), await mustGetTask(ctx, input.id), input.checkpoint ?? null),
+    ),
+
+  /** The task's export: none, running, done (its files and sizes) or failed (why). */
+  exportStatus: publicProcedure
+    .input(taskIdInput)
+    .query(async ({ ctx, input }) =>
+      readExport(ctx.env.STUDIO_HOME, await mustGetTask(ctx, input.id)),
+    ),
 
   delete: mutatingProcedure.input(taskIdInput).mutation(async ({ ctx, input }) => {
     const task = await mustGetTask(ctx, input.id);
