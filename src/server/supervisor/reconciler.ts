@@ -410,6 +410,7 @@ export class Reconciler {
       steps: progress.step ?? 0,
       logTail: tail.lines.map((l) => l.text),
       diskFull: await this.diskFull(),
+      diskFreeAtExit: exit?.diskFreeBytes ?? null,
       memory: exit?.memory ?? null,
       stoppedBy: exit?.stoppedBy ?? null,
       trainerSaid: typeof progress.failure === "string" ? progress.failure : null,
