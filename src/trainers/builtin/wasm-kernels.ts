@@ -1,0 +1,105 @@
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/**
+ * Loads the hand-written WebAssembly matrix kernel (kernels.wat, assembled by the build into
+ * dist/builtin-kernels.wasm) over a shared memory, so worker threads can run the same kernel on
+ * the same buffers.
+ */
+
+export const KERNELS_FILE = "builtin-kernels.wasm";
+/** 1 GiB of address space at most; memory grows to what a shape needs. */
+const MAX_PAGES = 16384;
+const PAGE_BYTES = 65536;
+
+export type GemmFn = (
+  i0: number,
+  i1: number,
+  n: number,
+  k: number,
+  a: number,
+  sai: number,
+  sap: number,
+  b: number,
+  ldb: number,
+  c: number,
+  ldc: number,
+  acc: number,
+) => void;
+
+/** Next to the bundled program (dist/), or dist/ of the checkout when run from source. */
+export function kernelsPath(): string {
+  const candidates = [
+    new URL(`./${KERNELS_FILE}`, import.meta.url),
+    new URL(`../../../dist/${KERNELS_FILE}`, import.meta.url),
+  ].map((url) => fileURLToPath(url));
+  const found = candidates.find((path) => existsSync(path));
+  if (!found) {
+    throw new Error(
+      `the built-in trainer's kernels (${KERNELS_FILE}) are missing; run node scripts/build-node.mjs`,
+    );
+  }
+  return found;
+}
+
+export function compileKernels(): WebAssembly.Module {
+  return new WebAssembly.Module(readFileSync(kernelsPath()));
+}
+
+export function newSharedMemory(): WebAssembly.Memory {
+  return new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+}
+
+export function instantiateGemm(module: WebAssembly.Module, memory: WebAssembly.Memory): GemmFn {
+  const instance = new WebAssembly.Instance(module, { env: { memory } });
+  return instance.exports.gemm as GemmFn;
+}
+
+/** A run of floats in the kernels' memory: its byte address and a view of it. */
+export interface Buf {
+  ptr: number;
+  data: Float32Array;
+}
+
+/**
+ * Bump allocation in the shared memory. A shared memory's buffer is never detached when it
+ * grows, so views handed out earlier stay valid. `top`/`reset` bracket a step's temporaries.
+ */
+export class Arena {
+  private next = 64;
+
+  constructor(private readonly memory: WebAssembly.Memory) {}
+
+  alloc(length: number): Buf {
+    const ptr = this.next;
+    // 16-byte alignment keeps vector loads aligned where the shapes allow it.
+    const end = ptr + Math.ceil((length * 4) / 16) * 16;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE_BYTES);
+      if (have / PAGE_BYTES + pages > MAX_PAGES) {
+        throw new Error(
+          `the built-in trainer needs more than ${(MAX_PAGES * PAGE_BYTES) / 2 ** 30} GiB for this shape; lower batch size or max length`,
+        );
+      }
+      this.memory.grow(pages);
+    }
+    this.next = end;
+    return { ptr, data: new Float32Array(this.memory.buffer, ptr, length) };
+  }
+
+  /** A zero-filled allocation. */
+  zeros(length: number): Buf {
+    const buf = this.alloc(length);
+    buf.data.fill(0);
+    return buf;
+  }
+
+  get top(): number {
+    return this.next;
+  }
+
+  reset(top: number): void {
+    this.next = top;
+  }
+}
