@@ -10,7 +10,7 @@ import {
   type JobThread,
   runChunks,
 } from "./pool-jobs";
-import { type GemmFn, instantiateGemm } from "./wasm-kernels";
+import { type Elementwise, type GemmFn, instantiateKernels } from "./wasm-kernels";
 
 /**
  * The calling thread plus `threads − 1` kernel threads over one shared memory. A job is handed
@@ -46,6 +46,8 @@ function workerPath(): string {
 
 export class KernelPool {
   readonly gemm: GemmFn;
+  /** Element-wise kernels, on the calling thread. */
+  readonly elementwise: Elementwise;
   private readonly local: JobThread;
   private readonly control = new Int32Array(
     new SharedArrayBuffer(CONTROL.length * Int32Array.BYTES_PER_ELEMENT),
@@ -60,7 +62,8 @@ export class KernelPool {
     readonly threads: number,
     private readonly options: KernelPoolOptions = {},
   ) {
-    const localGemm = instantiateGemm(module, memory);
+    const { gemm: localGemm, elementwise } = instantiateKernels(module, memory);
+    this.elementwise = elementwise;
     this.view = new Float32Array(memory.buffer);
     this.local = { index: 0, gemm: localGemm, heap: () => this.heap() };
     const file = options.workerFile ?? (threads > 1 ? workerPath() : "");

@@ -1,6 +1,6 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { CONTROL, runChunks } from "./pool-jobs";
-import { instantiateGemm } from "./wasm-kernels";
+import { instantiateKernels } from "./wasm-kernels";
 
 /**
  * A kernel thread (bundled as dist/builtin-kernel-worker.js): its own instance of the kernels
@@ -17,7 +17,7 @@ interface KernelWorkerData {
 
 const { index, module, memory, control: shared } = workerData as KernelWorkerData;
 const control = new Int32Array(shared);
-const gemm = instantiateGemm(module, memory);
+const { gemm } = instantiateKernels(module, memory);
 let view = new Float32Array(memory.buffer);
 const heap = () => {
   // The memory may have grown since the last job: a view of its current extent.

@@ -8,6 +8,8 @@
 ;; argument. Every output is the same sequence of float operations wherever it lies (a 4×8
 ;; vector tile or a scalar edge): s = 0, then s = s + a·b for p = 0…k−1, then c = c + s when
 ;; accumulating. So a result never depends on how the outputs are tiled or split among threads.
+;; The element-wise kernels below replace JavaScript loops whose data-dependent branches (ReLU)
+;; or per-element overhead showed in profiles; vector lanes and the scalar tail compute alike.
 (module
   (import "env" "memory" (memory 1 16384 shared))
 
@@ -171,5 +173,93 @@
           (local.get $a) (local.get $sai4) (local.get $sap4) (local.get $b) (local.get $ldb4)
           (local.get $c) (local.get $ldc4) (local.get $acc))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $tail))))
+;; x = max(x, 0) over n floats at x (NaN stays NaN, as in max).
+  (func (export "relu") (param $x i32) (param $n i32)
+    (block $done
+      (loop $vec
+        (br_if $done (i32.lt_u (local.get $n) (i32.const 4)))
+        (v128.store (local.get $x)
+          (f32x4.max (v128.load (local.get $x)) (v128.const f32x4 0 0 0 0)))
+        (local.set $x (i32.add (local.get $x) (i32.const 16)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 4)))
+        (br $vec)))
+    (block $tail_done
+      (loop $tail
+        (br_if $tail_done (i32.eqz (local.get $n)))
+        (f32.store (local.get $x) (f32.max (f32.load (local.get $x)) (f32.const 0)))
+        (local.set $x (i32.add (local.get $x) (i32.const 4)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $tail))))
+
+  ;; dy = dy where y > 0, else 0, over n floats (y: ReLU's output).
+  (func (export "relu_backward") (param $dy i32) (param $y i32) (param $n i32)
+    (block $done
+      (loop $vec
+        (br_if $done (i32.lt_u (local.get $n) (i32.const 4)))
+        (v128.store (local.get $dy)
+          (v128.and (v128.load (local.get $dy))
+            (f32x4.gt (v128.load (local.get $y)) (v128.const f32x4 0 0 0 0))))
+        (local.set $dy (i32.add (local.get $dy) (i32.const 16)))
+        (local.set $y (i32.add (local.get $y) (i32.const 16)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 4)))
+        (br $vec)))
+    (block $tail_done
+      (loop $tail
+        (br_if $tail_done (i32.eqz (local.get $n)))
+        (if (i32.eqz (f32.gt (f32.load (local.get $y)) (f32.const 0)))
+          (then (f32.store (local.get $dy) (f32.const 0))))
+        (local.set $dy (i32.add (local.get $dy) (i32.const 4)))
+        (local.set $y (i32.add (local.get $y) (i32.const 4)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $tail))))
+
+  ;; out = a + b·s over n floats (out may be a).
+  (func (export "add_scaled") (param $out i32) (param $a i32) (param $b i32) (param $s f32)
+    (param $n i32)
+    (local $sv v128)
+    (local.set $sv (f32x4.splat (local.get $s)))
+    (block $done
+      (loop $vec
+        (br_if $done (i32.lt_u (local.get $n) (i32.const 4)))
+        (v128.store (local.get $out)
+          (f32x4.add (v128.load (local.get $a))
+            (f32x4.mul (v128.load (local.get $b)) (local.get $sv))))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (local.set $a (i32.add (local.get $a) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 4)))
+        (br $vec)))
+    (block $tail_done
+      (loop $tail
+        (br_if $tail_done (i32.eqz (local.get $n)))
+        (f32.store (local.get $out)
+          (f32.add (f32.load (local.get $a)) (f32.mul (f32.load (local.get $b)) (local.get $s))))
+        (local.set $out (i32.add (local.get $out) (i32.const 4)))
+        (local.set $a (i32.add (local.get $a) (i32.const 4)))
+        (local.set $b (i32.add (local.get $b) (i32.const 4)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $tail))))
+
+  ;; out = a·b over n floats (out may be a or b).
+  (func (export "mul") (param $out i32) (param $a i32) (param $b i32) (param $n i32)
+    (block $done
+      (loop $vec
+        (br_if $done (i32.lt_u (local.get $n) (i32.const 4)))
+        (v128.store (local.get $out)
+          (f32x4.mul (v128.load (local.get $a)) (v128.load (local.get $b))))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (local.set $a (i32.add (local.get $a) (i32.const 16)))
+        (local.set $b (i32.add (local.get $b) (i32.const 16)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 4)))
+        (br $vec)))
+    (block $tail_done
+      (loop $tail
+        (br_if $tail_done (i32.eqz (local.get $n)))
+        (f32.store (local.get $out) (f32.mul (f32.load (local.get $a)) (f32.load (local.get $b))))
+        (local.set $out (i32.add (local.get $out) (i32.const 4)))
+        (local.set $a (i32.add (local.get $a) (i32.const 4)))
+        (local.set $b (i32.add (local.get $b) (i32.const 4)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
         (br $tail))))
 )

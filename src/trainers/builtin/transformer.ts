@@ -29,7 +29,7 @@ export interface TokenBatch {
 
 interface LoraSaved {
   z: Buf;
-  mask: Float32Array | null;
+  mask: Buf | null;
   t: Buf;
 }
 
@@ -200,13 +200,13 @@ export class Transformer {
       const { probs, att } = this.attention(q, k, v, batch, time);
       const o = linear("self_attn.o_proj", att, d, d);
       const mid = this.arena.alloc(n * d);
-      for (let i = 0; i < mid.data.length; i++) mid.data[i] = x.data[i]! + o.data[i]!;
+      this.pool.elementwise.add_scaled(mid.ptr, x.ptr, o.ptr, 1, n * d);
       const ln2 = this.norm(mid, `${prefix}.post_attention_layernorm`, n);
       const up = linear("mlp.up_proj", ln2.y, d, dFF);
-      for (let i = 0; i < up.data.length; i++) if (!(up.data[i]! > 0)) up.data[i] = 0;
+      this.pool.elementwise.relu(up.ptr, up.data.length);
       const down = linear("mlp.down_proj", up, dFF, d);
       const next = this.arena.alloc(n * d);
-      for (let i = 0; i < next.data.length; i++) next.data[i] = mid.data[i]! + down.data[i]!;
+      this.pool.elementwise.add_scaled(next.ptr, mid.ptr, down.ptr, 1, n * d);
       layers.push({ ln1, q, k, v, probs, att, ln2, up });
       x = next;
     }
@@ -232,22 +232,22 @@ export class Transformer {
     if (!lora || !a) return y;
     const b = this.weight(loraWeightName(module, "B"));
     let z = x;
-    let mask: Float32Array | null = null;
+    let mask: Buf | null = null;
     if (lora.dropoutRng && lora.dropout > 0) {
       // Drawn in the order the positions are laid out, module by module, as before the rewrite.
       const keep = 1 - lora.dropout;
-      mask = new Float32Array(n * inDim);
+      const kept = 1 / keep;
+      mask = this.arena.alloc(n * inDim);
+      const m = mask.data;
+      for (let i = 0; i < m.length; i++) m[i] = lora.dropoutRng.next() < keep ? kept : 0;
       z = this.arena.alloc(n * inDim);
-      for (let i = 0; i < mask.length; i++) {
-        mask[i] = lora.dropoutRng.next() < keep ? 1 / keep : 0;
-        z.data[i] = x.data[i]! * mask[i]!;
-      }
+      this.pool.elementwise.mul(z.ptr, x.ptr, mask.ptr, n * inDim);
     }
     const t = this.arena.alloc(n * lora.rank);
     this.la.mmTB(t, z, a, n, lora.rank, inDim);
     const delta = this.arena.alloc(n * outDim);
     this.la.mmTB(delta, t, b, n, outDim, lora.rank);
-    for (let i = 0; i < y.data.length; i++) y.data[i] = y.data[i]! + delta.data[i]! * lora.scale;
+    this.pool.elementwise.add_scaled(y.ptr, y.ptr, delta.ptr, lora.scale, n * outDim);
     saved.set(module, { z, mask, t });
     return y;
   }
@@ -313,7 +313,7 @@ export class Transformer {
         );
       const dUp = arena.alloc(n * dFF);
       linearBackward("mlp.down_proj", saved.up, dx, dUp, dFF, d, false);
-      for (let i = 0; i < dUp.data.length; i++) if (!(saved.up.data[i]! > 0)) dUp.data[i] = 0;
+      this.pool.elementwise.relu_backward(dUp.ptr, saved.up.ptr, n * dFF);
       const dH2 = arena.alloc(n * d);
       linearBackward("mlp.up_proj", saved.ln2.y, dUp, dH2, d, dFF, false);
       this.normBackward(`${prefix}.post_attention_layernorm`, dH2, saved.ln2, dx, grads, n);
@@ -395,10 +395,8 @@ export class Transformer {
     if (dA) this.la.mmTA(dA, dt, saved.z, lora.rank, inDim, n, true);
     const dz = this.arena.alloc(n * inDim);
     this.la.mm(dz, dt, this.weight(aName), n, inDim, lora.rank);
-    const mask = saved.mask;
-    for (let i = 0; i < dz.data.length; i++) {
-      dIn.data[i] = dIn.data[i]! + (mask ? dz.data[i]! * mask[i]! : dz.data[i]!);
-    }
+    if (saved.mask) this.pool.elementwise.mul(dz.ptr, dz.ptr, saved.mask.ptr, n * inDim);
+    this.pool.elementwise.add_scaled(dIn.ptr, dIn.ptr, dz.ptr, 1, n * inDim);
   }
 
   private attentionBackward(saved: LayerSaved, dAtt: Buf, batch: number, time: number) {

@@ -50,9 +50,29 @@ export function newSharedMemory(): WebAssembly.Memory {
   return new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
 }
 
-export function instantiateGemm(module: WebAssembly.Module, memory: WebAssembly.Memory): GemmFn {
-  const instance = new WebAssembly.Instance(module, { env: { memory } });
-  return instance.exports.gemm as GemmFn;
+/** The element-wise kernels; pointers are byte addresses, `n` counts floats. */
+export interface Elementwise {
+  /** x = max(x, 0). */
+  relu(x: number, n: number): void;
+  /** dy = 0 where y ≤ 0. */
+  relu_backward(dy: number, y: number, n: number): void;
+  /** out = a + b·s. */
+  add_scaled(out: number, a: number, b: number, s: number, n: number): void;
+  /** out = a·b. */
+  mul(out: number, a: number, b: number, n: number): void;
+}
+
+export interface Kernels {
+  gemm: GemmFn;
+  elementwise: Elementwise;
+}
+
+export function instantiateKernels(
+  module: WebAssembly.Module,
+  memory: WebAssembly.Memory,
+): Kernels {
+  const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  return { gemm: exports.gemm as GemmFn, elementwise: exports as unknown as Elementwise };
 }
 
 /** A run of floats in the kernels' memory: its byte address and a view of it. */
