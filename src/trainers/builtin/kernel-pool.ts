@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Worker } from "node:worker_threads";
+import { DIST_DIR } from "../../platform/package-root";
 import type { AttentionBackwardPtrs, AttentionShape } from "./attention";
 import {
   CONTROL,
@@ -35,12 +36,9 @@ export interface KernelPoolOptions {
 }
 
 function workerPath(): string {
-  const candidates = [
-    new URL(`./${WORKER_FILE}`, import.meta.url),
-    new URL(`../../../dist/${WORKER_FILE}`, import.meta.url),
-  ].map((url) => fileURLToPath(url));
-  const found = candidates.find((path) => existsSync(path));
-  if (!found) throw new Error(`${WORKER_FILE} is missing; run node scripts/build-node.mjs`);
+  const found = join(DIST_DIR, WORKER_FILE);
+  if (!existsSync(found))
+    throw new Error(`${WORKER_FILE} is missing; run node scripts/build-node.mjs`);
   return found;
 }
 

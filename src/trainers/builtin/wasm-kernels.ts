@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { DIST_DIR } from "../../platform/package-root";
 
 /**
  * Loads the hand-written WebAssembly matrix kernel (kernels.wat, assembled by the build into
@@ -27,14 +28,10 @@ export type GemmFn = (
   acc: number,
 ) => void;
 
-/** Next to the bundled program (dist/), or dist/ of the checkout when run from source. */
+/** In dist/, whether the code runs from the bundles or from source (tests). */
 export function kernelsPath(): string {
-  const candidates = [
-    new URL(`./${KERNELS_FILE}`, import.meta.url),
-    new URL(`../../../dist/${KERNELS_FILE}`, import.meta.url),
-  ].map((url) => fileURLToPath(url));
-  const found = candidates.find((path) => existsSync(path));
-  if (!found) {
+  const found = join(DIST_DIR, KERNELS_FILE);
+  if (!existsSync(found)) {
     throw new Error(
       `the built-in trainer's kernels (${KERNELS_FILE}) are missing; run node scripts/build-node.mjs`,
     );
