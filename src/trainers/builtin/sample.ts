@@ -1,14 +1,13 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import * as tf from "@tensorflow/tfjs-core";
 import { taskConfigSchema } from "../protocol";
 import { loadBaseModel } from "./base-model";
-import { adapterConfigSchema, loraHook } from "./lora";
-import { forwardLogits, type Weights } from "./model";
+import { openEngine } from "./engine";
+import { adapterConfigSchema, loraPass } from "./lora";
 import { Rng } from "./rng";
 import { readSafetensors } from "./safetensors";
-import { selectCpuBackend } from "./tfjs";
 import { decode, EOS, encodePrompt } from "./tokenizer";
+import type { LoraPass } from "./transformer";
 
 /** Text generation from a finished task: its base model plus its adapter (or its pretrained weights). */
 
@@ -38,60 +37,50 @@ export async function sampleText(
   prompt: string,
   opts: SampleOptions,
 ): Promise<string> {
-  await selectCpuBackend();
   const config = taskConfigSchema.parse(
     JSON.parse(await readFile(join(taskDir, "config.json"), "utf8")),
   );
   const pretrained = config.mode === "pretrain";
-  const model = await loadBaseModel(pretrained ? join(taskDir, "model.safetensors") : config.model);
-  const toTensors = (map: typeof model.weights): Weights =>
-    Object.fromEntries([...map].map(([name, t]) => [name, tf.tensor(t.data, t.shape)]));
-  const weights = toTensors(model.weights);
-  let adapter: Weights = {};
-  let hook = null;
-  if (!pretrained) {
-    const adapterConfig = adapterConfigSchema.parse(
-      JSON.parse(await readFile(join(taskDir, "adapter_config.json"), "utf8")),
-    );
-    adapter = toTensors(
-      (await readSafetensors(join(taskDir, "adapter_model.safetensors"))).tensors,
-    );
-    hook = loraHook(
-      adapter,
-      {
-        rank: adapterConfig.r,
-        alpha: adapterConfig.lora_alpha,
-        dropout: 0,
-        targetModules: adapterConfig.target_modules,
-      },
-      null,
-    );
-  }
-  const rng = new Rng(opts.seed);
-  const tokens = encodePrompt(prompt);
+  const base = await loadBaseModel(pretrained ? join(taskDir, "model.safetensors") : config.model);
+  // One thread: generation runs one short sequence at a time.
+  const engine = await openEngine(1);
   const generated: number[] = [];
   try {
+    const model = engine.transformer(base.config);
+    for (const [name, t] of base.weights) model.setWeight(name, t.data);
+    let lora: LoraPass | null = null;
+    if (!pretrained) {
+      const adapterConfig = adapterConfigSchema.parse(
+        JSON.parse(await readFile(join(taskDir, "adapter_config.json"), "utf8")),
+      );
+      const adapter = await readSafetensors(join(taskDir, "adapter_model.safetensors"));
+      for (const [name, t] of adapter.tensors) model.setWeight(name, t.data);
+      lora = loraPass(
+        {
+          rank: adapterConfig.r,
+          alpha: adapterConfig.lora_alpha,
+          dropout: 0,
+          targetModules: adapterConfig.target_modules,
+        },
+        null,
+      );
+    }
+    const rng = new Rng(opts.seed);
+    const tokens = encodePrompt(prompt);
+    const vocab = base.config.vocabSize;
     for (let i = 0; i < opts.maxNewTokens; i++) {
-      const window = tokens.slice(-model.config.contextLength);
-      const lastRow = tf.tidy(() => {
-        const logits = forwardLogits(
-          model.config,
-          weights,
-          Int32Array.from(window),
-          1,
-          window.length,
-          hook,
-        );
-        return tf.slice(logits, [window.length - 1, 0], [1, -1]);
-      });
-      const next = pickToken(lastRow.dataSync() as Float32Array, opts.temperature, rng);
-      lastRow.dispose();
+      const window = tokens.slice(-base.config.contextLength);
+      const logits = model.logits(
+        { ids: Int32Array.from(window), batch: 1, time: window.length },
+        lora,
+      );
+      const next = pickToken(logits.subarray((window.length - 1) * vocab), opts.temperature, rng);
       if (next === EOS) break;
       tokens.push(next);
       generated.push(next);
     }
   } finally {
-    tf.dispose([...Object.values(weights), ...Object.values(adapter)]);
+    await engine.close();
   }
   return decode(generated);
 }
