@@ -1,0 +1,71 @@
+import { describe, expect, it } from "vitest";
+import {
+  BUSY_READ_GAP_MS,
+  CURSOR_STORE_MS,
+  readDelay,
+  STORE_GAP_MS,
+  storeDelay,
+  type Unstored,
+} from "../../src/server/supervisor/follow-pace";
+
+describe("readDelay: when to read after a file event", () => {
+  it("reads at once when nothing was read yet, or the last read found nothing", () => {
+    expect(readDelay(1_000, null)).toBe(0);
+    expect(readDelay(1_000, { at: 999, found: false })).toBe(0);
+    expect(readDelay(1_000, { at: 1_000, found: false })).toBe(0);
+  });
+
+  it("reads a trainer that keeps printing once per gap, never before it", () => {
+    for (const since of [0, 1, BUSY_READ_GAP_MS - 1]) {
+      expect(readDelay(1_000 + since, { at: 1_000, found: true })).toBe(BUSY_READ_GAP_MS - since);
+    }
+    for (const since of [BUSY_READ_GAP_MS, BUSY_READ_GAP_MS + 1, 60_000]) {
+      expect(readDelay(1_000 + since, { at: 1_000, found: true })).toBe(0);
+    }
+  });
+});
+
+describe("storeDelay: when to store what was read", () => {
+  const kinds = (events: boolean, progress: boolean, cursors: boolean): Unstored => ({
+    events,
+    progress,
+    cursors,
+  });
+  const all = [false, true].flatMap((events) =>
+    [false, true].flatMap((progress) =>
+      [false, true].map((cursors) => kinds(events, progress, cursors)),
+    ),
+  );
+
+  it("has nothing to store when nothing is unstored, draining or not", () => {
+    expect(storeDelay(5_000, 0, kinds(false, false, false), false)).toBeNull();
+    expect(storeDelay(5_000, 0, kinds(false, false, false), true)).toBeNull();
+  });
+
+  it("stores events at once, and everything at once while draining", () => {
+    for (const unstored of all) {
+      const now = 5_000;
+      const storedAt = now; // a store just began
+      if (unstored.events) expect(storeDelay(now, storedAt, unstored, false)).toBe(0);
+      if (unstored.events || unstored.progress || unstored.cursors) {
+        expect(storeDelay(now, storedAt, unstored, true)).toBe(0);
+      }
+    }
+  });
+
+  it("paces progress at STORE_GAP_MS and cursors alone at CURSOR_STORE_MS", () => {
+    const storedAt = 100_000;
+    for (const since of [0, 1, 250, STORE_GAP_MS, CURSOR_STORE_MS, CURSOR_STORE_MS + 1]) {
+      const now = storedAt + since;
+      expect(storeDelay(now, storedAt, kinds(false, true, false), false)).toBe(
+        Math.max(0, STORE_GAP_MS - since),
+      );
+      expect(storeDelay(now, storedAt, kinds(false, true, true), false)).toBe(
+        Math.max(0, STORE_GAP_MS - since),
+      );
+      expect(storeDelay(now, storedAt, kinds(false, false, true), false)).toBe(
+        Math.max(0, CURSOR_STORE_MS - since),
+      );
+    }
+  });
+});
