@@ -5,24 +5,34 @@ import {
   readDelay,
   STORE_GAP_MS,
   storeDelay,
+  UNWATCHED_READ_GAP_MS,
   type Unstored,
 } from "../../src/server/supervisor/follow-pace";
 
 describe("readDelay: when to read after a file event", () => {
-  it("reads at once when nothing was read yet, or the last read found nothing", () => {
-    expect(readDelay(1_000, null)).toBe(0);
-    expect(readDelay(1_000, { at: 999, found: false })).toBe(0);
-    expect(readDelay(1_000, { at: 1_000, found: false })).toBe(0);
-  });
+  it.each([true, false])(
+    "reads at once when nothing was read yet, or the last read found nothing (followed: %s)",
+    (followed) => {
+      expect(readDelay(1_000, null, followed)).toBe(0);
+      expect(readDelay(1_000, { at: 999, found: false }, followed)).toBe(0);
+      expect(readDelay(1_000, { at: 1_000, found: false }, followed)).toBe(0);
+    },
+  );
 
-  it("reads a trainer that keeps printing once per gap, never before it", () => {
-    for (const since of [0, 1, BUSY_READ_GAP_MS - 1]) {
-      expect(readDelay(1_000 + since, { at: 1_000, found: true })).toBe(BUSY_READ_GAP_MS - since);
-    }
-    for (const since of [BUSY_READ_GAP_MS, BUSY_READ_GAP_MS + 1, 60_000]) {
-      expect(readDelay(1_000 + since, { at: 1_000, found: true })).toBe(0);
-    }
-  });
+  it.each([
+    [true, BUSY_READ_GAP_MS],
+    [false, UNWATCHED_READ_GAP_MS],
+  ])(
+    "reads a trainer that keeps printing once per gap, never before it (followed: %s)",
+    (followed, gap) => {
+      for (const since of [0, 1, gap - 1]) {
+        expect(readDelay(1_000 + since, { at: 1_000, found: true }, followed)).toBe(gap - since);
+      }
+      for (const since of [gap, gap + 1, 60_000]) {
+        expect(readDelay(1_000 + since, { at: 1_000, found: true }, followed)).toBe(0);
+      }
+    },
+  );
 });
 
 describe("storeDelay: when to store what was read", () => {

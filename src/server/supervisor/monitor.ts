@@ -182,7 +182,7 @@ export class AttemptMonitor {
     if (file !== LOG_FILE && file !== PROGRESS_FILE && file !== null) return;
     if (kind === "rename" || file === null) this.pathCheckDue = true;
     if (this.readTimer) return;
-    const delay = readDelay(Date.now(), this.lastRead);
+    const delay = readDelay(Date.now(), this.lastRead, this.bus.followsLog(this.target.taskId));
     if (delay === 0) this.paced();
     else this.readTimer = setTimeout(() => this.paced(), delay);
   }
@@ -236,7 +236,10 @@ export class AttemptMonitor {
       const found = this.readOnce();
       // Whatever came meanwhile is read at the next gap; an empty read makes the trainer idle.
       if (found)
-        this.readTimer = setTimeout(() => this.paced(), readDelay(Date.now(), this.lastRead));
+        this.readTimer = setTimeout(
+          () => this.paced(),
+          readDelay(Date.now(), this.lastRead, this.bus.followsLog(this.target.taskId)),
+        );
       this.scheduleStore();
     } catch (err) {
       this.onError(err);
