@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { and, eq, sql } from "drizzle-orm";
 import type { ProgressEvent } from "../../trainers/protocol";
 import type { Db } from "../db/client";
-import { attempts, type TaskEventRow, taskEvents, taskMetrics, tasks } from "../db/schema";
+import { attempts, type TaskEventRow, taskEvents, tasks } from "../db/schema";
 import type { StudioBus } from "../events/bus";
 import { addEvent } from "../tasks/repository";
 import {
@@ -43,15 +43,38 @@ export interface MonitorTarget {
 const READ_CHUNK = 1024 * 1024;
 
 /**
- * On a repeated (task, attempt, step, kind): the new row's values, keeping old ones it lacks, and
- * the first row's time, so reading the same lines again changes nothing.
+ * One statement for a batch of metric rows, whatever its size: the rows travel as one JSON
+ * parameter, so neither the statement's text nor its parameters grow with the batch (a
+ * backlog's thousands of rows were thousands of placeholders for the database to parse). On a
+ * repeated (task, attempt, step, kind): the new row's values, keeping old ones it lacks, and the
+ * first row's time, so reading the same lines again changes nothing.
  */
-const METRIC_UPSERT = {
-  epoch: sql.raw(`coalesce(excluded.epoch, "task_metrics"."epoch")`),
-  loss: sql.raw(`coalesce(excluded.loss, "task_metrics"."loss")`),
-  evalLoss: sql.raw(`coalesce(excluded.eval_loss, "task_metrics"."eval_loss")`),
-  learningRate: sql.raw(`coalesce(excluded.learning_rate, "task_metrics"."learning_rate")`),
-};
+function metricUpsert(taskId: string, attempt: number, rows: MetricRow[]) {
+  const json = JSON.stringify(
+    rows.map((m) => ({
+      step: m.step,
+      kind: metricKind(m),
+      epoch: m.epoch,
+      loss: m.loss ?? null,
+      eval_loss: m.evalLoss ?? null,
+      learning_rate: m.learningRate ?? null,
+      at: m.at,
+    })),
+  );
+  return sql`insert into task_metrics
+      (task_id, attempt, step, kind, epoch, loss, eval_loss, learning_rate, at)
+    select ${taskId}, ${attempt}, r.step, r.kind, r.epoch, r.loss, r.eval_loss, r.learning_rate,
+      to_timestamp(r.at / 1000.0)
+    from jsonb_to_recordset(${json}::jsonb) as r(step integer, kind text, epoch double precision,
+      loss double precision, eval_loss double precision, learning_rate double precision,
+      at double precision)
+    on conflict (task_id, attempt, step, kind) do update set
+      epoch = coalesce(excluded.epoch, task_metrics.epoch),
+      loss = coalesce(excluded.loss, task_metrics.loss),
+      eval_loss = coalesce(excluded.eval_loss, task_metrics.eval_loss),
+      learning_rate = coalesce(excluded.learning_rate, task_metrics.learning_rate)`;
+}
+
 /** Warnings about skipped progress.jsonl lines: the first few, then at 10, 100, 1,000, ... */
 function reportSkipped(count: number): boolean {
   return count <= 3 || (count >= 10 && /^10*$/.test(String(count)));
@@ -438,21 +461,7 @@ export class AttemptMonitor {
         .where(eq(attempts.id, t.attemptRowId));
       if (batch.metrics.length) {
         // Idempotent: lines read again after a restart rewrite their rows, never add rows.
-        await tx
-          .insert(taskMetrics)
-          .values(
-            mergeMetricRows(batch.metrics).map((m) => ({
-              ...m,
-              kind: metricKind(m),
-              taskId: t.taskId,
-              attempt: t.attempt,
-              at: new Date(m.at),
-            })),
-          )
-          .onConflictDoUpdate({
-            target: [taskMetrics.taskId, taskMetrics.attempt, taskMetrics.step, taskMetrics.kind],
-            set: METRIC_UPSERT,
-          });
+        await tx.execute(metricUpsert(t.taskId, t.attempt, mergeMetricRows(batch.metrics)));
       }
       const eventRows: TaskEventRow[] = [];
       for (const event of batch.events) {
