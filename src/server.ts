@@ -14,7 +14,7 @@ import { loadEnv } from "./server/env";
 import { StudioBus } from "./server/events/bus";
 import { HfPeftReadiness } from "./server/hf-peft-readiness";
 import { studioPaths } from "./server/home";
-import { acquireHomeLock } from "./server/home-lock";
+import { acquireHomeLock } from "./platform/home-lock";
 import { createStudioHttp } from "./server/http/handler";
 import type { StudioServices } from "./server/services";
 import { Supervision } from "./server/supervision";

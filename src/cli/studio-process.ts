@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { probe } from "../platform/identity";
 import { DIST_DIR, PACKAGE_ROOT } from "../platform/package-root";
 import { studioPaths } from "../server/home";
-import { type LockHolder, liveLockHolder } from "../server/home-lock";
+import { type LockHolder, liveLockHolder } from "../platform/home-lock";
 import { createClient } from "./client";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

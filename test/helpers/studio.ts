@@ -9,7 +9,7 @@ import { inject } from "vitest";
 import { createClient, type StudioClient } from "../../src/cli/client";
 import { type Db, openDatabase } from "../../src/server/db/client";
 import { attempts } from "../../src/server/db/schema";
-import { liveLockHolder } from "../../src/server/home-lock";
+import { liveLockHolder } from "../../src/platform/home-lock";
 import { createTestDatabase, type TestDatabase } from "./databases";
 
 const run = promisify(execFile);

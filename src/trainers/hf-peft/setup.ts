@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 import { z } from "zod";
 import { writeJsonAtomic } from "../../platform/atomic-write";
 import { PACKAGE_ROOT } from "../../platform/package-root";
-import { acquireHomeLock, HomeLockedError } from "../../server/home-lock";
+import { acquireHomeLock, HomeLockedError } from "../../platform/home-lock";
 import { parsePipConfigList, pipSources } from "./pip-sources";
 import { PreflightCache, type PreflightEntry } from "./preflight-cache";
 import { requirementsHash, torchRequirementOf, withTorch } from "./requirements";
