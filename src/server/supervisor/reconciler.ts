@@ -244,6 +244,9 @@ export class Reconciler {
         await this.escalateCancel(task, watcher);
         await this.watchForStall(task, watcher);
         await this.divergence.check(task, watcher);
+        // Nothing to look at again soon: the poll may look at the processes alone.
+        watcher.settled =
+          !decision.warning && task.status === "training" && !task.cancelRequestedAt;
         return;
       case "await-runner":
         watcher.checkSoon();
