@@ -4,6 +4,8 @@ import { waitFor } from "../../test/helpers/wait";
 
 export const STAMP_TRAINER = join(import.meta.dirname, "../fixtures/stamp-trainer.mjs");
 export const LINES_TRAINER = join(import.meta.dirname, "../../test/fixtures/trainers/lines.mjs");
+/** The shipped built-in trainer, as the studio launches it. */
+export const BUILTIN_TRAINER = join(import.meta.dirname, "../../dist/builtin-trainer.js");
 
 /**
  * With BENCH_CPU_PROF=<folder>, the studio runs under `node --cpu-prof` (STUDIO_CPU_PROF_DIR) and
@@ -15,8 +17,14 @@ function profilingEnv(): Record<string, string> {
   return folder ? { STUDIO_CPU_PROF_DIR: resolve(folder) } : {};
 }
 
-/** A studio on PGlite (or DATABASE_URL's PostgreSQL when BENCH_POSTGRES=1) that runs command trainers. */
-export async function benchStudio(env: Record<string, string> = {}): Promise<TestStudio> {
+/**
+ * A studio on PGlite (or DATABASE_URL's PostgreSQL when BENCH_POSTGRES=1) that runs command
+ * trainers. `beforeStart` prepares its empty home (e.g. mounts a small disk there).
+ */
+export async function benchStudio(
+  env: Record<string, string> = {},
+  { beforeStart }: { beforeStart?: (home: string) => void } = {},
+): Promise<TestStudio> {
   const studio = await TestStudio.create(
     process.env.BENCH_POSTGRES ? "postgres" : "pglite",
     {
@@ -27,6 +35,7 @@ export async function benchStudio(env: Record<string, string> = {}): Promise<Tes
     },
     { firstStart: true },
   );
+  beforeStart?.(studio.home);
   await studio.start();
   if (process.env.BENCH_CPU_PROF) {
     console.log(

@@ -1,10 +1,21 @@
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import { boundLine } from "../../src/server/supervisor/log-cursor";
 import type { TestStudio } from "../../test/helpers/studio";
+import { mountTmpfs, unmountTmpfs } from "../../test/helpers/tmpfs";
 import { waitFor } from "../../test/helpers/wait";
-import { baseUrl, benchStudio, killGroups, LINES_TRAINER } from "./bench-studio";
+import { BUILTIN_TRAINER, baseUrl, benchStudio, killGroups, LINES_TRAINER } from "./bench-studio";
 import { sleep } from "./proc";
 import { ResumingSubscriber } from "./resuming-subscriber";
 import { type Rng, seededRandom } from "./rng";
@@ -15,6 +26,11 @@ export interface ChaosOptions {
   seed: number;
   /** Tasks kept running at once (also the studio's concurrency). */
   parallel: number;
+  /**
+   * Put STUDIO_HOME (database, tasks, logs) on a small tmpfs of its own and fill it now and then
+   * (needs root, to mount).
+   */
+  diskFull?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -23,7 +39,10 @@ export interface ChaosReport {
   kills: Record<string, number>;
   /** What was in flight when the studio was killed. */
   during: Record<string, number>;
-  /** Faults injected besides the studio kills: runner SIGKILLs, corrupt exit.json, long lines, database outages. */
+  /**
+   * Faults injected besides the studio kills: runner SIGKILLs, corrupt exit.json, long lines,
+   * database outages, full disks.
+   */
   faults: Record<string, number>;
   tasks: number;
   linesChecked: number;
@@ -33,21 +52,39 @@ export interface ChaosReport {
 
 type Action = "start" | "cancel" | "pause" | "resume" | "nothing";
 /**
- * A fault of the world: one injected into one training task while the studio runs or is down,
- * or (PostgreSQL only) a database outage of 1-4 s while the studio runs: every backend
- * terminated and connections refused, as `pg_terminate_backend` and `allow_connections` do.
+ * A fault of the world: one injected into one training task while the studio runs or is down;
+ * (PostgreSQL only) a database outage of 1-4 s while the studio runs: every backend terminated
+ * and connections refused, as `pg_terminate_backend` and `allow_connections` do; or (with
+ * `diskFull`) STUDIO_HOME's disk full for 1-4 s while the studio runs, as a trainer or another
+ * program filling it would leave it.
  */
-type Fault = "kill-runner" | "corrupt-exit" | "long-line" | "db-outage" | "none";
+type Fault = "kill-runner" | "corrupt-exit" | "long-line" | "db-outage" | "disk-full" | "none";
 const TASK_FAULTS: Fault[] = ["kill-runner", "corrupt-exit", "long-line", "none"];
 /** A tqdm-style bar redrawn 4,000 times on one line (about 100 KB): stored and streamed bounded. */
 const LONG_LINE = `${Array.from({ length: 4000 }, (_, i) => `\r${i + 1}/4000 [===>]`).join("")}\n`;
 const ACTIVE = ["queued", "preparing", "training", "paused"];
 /** A half-started launch may legitimately wait this long (the supervisor's launch timeout + slack). */
 const LAUNCH_GRACE_MS = 12_000;
+/** Room for the embedded database, the tasks and their logs, small enough to fill in a blink. */
+const DISK_MB = 256;
+/**
+ * The studio's free-space floor on that disk (its default, 100 MB, is for real disks): launches
+ * are refused below it, and a long run's database and logs must not reach it on their own.
+ */
+const DISK_FLOOR_MB = 32;
+/** How long the studio may take to answer while its disk is full. */
+const ANSWER_WITHIN_MS = 5_000;
+/** Every fifth task (and the first) trains with the shipped built-in trainer. */
+const BUILTIN_EVERY = 5;
+/** The programs the chaos run's tasks train with. */
+const TRAINERS = [LINES_TRAINER, BUILTIN_TRAINER];
 
 interface Tracked {
   id: string;
-  lines: number;
+  /** Lines its trainer prints when nothing goes wrong (null: the built-in trainer decides). */
+  lines: number | null;
+  /** It was not over yet while the disk was full: lines it printed meanwhile had no room. */
+  sawFullDisk: boolean;
   subscriber: ResumingSubscriber;
   /** Lines written into training.log besides the trainer's own. */
   injected: number;
@@ -63,10 +100,14 @@ interface Tracked {
 export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const rng = seededRandom(opts.seed);
   const log = opts.log ?? (() => {});
-  const studio = await benchStudio({
-    STUDIO_CONCURRENCY: String(opts.parallel),
-    STUDIO_CANCEL_GRACE_MS: "1000",
-  });
+  const studio = await benchStudio(
+    {
+      STUDIO_CONCURRENCY: String(opts.parallel),
+      STUDIO_CANCEL_GRACE_MS: "1000",
+      ...(opts.diskFull ? { STUDIO_MIN_FREE_MB: String(DISK_FLOOR_MB) } : {}),
+    },
+    { beforeStart: opts.diskFull ? (home) => mountTmpfs(home, DISK_MB) : undefined },
+  );
   const url = baseUrl(studio);
   const database = studio.env.DATABASE_URL
     ? new URL(studio.env.DATABASE_URL).pathname.slice(1)
@@ -75,7 +116,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const admin = database
     ? postgres(process.env.DATABASE_URL!, { max: 1, onnotice: () => {} })
     : null;
-  const faults: Fault[] = admin ? [...TASK_FAULTS, "db-outage"] : TASK_FAULTS;
+  const faults: Fault[] = [
+    ...TASK_FAULTS,
+    ...(admin ? (["db-outage"] as const) : []),
+    ...(opts.diskFull ? (["disk-full"] as const) : []),
+  ];
   /** Refuses and ends every connection to the studio's database for `ms`, then lets them in. */
   async function outage(ms: number) {
     await admin!.unsafe(`alter database "${database}" with allow_connections false`);
@@ -85,6 +130,28 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       await sleep(ms);
     } finally {
       await admin!.unsafe(`alter database "${database}" with allow_connections true`);
+    }
+  }
+  /**
+   * Fills STUDIO_HOME's disk for `ms` while checking the studio still answers, then frees it.
+   * Every task not yet over saw it.
+   */
+  async function diskFullEpisode(ms: number) {
+    for (const t of tracked.values()) {
+      const { task } = await studio.client.task.get.query({ id: t.id });
+      if (ACTIVE.includes(task.status)) t.sawFullDisk = true;
+    }
+    const filler = join(studio.home, "filler.bin");
+    fillDisk(filler);
+    try {
+      for (const until = Date.now() + ms; Date.now() < until; ) {
+        await answersWithin(studio, ANSWER_WITHIN_MS).catch((err) =>
+          violation(`with a full disk: ${err}`),
+        );
+        await sleep(250);
+      }
+    } finally {
+      rmSync(filler, { force: true });
     }
   }
   const tracked = new Map<string, Tracked>();
@@ -103,7 +170,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     report.violations.push(what);
   };
 
+  let builtinDataset: string | null = null;
   async function createTask(): Promise<string> {
+    if (tracked.size % BUILTIN_EVERY === 0) return createBuiltinTask();
     const lines = rng.int(100, 300);
     const exitCode = rng.pick([0, 0, 3]);
     const task = await studio.client.task.create.mutate({
@@ -124,15 +193,51 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         String(exitCode),
       ],
     });
-    tracked.set(task.id, {
-      id: task.id,
+    track(task.id, lines);
+    return task.id;
+  }
+
+  /** A short run of the shipped built-in trainer on 40 rows of the shipped sample. */
+  async function createBuiltinTask(): Promise<string> {
+    if (!builtinDataset) {
+      const rows = readFileSync(join(import.meta.dirname, "../../data/sample.jsonl"), "utf8")
+        .split("\n")
+        .slice(0, 40)
+        .join("\n");
+      builtinDataset = (
+        await studio.client.dataset.upload.mutate({
+          fileName: "chaos.jsonl",
+          contentBase64: Buffer.from(rows).toString("base64"),
+        })
+      ).id;
+    }
+    const task = await studio.client.task.create.mutate({
+      name: `chaos-${tracked.size}-builtin`,
+      model: "builtin:tiny",
+      dataset: builtinDataset,
+      hyperparameters: {
+        epochs: rng.int(3, 6),
+        batchSize: 4,
+        maxLength: 32,
+        loraRank: 4,
+        loggingSteps: 1,
+        saveSteps: 9,
+      },
+    });
+    track(task.id, null);
+    return task.id;
+  }
+
+  function track(id: string, lines: number | null) {
+    tracked.set(id, {
+      id,
       lines,
-      subscriber: new ResumingSubscriber(url, task.id),
+      sawFullDisk: false,
+      subscriber: new ResumingSubscriber(url, id),
       injected: 0,
       runnerKilled: false,
       exitCorrupted: false,
     });
-    return task.id;
   }
 
   async function tasksNow() {
@@ -156,13 +261,18 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       const signal = rng.pick(["SIGKILL", "SIGTERM"] as const);
       const fault = rng.pick<Fault>(faults);
       const whileDown = rng.int(0, 1) === 1;
-      log(`cycle ${cycle}: ${signal} during ${action}; ${fault}${whileDown ? " while down" : ""}`);
-      if (fault === "db-outage") {
-        await outage(rng.int(1000, 4000));
+      const taskFault = TASK_FAULTS.includes(fault) && fault !== "none";
+      log(
+        `cycle ${cycle}: ${signal} during ${action}; ${fault}${taskFault && whileDown ? " while down" : ""}`,
+      );
+      if (fault === "db-outage" || fault === "disk-full") {
+        await (fault === "db-outage" ? outage : diskFullEpisode)(rng.int(1000, 4000));
         report.faults[fault] = (report.faults[fault] ?? 0) + 1;
       }
       const victim =
-        fault === "none" || fault === "db-outage" ? null : await faultTarget(studio, tracked, rng);
+        fault === "none" || fault === "db-outage" || fault === "disk-full"
+          ? null
+          : await faultTarget(studio, tracked, rng);
       if (victim && !whileDown) injectFault(studio, fault, victim);
       await studio.kill(signal);
       await inFlight;
@@ -215,14 +325,51 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     return report;
   } finally {
     for (const t of tracked.values()) await t.subscriber.stop();
-    killGroups(
-      processesRunning(LINES_TRAINER)
-        .map((p) => p.pid)
-        .filter((pid) => isOurs(studio, pid)),
-    );
+    killGroups(ourTrainers(studio).map((p) => p.pid));
+    if (opts.diskFull) {
+      // The studio's log lies on the small disk: read it before the disk goes.
+      await studio.stop().catch(() => studio.kill());
+      for (const line of studio.unhandledRejections()) violation(`unhandled rejection: ${line}`);
+      await unmountTmpfs(studio.home);
+    }
     await studio.dispose();
     await admin?.end();
   }
+}
+
+/** Takes every byte left on the disk that holds `file`. */
+function fillDisk(file: string) {
+  const chunk = Buffer.alloc(1 << 20);
+  const fd = openSync(file, "w");
+  try {
+    for (let left = statfsSync(file).bavail * statfsSync(file).bsize; left > 0; ) {
+      left -= writeSync(fd, chunk, 0, Math.min(chunk.length, left));
+    }
+    for (;;) writeSync(fd, chunk, 0, 4096);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOSPC") throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The page, the studio's condition and the task list all answer within `ms`. */
+async function answersWithin(studio: TestStudio, ms: number) {
+  const within = <T>(what: string, request: Promise<T>) =>
+    Promise.race([
+      request,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms).unref(),
+      ),
+    ]);
+  const page = await within("/login", fetch(`${baseUrl(studio)}/login`));
+  if (page.status !== 200) throw new Error(`/login answered ${page.status}`);
+  await within("studio.info", studio.client.studio.info.query());
+  // Reading may fail while the database has no room, but it must answer.
+  await within(
+    "task.list",
+    studio.client.task.list.query({ limit: 10 }).catch(() => {}),
+  );
 }
 
 /** A task whose trainer is running now, with its runner's pid. */
@@ -257,14 +404,16 @@ function injectFault(studio: TestStudio, fault: Fault, victim: { task: Tracked; 
       victim.task.injected++;
       return;
     case "db-outage":
+    case "disk-full":
     case "none":
       return;
   }
 }
 
-function isOurs(studio: TestStudio, pid: number): boolean {
-  return processesRunning(LINES_TRAINER).some(
-    (p) => p.pid === pid && p.cwd.startsWith(studio.home),
+/** The trainers of this run's tasks that are running now. */
+function ourTrainers(studio: TestStudio) {
+  return TRAINERS.flatMap((script) => processesRunning(script)).filter((p) =>
+    p.cwd.startsWith(studio.home),
   );
 }
 
@@ -338,7 +487,7 @@ async function checkRunning(
   violation: (what: string) => void,
 ) {
   const byDir = new Map<string, number[]>();
-  for (const p of processesRunning(LINES_TRAINER)) {
+  for (const p of ourTrainers(studio)) {
     byDir.set(p.cwd, [...(byDir.get(p.cwd) ?? []), p.pid]);
   }
   for (const [dir, pids] of byDir) {
@@ -360,8 +509,7 @@ async function contradictions(studio: TestStudio, tracked: Map<string, Tracked>)
     const { task } = detail;
     const attempt = detail.attempts.find((a) => a.number === task.currentAttempt);
     const trainer = (attempt?.handle as { trainer?: { pid: number } } | null)?.trainer?.pid;
-    const alive =
-      trainer !== undefined && processesRunning(LINES_TRAINER).some((p) => p.pid === trainer);
+    const alive = trainer !== undefined && ourTrainers(studio).some((p) => p.pid === trainer);
     if (
       task.status === "preparing" &&
       attempt &&
@@ -439,6 +587,16 @@ async function checkOutcomes(
         `task ${t.id}: trainer ended with ${JSON.stringify({ exitCode: exit.exitCode, signal: exit.signal })}${task.cancelRequestedAt ? " after a cancel" : ""}, task is ${task.status} (${task.statusReason})`,
       );
     }
+    if (task.status === "completed" && t.lines === null) {
+      for (const file of ["adapter_config.json", "adapter_model.safetensors"]) {
+        if (!existsSync(join(studio.home, "tasks", t.id, file))) {
+          violation(`task ${t.id}: the built-in trainer completed without ${file}`);
+        }
+      }
+    }
+    // A full disk had no room for what a trainer printed meanwhile: those lines are not in the
+    // log for anyone to lose (every line that is must still reach every subscriber).
+    if (t.lines === null || t.sawFullDisk) continue;
     const lines = logLinesOf(studio, t.id).length;
     if (exit.exitCode !== null && lines !== t.lines + t.injected) {
       violation(

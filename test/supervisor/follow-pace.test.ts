@@ -4,7 +4,9 @@ import {
   CURSOR_STORE_MS,
   readDelay,
   STORE_GAP_MS,
+  STORE_RETRY_MAX_MS,
   storeDelay,
+  storeRetryGap,
   UNWATCHED_READ_GAP_MS,
   type Unstored,
 } from "../../src/server/supervisor/follow-pace";
@@ -76,6 +78,46 @@ describe("storeDelay: when to store what was read", () => {
       expect(storeDelay(now, storedAt, kinds(false, false, true), false)).toBe(
         Math.max(0, CURSOR_STORE_MS - since),
       );
+    }
+  });
+});
+
+describe("storeRetryGap and storeDelay while stores fail", () => {
+  it("doubles from STORE_GAP_MS up to STORE_RETRY_MAX_MS, and is 0 with no failure", () => {
+    expect(storeRetryGap(0)).toBe(0);
+    expect(storeRetryGap(1)).toBe(STORE_GAP_MS);
+    expect(storeRetryGap(2)).toBe(2 * STORE_GAP_MS);
+    expect(storeRetryGap(3)).toBe(4 * STORE_GAP_MS);
+    for (const failures of [6, 7, 50, 10_000]) {
+      expect(storeRetryGap(failures)).toBe(STORE_RETRY_MAX_MS);
+    }
+    for (let n = 1; n < 60; n++)
+      expect(storeRetryGap(n + 1)).toBeGreaterThanOrEqual(storeRetryGap(n));
+  });
+
+  it("never tries again at once after a failure, whatever is unstored, draining or not", () => {
+    const storedAt = 100_000; // the failed try began here
+    for (const events of [false, true]) {
+      for (const progress of [false, true]) {
+        for (const draining of [false, true]) {
+          const unstored = { events, progress, cursors: true };
+          for (const failures of [1, 2, 5, 30]) {
+            const gap = storeRetryGap(failures);
+            expect(
+              storeDelay(storedAt, storedAt, unstored, draining, failures),
+            ).toBeGreaterThanOrEqual(gap);
+            // Once the gap has passed, the try is due (events and draining at once).
+            const after = storeDelay(
+              storedAt + STORE_RETRY_MAX_MS + CURSOR_STORE_MS,
+              storedAt,
+              unstored,
+              draining,
+              failures,
+            );
+            expect(after).toBe(0);
+          }
+        }
+      }
     }
   });
 });

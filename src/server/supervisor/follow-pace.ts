@@ -62,18 +62,34 @@ export interface Unstored {
   cursors: boolean;
 }
 
+/** The longest wait between tries to store while the database keeps refusing. */
+export const STORE_RETRY_MAX_MS = 10_000;
+
+/**
+ * After `failures` stores in a row failed (the database is down, or its disk full), the next
+ * try waits this long: doubling from STORE_GAP_MS up to STORE_RETRY_MAX_MS. Trying again at
+ * once would spin: the batch only grows, and every try fails the same way.
+ */
+export function storeRetryGap(failures: number): number {
+  if (failures <= 0) return 0;
+  return Math.min(STORE_GAP_MS * 2 ** Math.min(failures - 1, 20), STORE_RETRY_MAX_MS);
+}
+
 /**
  * How long to wait before storing (null: nothing to store). `storedAt` is when the last store
- * began. Draining stores everything at once.
+ * began, `failures` how many in a row failed. Draining and events store at once, unless the
+ * stores are failing.
  */
 export function storeDelay(
   now: number,
   storedAt: number,
   unstored: Unstored,
   draining: boolean,
+  failures = 0,
 ): number | null {
   if (!unstored.events && !unstored.progress && !unstored.cursors) return null;
-  if (draining || unstored.events) return 0;
+  const retry = Math.max(0, storedAt + storeRetryGap(failures) - now);
+  if (draining || unstored.events) return retry;
   const gap = unstored.progress ? STORE_GAP_MS : CURSOR_STORE_MS;
-  return Math.max(0, storedAt + gap - now);
+  return Math.max(retry, storedAt + gap - now);
 }

@@ -147,6 +147,8 @@ export class AttemptMonitor {
   private storeTimer: NodeJS.Timeout | null = null;
   private storing: Promise<void> | null = null;
   private storedAt = 0;
+  /** Stores that failed in a row: the next waits longer, and only the first is reported. */
+  private storeFailures = 0;
   private unstored = nothingUnstored();
   /** The cursors the database holds for this attempt (as far as this monitor knows). */
   private stored: { log: LogCursor | null; structured: LogCursor | null };
@@ -191,8 +193,17 @@ export class AttemptMonitor {
       else this.scheduleStore();
     } catch (err) {
       this.failure = err;
-      this.onError(err);
+      this.report(err);
     }
+  }
+
+  /** Reports an error, but a failing store only once per run of failures. */
+  private report(err: unknown) {
+    if (err instanceof StoreFailed) {
+      if (this.storeFailures === 1) this.onError(err.message);
+      return;
+    }
+    this.onError(err);
   }
 
   /**
@@ -231,7 +242,7 @@ export class AttemptMonitor {
     // Each pass reads up to READ_CHUNK of each file; two more cover a reset and the last look.
     await this.tick(Math.ceil(bytes / READ_CHUNK) + 2);
     this.stop();
-    if (this.failure) throw this.failure;
+    if (this.failure) throw this.failure instanceof StoreFailed ? this.failure.cause : this.failure;
   }
 
   /** Stops reading and storing; what is not stored yet is read again by the next monitor. */
@@ -278,7 +289,7 @@ export class AttemptMonitor {
       this.store().then(
         () => this.scheduleStore(),
         (err) => {
-          this.onError(err);
+          this.report(err);
           this.scheduleStore();
         },
       );
@@ -296,8 +307,8 @@ export class AttemptMonitor {
         !sameCursor(t.logCursor, this.stored.log) ||
         !sameCursor(t.progressCursor, this.stored.structured),
     };
-    if (now && unstored.progress) return 0;
-    return storeDelay(Date.now(), this.storedAt, unstored, this.draining);
+    if (now && unstored.progress && this.storeFailures === 0) return 0;
+    return storeDelay(Date.now(), this.storedAt, unstored, this.draining, this.storeFailures);
   }
 
   /**
@@ -428,6 +439,10 @@ export class AttemptMonitor {
         checkpoint: progress?.lastCheckpoint?.path ?? null,
       });
       this.stored = cursors;
+      if (this.storeFailures > 0) {
+        this.onError(`stored again after ${this.storeFailures} failed tries`);
+        this.storeFailures = 0;
+      }
       if (row) {
         if (eventRows.length === 0) this.bus.publishTask(row);
         for (const event of eventRows) this.bus.publishTask({ ...row, event });
@@ -440,7 +455,8 @@ export class AttemptMonitor {
         progress: batch.progress || later.progress,
         missingAt: batch.missingAt ?? later.missingAt,
       };
-      throw err;
+      this.storeFailures += 1;
+      throw new StoreFailed(err);
     }
   }
 
@@ -600,4 +616,22 @@ function sizeOf(path: string): number {
   } catch {
     return 0;
   }
+}
+
+/** What the monitor read could not be stored (kept, and tried again later). */
+class StoreFailed extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`could not store: ${databaseMessage(cause)}`);
+    this.name = "StoreFailed";
+  }
+}
+
+/**
+ * What the database said, without the statement and its parameters that a failed query's message
+ * repeats (a batch of metric rows runs to megabytes).
+ */
+export function databaseMessage(err: unknown): string {
+  const inner = err instanceof Error && err.cause instanceof Error ? err.cause : err;
+  const text = inner instanceof Error ? inner.message : String(inner);
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
