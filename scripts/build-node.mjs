@@ -11,6 +11,7 @@ const entries = {
   "builtin-trainer": "src/trainers/builtin/main.ts",
   "checkpoint-tool": "src/trainers/checkpoints/tool.ts",
   exporter: "src/trainers/export/main.ts",
+  evaluator: "src/trainers/evaluate/main.ts",
 };
 
 // Each program separately, so one that does not build never holds back the others' tests.
