@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { createClient, home, lastStudioTarget } from "./client";
 import { foregroundReasonOf } from "./foreground";
 import { describeNotifications, formatDuration, print } from "./format";
+import { registerDatasetCommands } from "./dataset-commands";
 import { registerRecoverCommand } from "./recover-command";
 import { registerSessionCommands } from "./session-commands";
 import { registerSetupCommands } from "./setup-commands";
@@ -139,5 +140,6 @@ registerSessionCommands(
   program.command("sessions").description("list and revoke the page's signed-in sessions"),
 );
 registerSetupCommands(program.command("setup").description("prepare what a trainer needs"));
+registerDatasetCommands(program.command("dataset").description("the studio's stored datasets"));
 
 program.parseAsync(process.argv).catch(fail);

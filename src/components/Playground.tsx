@@ -10,11 +10,13 @@ type Side = "base" | "adapter";
 
 interface Output {
   text: string;
+  /** Token events received: more than one means the text came as it was drawn. */
+  pieces: number;
   state: "idle" | "streaming" | "done" | "failed";
   error: string | null;
 }
 
-const IDLE: Output = { text: "", state: "idle", error: null };
+const IDLE: Output = { text: "", pieces: 0, state: "idle", error: null };
 
 /**
  * The playground: one prompt, continued by the base model and by the base with the adapter (or
@@ -61,7 +63,7 @@ export function Playground({ task }: { task: TaskDetails["task"] }) {
   const generate = () => {
     stopAll();
     for (const side of ["base", "adapter"] as const) {
-      update(side, () => ({ text: "", state: "streaming", error: null }));
+      update(side, () => ({ text: "", pieces: 0, state: "streaming", error: null }));
       const subscription = client.task.playground.subscribe(
         {
           id: task.id,
@@ -72,8 +74,9 @@ export function Playground({ task }: { task: TaskDetails["task"] }) {
         },
         {
           onData: (event) => {
-            if (event.kind === "token") update(side, (o) => ({ ...o, text: o.text + event.text }));
-            else {
+            if (event.kind === "token") {
+              update(side, (o) => ({ ...o, text: o.text + event.text, pieces: o.pieces + 1 }));
+            } else {
               update(side, (o) => ({ ...o, state: "done" }));
               subscription.unsubscribe();
             }
@@ -187,7 +190,11 @@ export function Playground({ task }: { task: TaskDetails["task"] }) {
         {(["base", "adapter"] as const).map((side) => (
           <div key={side} className="playground-output">
             <h4>{t(side === "base" ? "playground.base" : "playground.adapter")}</h4>
-            <pre data-testid={`playground-${side}`} data-state={outputs[side].state}>
+            <pre
+              data-testid={`playground-${side}`}
+              data-state={outputs[side].state}
+              data-pieces={outputs[side].pieces}
+            >
               {outputs[side].text}
             </pre>
             {outputs[side].error && (
