@@ -1,9 +1,9 @@
 import { TRPCClientError } from "@trpc/client";
 import { Command } from "commander";
 import { createClient, home, lastStudioTarget } from "./client";
+import { registerDatasetCommands } from "./dataset-commands";
 import { foregroundReasonOf } from "./foreground";
 import { describeNotifications, formatDuration, print } from "./format";
-import { registerDatasetCommands } from "./dataset-commands";
 import { registerRecoverCommand } from "./recover-command";
 import { registerSessionCommands } from "./session-commands";
 import { registerSetupCommands } from "./setup-commands";

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, test } from "@playwright/test";
-import { CliStudio } from "./cli-studio";
+import { createClient } from "../../src/cli/client";
 
 const ROWS = readFileSync(join(import.meta.dirname, "../fixtures/builtin/alpaca-200.jsonl"), "utf8")
   .trim()
@@ -9,18 +9,11 @@ const ROWS = readFileSync(join(import.meta.dirname, "../fixtures/builtin/alpaca-
 
 test.setTimeout(240_000);
 
-let studio: CliStudio;
-test.beforeAll(async () => {
-  // A studio of its own, started by the CLI: on a loaded machine that takes a while.
-  test.setTimeout(120_000);
-  studio = await CliStudio.start();
-});
-test.afterAll(async () => {
-  await studio?.dispose();
-});
+// The studio the page tests run against (playwright.config's webServer), driven through its API.
+const client = createClient(`http://127.0.0.1:${process.env.E2E_STUDIO_PORT}`);
 
 async function upload(fileName: string, rows: string[]) {
-  const dataset = await studio.client.dataset.upload.mutate({
+  const dataset = await client.dataset.upload.mutate({
     fileName,
     contentBase64: Buffer.from(`${rows.join("\n")}\n`).toString("base64"),
   });
@@ -32,7 +25,7 @@ test("a tiny built-in run: the playground streams base and adapter side by side,
 }) => {
   const train = await upload("train.jsonl", ROWS.slice(0, 16));
   const heldOut = await upload("held-out.jsonl", ROWS.slice(100, 103));
-  const task = await studio.client.task.create.mutate({
+  const task = await client.task.create.mutate({
     name: "tiny playground",
     model: "builtin:tiny",
     dataset: train,
@@ -47,14 +40,14 @@ test("a tiny built-in run: the playground streams base and adapter side by side,
       evalSteps: 100,
     },
   });
-  await studio.client.task.start.mutate({ id: task.id });
+  await client.task.start.mutate({ id: task.id });
   await expect
-    .poll(async () => (await studio.client.task.get.query({ id: task.id })).task.status, {
+    .poll(async () => (await client.task.get.query({ id: task.id })).task.status, {
       timeout: 120_000,
     })
     .toBe("completed");
 
-  await page.goto(`${studio.url}/finetune?task=${task.id}`);
+  await page.goto(`/finetune?task=${task.id}`);
   const playground = page.getByTestId("playground");
   await expect(playground).toBeVisible();
   await expect(page.getByTestId("playground-checkpoint").locator("option")).toHaveText([

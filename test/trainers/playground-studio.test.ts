@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TINY_MODEL_ID } from "../../src/trainers/builtin/base-model";
+import { subscribe } from "../helpers/sse";
 import { TestStudio } from "../helpers/studio";
 import { waitFor } from "../helpers/wait";
 
@@ -42,23 +43,24 @@ describe("playground and evaluation through the studio", () => {
       hyperparameters: { epochs: 1, batchSize: 12, maxLength: 32, loraRank: 4, saveSteps: 1 },
     });
     const settings = { maxNewTokens: 12, temperature: 0, topP: 1, seed: 0 };
-    const stream = (input: { side: "base" | "adapter"; prompt: string; checkpoint?: string }) =>
-      new Promise<{ pieces: string[]; done: number }>((resolve, reject) => {
-        const pieces: string[] = [];
-        const sub = studio.client.task.playground.subscribe(
-          { id: task.id, settings, ...input },
-          {
-            onData: (event) => {
-              if (event.kind === "token") pieces.push(event.text);
-              else {
-                sub.unsubscribe();
-                resolve({ pieces, done: event.tokens });
-              }
-            },
-            onError: (err) => reject(err),
-          },
-        );
-      });
+    const stream = async (input: {
+      side: "base" | "adapter";
+      prompt: string;
+      checkpoint?: string;
+    }) => {
+      const pieces: string[] = [];
+      for await (const { data } of subscribe<
+        { kind: "token"; text: string } | { kind: "done"; tokens: number }
+      >(`http://127.0.0.1:${studio.port}`, "task.playground", {
+        id: task.id,
+        settings,
+        ...input,
+      })) {
+        if (data.kind === "token") pieces.push(data.text);
+        else return { pieces, done: data.tokens };
+      }
+      throw new Error("the stream ended without done");
+    };
 
     // Before training there is nothing to load: said so, for this request only.
     await expect(stream({ side: "adapter", prompt: "x" })).rejects.toThrow(

@@ -6,6 +6,7 @@ import { TRPCError, tracked } from "@trpc/server";
 import { z } from "zod";
 import { SYSTEM_SAMPLES_FILE } from "../../../runner/system-sample";
 import { createTaskInput, taskIdInput } from "../../../shared/task-input";
+import { GenerationError } from "../../../trainers/playground/generation-server";
 import {
   generationSettingsSchema,
   MAX_PROMPT_CHARS,
@@ -20,6 +21,7 @@ import { listDownloads, taskFilesRoot } from "../../downloads";
 import type { LogChunk, TaskUpdate } from "../../events/bus";
 import { studioPaths, tasksRootOf } from "../../home";
 import { readLinesBefore } from "../../supervisor/log-cursor";
+import { TaskActionError } from "../../supervisor/task-action-error";
 import {
   allowedActions,
   isActive,
@@ -379,19 +381,31 @@ export const taskRouter = router({
       }),
     )
     .subscription(async function* ({ ctx, input, signal }) {
-      const task = await mustGetTask(ctx, input.id);
-      const model = await taskModel(ctx.env.STUDIO_HOME, task, input.checkpoint ?? null);
-      const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
-      let tokens = 0;
-      for await (const text of ctx.playground.generate(
-        { taskId: task.id, ...model },
-        { side: input.side, prompt: input.prompt, ...input.settings },
-        stop,
-      )) {
-        tokens++;
-        yield { kind: "token" as const, text };
+      // A subscription's body runs after the middlewares have returned: its refusals are
+      // turned into tRPC errors here, each with its own words.
+      try {
+        const task = await mustGetTask(ctx, input.id);
+        const model = await taskModel(ctx.env.STUDIO_HOME, task, input.checkpoint ?? null);
+        const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
+        let tokens = 0;
+        for await (const text of ctx.playground.generate(
+          { taskId: task.id, ...model },
+          { side: input.side, prompt: input.prompt, ...input.settings },
+          stop,
+        )) {
+          tokens++;
+          yield { kind: "token" as const, text };
+        }
+        yield { kind: "done" as const, tokens };
+      } catch (err) {
+        if (err instanceof TaskActionError) {
+          throw new TRPCError({ code: err.code, message: err.message, cause: err });
+        }
+        if (err instanceof GenerationError) {
+          throw new TRPCError({ code: "BAD_REQUEST", message: err.message, cause: err });
+        }
+        throw err;
       }
-      yield { kind: "done" as const, tokens };
     }),
 
   /** Evaluates the final adapter or a checkpoint on a stored dataset, in a process of its own. */
