@@ -11,12 +11,12 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { count } from "drizzle-orm";
+import { readBootId } from "../src/platform/identity";
 import type { ExitRecord, RunnerRecord } from "../src/runner/records";
 import { openDatabase } from "../src/server/db/client";
 import { taskMetrics, tasks } from "../src/server/db/schema";
 import { readTaskFolder } from "../src/server/recovery/read-folder";
 import { rebuildFromFolders } from "../src/server/recovery/rebuild";
-import { readBootId } from "../src/server/supervisor/identity";
 import { newTaskId } from "../src/server/tasks/repository";
 import { TASK_RECORD_VERSION, type TaskRecord } from "../src/server/tasks/task-record";
 import { hyperparametersSchema, type TaskConfig } from "../src/trainers/protocol";

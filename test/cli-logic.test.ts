@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { trainerOf } from "../src/cli/command-trainer";
-import { controllingTerminal, foregroundReason } from "../src/cli/foreground";
+import { foregroundReason } from "../src/cli/foreground";
 import { candidateHome, environOf, splitNul } from "../src/cli/studio-discovery";
 import { attemptText, progressText, statusText, taskDetailText } from "../src/cli/task-text";
 
@@ -167,11 +167,6 @@ describe("finding the studios of this person", () => {
 });
 
 describe("a studio in the foreground", () => {
-  it("reads the controlling terminal after the command name, whatever it holds", () => {
-    expect(controllingTerminal("42 (node) S 1 42 42 0 -1 4194560 100")).toBe(0);
-    expect(controllingTerminal("42 (a) b (c)) S 7 42 7 34816 42 4194560")).toBe(34816);
-  });
-
   it("is one started with --foreground or running in a terminal", () => {
     expect(foregroundReason(["node", "dist/cli.js", "start", "--foreground"], 0)).toBe(
       "it was started with `studio start --foreground`",

@@ -4,11 +4,11 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { probe, readStat } from "../src/platform/identity";
 import { parseRunnerArgs, runnerArgv } from "../src/runner/args";
 import { readExitRecord, readRunnerRecord } from "../src/runner/record-schemas";
 import type { ExitRecord } from "../src/runner/records";
 import type { LocalAttemptHandle } from "../src/server/supervisor/executor";
-import { probe, readStat } from "../src/server/supervisor/identity";
 import { LocalExecutor } from "../src/server/supervisor/local-executor";
 
 import { readSystemSamples } from "../src/server/tasks/system-samples";

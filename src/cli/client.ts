@@ -1,9 +1,9 @@
 import { createTRPCClient, httpLink } from "@trpc/client";
 import superjson from "superjson";
+import { liveLockHolder } from "../platform/home-lock";
 import type { AppRouter } from "../server/api/root";
 import { loadEnv } from "../server/env";
 import { studioPaths } from "../server/home";
-import { liveLockHolder } from "../server/home-lock";
 import { type FoundStudio, findRunningStudios } from "./studio-discovery";
 
 /** Where the running studio of this home answers: STUDIO_URL, else the URL its lock file names. */

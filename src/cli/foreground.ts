@@ -1,16 +1,5 @@
 import { readFileSync } from "node:fs";
-
-/**
- * Field 7 of a /proc/<pid>/stat line: the process's controlling terminal, 0 for none. Counted
- * after the last ')', as the command name before it may hold spaces and parentheses.
- */
-export function controllingTerminal(statLine: string): number {
-  const rest = statLine
-    .slice(statLine.lastIndexOf(")") + 1)
-    .trim()
-    .split(/\s+/);
-  return Number(rest[4] ?? 0);
-}
+import { readStat } from "../platform/identity";
 
 /**
  * Why a studio is someone's foreground process, or null when `studio start` put it in the
@@ -29,8 +18,8 @@ export function foregroundReason(argv: readonly string[], terminal: number): str
 export function foregroundReasonOf(pid: number): string | null {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    const terminal = controllingTerminal(readFileSync(`/proc/${pid}/stat`, "utf8"));
-    return foregroundReason(argv, terminal);
+    const stat = readStat(pid);
+    return stat ? foregroundReason(argv, stat.terminal) : null;
   } catch {
     return null;
   }

@@ -17,13 +17,6 @@ export function formatCell(value: unknown): string {
   return String(value);
 }
 
-export function formatDuration(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return h > 0 ? `${h}h${m}m` : m > 0 ? `${m}m${s % 60}s` : `${s}s`;
-}
-
 export function print(json: boolean, data: unknown, human: () => string) {
   console.log(json ? JSON.stringify(data, null, 2) : human());
 }

@@ -1,9 +1,10 @@
 import { TRPCClientError } from "@trpc/client";
 import { Command } from "commander";
+import { formatDuration } from "../shared/format-duration";
 import { createClient, home, lastStudioTarget } from "./client";
 import { registerDatasetCommands } from "./dataset-commands";
 import { foregroundReasonOf } from "./foreground";
-import { describeNotifications, formatDuration, print } from "./format";
+import { describeNotifications, print } from "./format";
 import { registerRecoverCommand } from "./recover-command";
 import { registerSessionCommands } from "./session-commands";
 import { registerSetupCommands } from "./setup-commands";
@@ -104,7 +105,7 @@ program
     const uptimeMs = Date.now() - new Date(info.startedAt).getTime();
     print(opts.json ?? false, { running: true, url: holder.url, uptimeMs, ...info }, () =>
       [
-        `studio ${info.version}: running, pid ${info.pid}, up ${formatDuration(uptimeMs)}`,
+        `studio ${info.version}: running, pid ${info.pid}, up ${formatDuration(uptimeMs / 1000)}`,
         `url:      ${holder.url}`,
         `database: ${info.database}${info.readOnly ? ` (read-only: ${info.readOnly})` : ""}${
           info.databaseHealth.status === "failing"

@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
+import { type LockHolder, liveLockHolder } from "../platform/home-lock";
 import { studioPaths } from "../server/home";
-import { type LockHolder, liveLockHolder } from "../server/home-lock";
 
 /** A studio found running on this machine: the home it holds and what its lock file says. */
 export interface FoundStudio extends LockHolder {

@@ -1,10 +1,10 @@
 import { spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { type LockHolder, liveLockHolder } from "../platform/home-lock";
+import { probe } from "../platform/identity";
+import { DIST_DIR, PACKAGE_ROOT } from "../platform/package-root";
 import { studioPaths } from "../server/home";
-import { type LockHolder, liveLockHolder } from "../server/home-lock";
-import { DIST_DIR, PACKAGE_ROOT } from "../server/package-root";
-import { probe } from "../server/supervisor/identity";
 import { createClient } from "./client";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,8 +1,8 @@
 import { join } from "node:path";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { DIST_DIR } from "../platform/package-root";
 import { loadEnv } from "../server/env";
 import { taskDir } from "../server/home";
-import { DIST_DIR } from "../server/package-root";
 import { formatFileSize } from "../shared/file-size";
 import { hfPeftPython } from "../trainers/hf-peft/setup-record";
 import { GenerationServer } from "../trainers/playground/generation-server";

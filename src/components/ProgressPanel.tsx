@@ -2,15 +2,10 @@
 
 import { useEffect, useState } from "react";
 import { useTranslation } from "react-i18next";
+import { formatDuration } from "../shared/format-duration";
 import type { TaskStatusName } from "../trpc/types";
 import { progressPercent } from "./progress-percent";
-import {
-  formatDuration,
-  formatEpoch,
-  formatLearningRate,
-  formatLoss,
-  progressView,
-} from "./progress-view";
+import { formatEpoch, formatLearningRate, formatLoss, progressView } from "./progress-view";
 
 const RUNNING: readonly TaskStatusName[] = ["preparing", "training"];
 

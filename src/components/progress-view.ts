@@ -53,18 +53,6 @@ export function progressView(progress: unknown, running: boolean, now: number): 
   };
 }
 
-/** 59 → "59s", 61 → "1m 01s", 3700 → "1h 01m". */
-export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const rest = s % 60;
-  const two = (n: number) => String(n).padStart(2, "0");
-  if (h > 0) return `${h}h ${two(m)}m`;
-  if (m > 0) return `${m}m ${two(rest)}s`;
-  return `${rest}s`;
-}
-
 /** An epoch may be fractional (Hugging Face counts 1.5 epochs): show at most two decimals. */
 export function formatEpoch(epoch: number): string {
   return Number.isInteger(epoch) ? String(epoch) : epoch.toFixed(2);

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { z } from "zod";
+import { processRefSchema } from "../platform/identity-schema";
 import {
   type CancelRequest,
   cancelRequestPath,
@@ -13,12 +14,6 @@ import {
 import { SYSTEM_SAMPLE_VERSION, type SystemSample } from "./system-sample";
 
 /** Studio-side validation of the runner's files (the runner itself never loads zod). */
-
-/** A process as this boot knows it; the same in runner.json and in a stored handle. */
-export const processRefSchema = z.object({
-  pid: z.number().int().positive().max(4_194_304),
-  startTime: z.string().regex(/^\d{1,20}$/),
-});
 
 /** Version 0 records had no `version` field; a version from a newer studio is refused by name. */
 const versionSchema = z.number().int().min(0).max(RECORD_VERSION).default(0);

@@ -2,9 +2,9 @@ import { spawn } from "node:child_process";
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { setPriority } from "node:os";
 import { basename, join } from "node:path";
-import { readBootId, readIdentity, readStat } from "../server/supervisor/identity";
+import { writeJsonAtomic } from "../platform/atomic-write";
+import { readBootId, readIdentity, readStat } from "../platform/identity";
 import type { RunnerArgs } from "./args";
-import { writeJsonAtomic } from "./atomic-json";
 import {
   type CancelRequest,
   cancelRequestPath,

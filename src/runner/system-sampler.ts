@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { appendFile, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { parseStat } from "../server/supervisor/identity";
+import { parseStat } from "../platform/identity";
 import {
   type GpuSample,
   SYSTEM_SAMPLE_VERSION,

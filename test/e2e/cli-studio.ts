@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { createClient, type StudioClient } from "../../src/cli/client";
-import { liveLockHolder } from "../../src/server/home-lock";
+import { liveLockHolder } from "../../src/platform/home-lock";
 import { freePort } from "../helpers/studio";
 
 const run = promisify(execFile);

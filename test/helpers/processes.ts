@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { readStat, type StatFields } from "../../src/server/supervisor/identity";
+import { readStat, type StatFields } from "../../src/platform/identity";
 
 export interface TaskProcess extends StatFields {
   /** RANK from its environment (a torchrun worker), else null. */

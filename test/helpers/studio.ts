@@ -7,9 +7,9 @@ import { promisify } from "node:util";
 import { eq } from "drizzle-orm";
 import { inject } from "vitest";
 import { createClient, type StudioClient } from "../../src/cli/client";
+import { liveLockHolder } from "../../src/platform/home-lock";
 import { type Db, openDatabase } from "../../src/server/db/client";
 import { attempts } from "../../src/server/db/schema";
-import { liveLockHolder } from "../../src/server/home-lock";
 import { createTestDatabase, type TestDatabase } from "./databases";
 
 const run = promisify(execFile);

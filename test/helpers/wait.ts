@@ -1,4 +1,4 @@
-import { readStat } from "../../src/server/supervisor/identity";
+import { readStat } from "../../src/platform/identity";
 
 /** Polls `probe` until it returns something truthy; fails with `what` after `timeoutMs`. */
 export async function waitFor<T>(

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, onTestFinished } from "vitest";
-import { readStat } from "../../src/server/supervisor/identity";
+import { readStat } from "../../src/platform/identity";
 import { testDatabaseKinds } from "../helpers/databases";
 import { TestStudio } from "../helpers/studio";
 import { isAlive, waitFor } from "../helpers/wait";

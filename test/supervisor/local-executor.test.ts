@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { readIdentity, readStat } from "../../src/platform/identity";
 import { readExitRecord, readRunnerRecord } from "../../src/runner/record-schemas";
 import type { LocalAttemptHandle } from "../../src/server/supervisor/executor";
-import { readIdentity, readStat } from "../../src/server/supervisor/identity";
 import { LocalExecutor } from "../../src/server/supervisor/local-executor";
 import { observeAttempt } from "../../src/server/supervisor/observe";
 

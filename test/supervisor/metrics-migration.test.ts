@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { asc, eq, sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
+import { MIGRATIONS_DIR } from "../../src/platform/package-root";
 import { openDatabase } from "../../src/server/db/client";
 import { taskMetrics } from "../../src/server/db/schema";
-import { MIGRATIONS_DIR } from "../../src/server/package-root";
 import { createTestDatabase, testDatabaseKinds } from "../helpers/databases";
 
 /** The migrations folder as it was before 0001: only 0000_init. */

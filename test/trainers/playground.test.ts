@@ -3,8 +3,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { writeJsonAtomic } from "../../src/runner/atomic-json";
-import { probe } from "../../src/server/supervisor/identity";
+import { writeJsonAtomic } from "../../src/platform/atomic-write";
+import { probe } from "../../src/platform/identity";
 import {
   EVAL_RECORD_VERSION,
   type EvalRecord,

@@ -1,7 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, realpath, rename, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, realpath, stat } from "node:fs/promises";
 import { basename, dirname, extname, isAbsolute, join, relative } from "node:path";
 import { z } from "zod";
+import { writeFileAtomicAsync } from "../../platform/atomic-write";
+import { PACKAGE_ROOT } from "../../platform/package-root";
 import {
   type DatasetReport,
   type DatasetRow,
@@ -9,7 +11,6 @@ import {
   validateDataset,
 } from "../../trainers/dataset";
 import { datasetFormatSchema } from "../../trainers/protocol";
-import { PACKAGE_ROOT } from "../package-root";
 import { DatasetError } from "./dataset-error";
 import {
   displayName,
@@ -90,7 +91,7 @@ export class DatasetStore {
     const extension = extname(fileName).toLowerCase() === ".json" ? ".json" : ".jsonl";
     await mkdir(this.root, { recursive: true });
     const path = join(this.root, `${id}${extension}`);
-    await writeAtomic(path, bytes);
+    await writeFileAtomicAsync(path, bytes);
     const sidecar: Sidecar = {
       id,
       name: displayName(fileName),
@@ -181,7 +182,7 @@ export class DatasetStore {
     const path = join(this.pinnedRoot, sha, name);
     if ((await this.verifyPinned(path)) !== null) {
       await mkdir(join(this.pinnedRoot, sha), { recursive: true });
-      await writeAtomic(path, bytes);
+      await writeFileAtomicAsync(path, bytes);
     }
     return { path, format, name: displayName(source), rowCount: report.rowCount };
   }
@@ -378,7 +379,7 @@ export class DatasetStore {
   }
 
   private async writeSidecar(sidecar: Sidecar) {
-    await writeAtomic(
+    await writeFileAtomicAsync(
       join(this.root, `${sidecar.id}${SIDECAR_SUFFIX}`),
       new TextEncoder().encode(`${JSON.stringify(sidecar, null, 2)}\n`),
     );
@@ -426,12 +427,6 @@ function pinnedFileName(source: string): string {
 
 function newId(): string {
   return `ds-${randomBytes(8).toString("hex")}`;
-}
-
-async function writeAtomic(path: string, bytes: Uint8Array) {
-  const temp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  await writeFile(temp, bytes, { flag: "wx" });
-  await rename(temp, path);
 }
 
 function formatSize(bytes: number): string {

@@ -7,7 +7,7 @@ import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
-import { MIGRATIONS_DIR } from "../package-root";
+import { MIGRATIONS_DIR } from "../../platform/package-root";
 import { DatabaseHealth } from "./health";
 import { startHealthProbe } from "./health-probe";
 import { PgliteThread } from "./pglite-thread";

@@ -1,8 +1,8 @@
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { QueryOptions, Results } from "@electric-sql/pglite";
+import { DIST_DIR } from "../../platform/package-root";
 import { freeBytes } from "../disk-space";
-import { DIST_DIR } from "../package-root";
 import type { DatabaseHealth } from "./health";
 import {
   endsInstance,

@@ -1,8 +1,8 @@
+import { DIST_DIR } from "../../platform/package-root";
 import { inheritedEnv } from "../../trainers/launch";
 import { GenerationServer } from "../../trainers/playground/generation-server";
 import type { GenerationRequest } from "../../trainers/playground/protocol";
 import { serverCommand } from "../../trainers/playground/server-command";
-import { DIST_DIR } from "../package-root";
 
 /**
  * The studio's generation servers for the playground: one per task and model source, started

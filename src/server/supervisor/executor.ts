@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { processRefSchema } from "../../runner/record-schemas";
+import { processRefSchema } from "../../platform/identity-schema";
 import type { ExitRecord } from "../../runner/records";
 import type { ResourceLimits } from "../../runner/resource-limits";
 

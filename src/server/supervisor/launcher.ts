@@ -1,11 +1,11 @@
 import { hostname } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { and, asc, eq, inArray, isNull } from "drizzle-orm";
+import { DIST_DIR } from "../../platform/package-root";
 import { trainerCommand } from "../../trainers/launch";
 import type { TaskConfig } from "../../trainers/protocol";
 import { type AttemptRow, attempts, tasks } from "../db/schema";
 import { noRoomReason } from "../disk-space";
-import { DIST_DIR } from "../package-root";
 import { OPEN_STATUSES } from "../tasks/lifecycle";
 import { getTask, transition } from "../tasks/repository";
 import type { AttemptWatchers } from "./attempt-watcher";

@@ -2,8 +2,10 @@ import { spawn } from "node:child_process";
 import { existsSync, type FSWatcher, mkdirSync, rmSync, watch } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { writeJsonAtomic } from "../../platform/atomic-write";
+import { inspect, type ProcessIdentity, readIdentity, signalGroup } from "../../platform/identity";
+import { DIST_DIR } from "../../platform/package-root";
 import { runnerArgv } from "../../runner/args";
-import { writeJsonAtomic } from "../../runner/atomic-json";
 import { readExitRecord, readRunnerRecord } from "../../runner/record-schemas";
 import {
   type CancelRequest,
@@ -14,7 +16,6 @@ import {
   type RunnerRecord,
   runnerRecordPath,
 } from "../../runner/records";
-import { DIST_DIR } from "../package-root";
 import {
   type AttemptState,
   type CancelSpec,
@@ -25,7 +26,6 @@ import {
   type LocalAttemptHandle,
   type ProcessState,
 } from "./executor";
-import { inspect, type ProcessIdentity, readIdentity, signalGroup } from "./identity";
 
 export interface LocalExecutorOptions {
   /** The bundled runner; default dist/runner.js of this install. */

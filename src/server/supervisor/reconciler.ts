@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { and, eq, inArray } from "drizzle-orm";
-import { removeStaleTempFiles } from "../../runner/atomic-json";
+import { removeStaleTempFiles } from "../../platform/atomic-write";
 import { type AttemptRow, attempts, type TaskRow, tasks } from "../db/schema";
 import { describeDiskSpace, diskSpace } from "../disk-space";
 import { ACTIVE_STATUSES, OPEN_STATUSES } from "../tasks/lifecycle";

@@ -2,10 +2,10 @@ import { spawn } from "node:child_process";
 import { existsSync, type FSWatcher, mkdirSync, readFileSync, watch, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { writeJsonAtomic } from "../../runner/atomic-json";
+import { writeJsonAtomic } from "../../platform/atomic-write";
+import { DIST_DIR } from "../../platform/package-root";
 import { RecordUnreadable, readExitRecord, readRunnerRecord } from "../../runner/record-schemas";
 import { type ExitRecord, RECORD_VERSION } from "../../runner/records";
-import { DIST_DIR } from "../package-root";
 import {
   type AttemptState,
   type ControlSignal,

@@ -2,7 +2,9 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { writeJsonAtomic } from "../../runner/atomic-json";
+import { writeJsonAtomic } from "../../platform/atomic-write";
+import { probe } from "../../platform/identity";
+import { DIST_DIR } from "../../platform/package-root";
 import {
   EVAL_FOLDER,
   EVAL_RECORD_VERSION,
@@ -19,8 +21,6 @@ import type { DatasetInfo } from "../datasets/store";
 import type { TaskRow } from "../db/schema";
 import { noRoomReason } from "../disk-space";
 import { tasksRootOf } from "../home";
-import { DIST_DIR } from "../package-root";
-import { probe } from "../supervisor/identity";
 import { TaskActionError } from "../supervisor/task-action-error";
 import { taskModel } from "./task-model-source";
 

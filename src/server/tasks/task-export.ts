@@ -3,7 +3,9 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { lstat, open } from "node:fs/promises";
 import { join } from "node:path";
-import { writeJsonAtomic } from "../../runner/atomic-json";
+import { writeJsonAtomic } from "../../platform/atomic-write";
+import { probe } from "../../platform/identity";
+import { DIST_DIR } from "../../platform/package-root";
 import { hashFile } from "../../trainers/checkpoints/folder";
 import {
   EXPORT_FOLDER,
@@ -26,8 +28,6 @@ import { openInside, PathRefusal } from "../datasets/safe-paths";
 import type { TaskRow } from "../db/schema";
 import { noRoomReason } from "../disk-space";
 import { tasksRootOf } from "../home";
-import { DIST_DIR } from "../package-root";
-import { probe } from "../supervisor/identity";
 import { TaskActionError } from "../supervisor/task-action-error";
 import { isActive } from "./lifecycle";
 

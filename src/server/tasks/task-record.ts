@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { writeJsonAtomic } from "../../runner/atomic-json";
+import { writeJsonAtomic } from "../../platform/atomic-write";
 import { taskLimitsSchema } from "../../shared/task-input";
 import {
   datasetFormatSchema,

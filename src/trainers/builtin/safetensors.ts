@@ -1,5 +1,6 @@
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { z } from "zod";
+import { writeFileAtomicAsync } from "../../platform/atomic-write";
 
 /**
  * The safetensors format, F32 only: an 8-byte little-endian header length, a JSON header
@@ -93,13 +94,11 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
   return decodeSafetensors(await readFile(path));
 }
 
-/** Writes beside the target and renames, so readers see the old file or the new one, never half. */
+/** Written atomically: readers see the old file or the new one, never half. */
 export async function writeSafetensors(
   path: string,
   tensors: TensorMap,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  const temp = `${path}.tmp-${process.pid}`;
-  await writeFile(temp, encodeSafetensors(tensors, metadata));
-  await rename(temp, path);
+  await writeFileAtomicAsync(path, encodeSafetensors(tensors, metadata));
 }

@@ -2,9 +2,9 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { writeJsonAtomic } from "../../runner/atomic-json";
-import { DIST_DIR } from "../../server/package-root";
-import { readIdentity } from "../../server/supervisor/identity";
+import { writeJsonAtomic } from "../../platform/atomic-write";
+import { readIdentity } from "../../platform/identity";
+import { DIST_DIR } from "../../platform/package-root";
 import {
   type EvalRecord,
   type EvalResults,

@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { z } from "zod";
+import { processIdentitySchema } from "../../platform/identity-schema";
 import { exportRequestSchema } from "./provenance";
 
 /**
@@ -28,9 +29,7 @@ export const exportRecordSchema = z.object({
   /** hf-peft: the interpreter the studio runs the trainer with, which merges too. */
   python: z.string().nullable(),
   /** The exporter process once it runs (boot id, pid, start time); null until then. */
-  process: z
-    .object({ bootId: z.string(), pid: z.number().int().min(1), startTime: z.string() })
-    .nullable(),
+  process: processIdentitySchema.nullable(),
   /** ISO 8601 */
   startedAt: z.string(),
   finishedAt: z.string().nullable(),

@@ -1,4 +1,4 @@
-import type { Liveness } from "../../server/supervisor/identity";
+import type { Liveness } from "../../platform/identity";
 import type { ExportRecord } from "./export-record";
 import type { ExportSource } from "./provenance";
 

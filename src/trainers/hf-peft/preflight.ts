@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { z } from "zod";
-import { PACKAGE_ROOT } from "../../server/package-root";
+import { PACKAGE_ROOT } from "../../platform/package-root";
 
 export const PREFLIGHT_SCRIPT = join(PACKAGE_ROOT, "src", "trainers", "hf-peft", "preflight.py");
 

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { writeJsonAtomic } from "../../runner/atomic-json";
+import { writeJsonAtomic } from "../../platform/atomic-write";
 
 /**
  * `STUDIO_HOME/hf-peft.json`: the interpreter `studio setup hf-peft` prepared, which the studio

@@ -3,9 +3,9 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { z } from "zod";
-import { writeJsonAtomic } from "../../runner/atomic-json";
-import { acquireHomeLock, HomeLockedError } from "../../server/home-lock";
-import { PACKAGE_ROOT } from "../../server/package-root";
+import { writeJsonAtomic } from "../../platform/atomic-write";
+import { acquireHomeLock, HomeLockedError } from "../../platform/home-lock";
+import { PACKAGE_ROOT } from "../../platform/package-root";
 import { parsePipConfigList, pipSources } from "./pip-sources";
 import { PreflightCache, type PreflightEntry } from "./preflight-cache";
 import { requirementsHash, torchRequirementOf, withTorch } from "./requirements";

@@ -14,7 +14,7 @@ import {
   readStat,
   type StatFields,
   signalGroup,
-} from "../../src/server/supervisor/identity";
+} from "../../src/platform/identity";
 
 /** A /proc/<pid>/stat line as the kernel writes it (52 fields), with the given parts. */
 function statLine(pid: number, comm: string, state = "S", startTime = "123456") {
@@ -26,6 +26,11 @@ function statLine(pid: number, comm: string, state = "S", startTime = "123456") 
 }
 
 describe("parseStat", () => {
+  it("reads the controlling terminal (0: none)", () => {
+    const line = statLine(42, "a) b (c", "S").replace(" 1 200 300 0 ", " 1 200 300 34816 ");
+    expect(parseStat(line).terminal).toBe(34816);
+  });
+
   it.each([
     ["a plain name", "node"],
     ["an empty name", ""],
@@ -43,6 +48,7 @@ describe("parseStat", () => {
       ppid: 1,
       pgrp: 200,
       session: 300,
+      terminal: 0,
       cpuTicks: 23,
       startTime: "98765",
     });
@@ -80,6 +86,7 @@ describe("judge", () => {
     ppid: 1,
     pgrp: 10,
     session: 10,
+    terminal: 0,
     cpuTicks: 0,
     startTime: "500",
     ...over,

@@ -1,5 +1,5 @@
 import { closeSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
-import { probe, readIdentity } from "./supervisor/identity";
+import { probe, readIdentity } from "./identity";
 
 export interface LockHolder {
   pid: number;

@@ -3,7 +3,8 @@ import { describe, expect, it } from "vitest";
 import { keepSubscribed, type SubscriptionHandlers } from "../../src/components/keep-subscribed";
 import { displayText, prependLogLines } from "../../src/components/log-lines";
 import { chartVersion, lossSeries } from "../../src/components/loss-series";
-import { formatDuration, progressView } from "../../src/components/progress-view";
+import { progressView } from "../../src/components/progress-view";
+import { formatDuration } from "../../src/shared/format-duration";
 
 describe("keepSubscribed", () => {
   function fakeServer() {

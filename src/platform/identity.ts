@@ -21,6 +21,8 @@ export interface StatFields {
   ppid: number;
   pgrp: number;
   session: number;
+  /** Field 7 (tty_nr): the controlling terminal's device number, 0 when there is none. */
+  terminal: number;
   /** Fields 14 + 15: CPU time in user and kernel mode, in clock ticks (USER_HZ). */
   cpuTicks: number;
   startTime: string;
@@ -41,14 +43,19 @@ export function parseStat(line: string): StatFields {
     .split(/\s+/);
   const pid = Number(line.slice(0, open));
   const state = rest[0] ?? "";
-  const [ppid, pgrp, session, utime, stime] = [rest[1], rest[2], rest[3], rest[11], rest[12]].map(
-    Number,
-  );
+  const [ppid, pgrp, session, terminal, utime, stime] = [
+    rest[1],
+    rest[2],
+    rest[3],
+    rest[4],
+    rest[11],
+    rest[12],
+  ].map(Number);
   const startTime = rest[19] ?? "";
   if (
     !Number.isInteger(pid) ||
     !/^[A-Za-z]$/.test(state) ||
-    ![ppid, pgrp, session, utime, stime].every(Number.isInteger) ||
+    ![ppid, pgrp, session, terminal, utime, stime].every(Number.isInteger) ||
     !/^\d+$/.test(startTime)
   ) {
     throw new Error(`malformed stat line: ${JSON.stringify(line)}`);
@@ -60,6 +67,7 @@ export function parseStat(line: string): StatFields {
     ppid: ppid!,
     pgrp: pgrp!,
     session: session!,
+    terminal: terminal!,
     cpuTicks: utime! + stime!,
     startTime,
   };
