@@ -1,7 +1,7 @@
 // Fan-out: many SSE clients follow one running task's log (task.onLog) while its trainer prints
-// steadily: per-line latency (trainer write → client) across all clients, and the studio's
-// resident memory. Baseline (same run, same studio): one client.
-//   npx tsx bench/fan-out.ts [--clients 100] [--rate 100] [--seconds 15]
+// steadily, at 100 and at 5,000 lines/s: per-line latency (trainer write → client) across all
+// clients, and the studio's resident memory. Baseline (same run, same studio): one client.
+//   npx tsx bench/fan-out.ts [--clients 100] [--low 100] [--high 5000] [--seconds 15]
 // The clients run in this process, so on a small machine their own parsing is part of the figure.
 
 import { followLog } from "../test/helpers/sse";
@@ -17,7 +17,7 @@ import {
 import { rssMiB, sleep, wallMs } from "./lib/proc";
 import { fmt, median, printTable, quantile } from "./lib/stats";
 
-const flags = numberFlags({ clients: 100, rate: 100, seconds: 15 });
+const flags = numberFlags({ clients: 100, low: 100, high: 5000, seconds: 15 });
 
 /** `seq <n> at <ms>` → n and its send time. */
 function stampOf(text: string): { seq: number; sentAt: number } | null {
@@ -25,12 +25,12 @@ function stampOf(text: string): { seq: number; sentAt: number } | null {
   return match ? { seq: Number(match[1]), sentAt: Number(match[2]) } : null;
 }
 
-async function measure(studio: TestStudio, clients: number) {
+async function measure(studio: TestStudio, clients: number, rate: number) {
   const task = await startCommandTask(studio, [
     process.execPath,
     STAMP_TRAINER,
     "--rate",
-    String(flags.rate),
+    String(rate),
     "--seconds",
     String(flags.seconds),
   ]);
@@ -41,7 +41,7 @@ async function measure(studio: TestStudio, clients: number) {
     const sampler = setInterval(() => {
       rssPeak = Math.max(rssPeak, rssMiB(pid));
     }, 200);
-    const lastSeq = Math.floor(flags.rate * flags.seconds) - 1;
+    const lastSeq = Math.floor(rate * flags.seconds) - 1;
     const stop = new AbortController();
     const deadline = setTimeout(() => stop.abort(), (flags.seconds + 30) * 1000);
     // Lines replayed from the file on connect are not live: count only lines sent after every
@@ -79,23 +79,25 @@ async function measure(studio: TestStudio, clients: number) {
 
 const studio = await benchStudio({ STUDIO_CONCURRENCY: "2" });
 try {
-  const one = await measure(studio, 1);
-  const many = await measure(studio, flags.clients);
-  const row = (what: string, r: typeof one, base: typeof one) => ({
-    clients: what,
-    "live lines seen": r.latencies.length,
-    "median ms": fmt(median(r.latencies)),
-    "p99 ms": fmt(quantile(r.latencies, 0.99)),
-    "p99 x 1 client": `${fmt(quantile(r.latencies, 0.99) / quantile(base.latencies, 0.99))}x`,
-    "RSS before MiB": fmt(r.rssBefore),
-    "RSS peak MiB": fmt(r.rssPeak),
-    "RSS after MiB": fmt(r.rssAfter),
-    "timed out": r.timedOut ? "yes" : "no",
-  });
-  printTable(
-    `fan-out: one task at ${flags.rate} lines/s for ${flags.seconds} s, followed over SSE`,
-    [row("1 (baseline)", one, one), row(String(flags.clients), many, one)],
-  );
+  const rows = [];
+  for (const rate of [flags.low, flags.high]) {
+    const one = await measure(studio, 1, rate);
+    const many = await measure(studio, flags.clients, rate);
+    const row = (what: string, r: typeof one, base: typeof one) => ({
+      "lines/s": rate,
+      clients: what,
+      "live lines seen": r.latencies.length,
+      "median ms": fmt(median(r.latencies)),
+      "p99 ms": fmt(quantile(r.latencies, 0.99)),
+      "p99 x 1 client": `${fmt(quantile(r.latencies, 0.99) / quantile(base.latencies, 0.99))}x`,
+      "RSS before MiB": fmt(r.rssBefore),
+      "RSS peak MiB": fmt(r.rssPeak),
+      "RSS after MiB": fmt(r.rssAfter),
+      "timed out": r.timedOut ? "yes" : "no",
+    });
+    rows.push(row("1 (baseline)", one, one), row(String(flags.clients), many, one));
+  }
+  printTable(`fan-out: one task for ${flags.seconds} s, followed over SSE`, rows);
 } finally {
   await studio.dispose();
 }

@@ -1,5 +1,6 @@
 // Supervisor cost: the studio's CPU time (utime + stime) per minute of wall clock while
-// trainers run: quiet ones (print nothing) and chatty ones (100 lines/s each).
+// trainers run: quiet ones (print nothing) and chatty ones (100 lines/s each), and what the
+// chatty ones cost above idle per 1,000 lines/s of output.
 // Baseline (same run, same studio): the studio idle, with no trainer.
 //   npx tsx bench/supervisor-cost.ts [--trainers 20] [--rate 100] [--seconds 20]
 import type { TestStudio } from "../test/helpers/studio";
@@ -87,11 +88,21 @@ try {
   const [idle] = (await sample([[studio.pid()!]])) as [number];
   const quiet = await withTrainers(studio, 0);
   const chatty = await withTrainers(studio, flags.rate);
-  const row = (what: string, studioCpu: number, runnersCpu: number | string, launchMs = 0) => ({
+  const row = (
+    what: string,
+    studioCpu: number,
+    runnersCpu: number | string,
+    launchMs = 0,
+    linesPerSecond = 0,
+  ) => ({
     case: what,
     "studio CPU ms/min": fmt(studioCpu),
     "% of one core": fmt(studioCpu / 600),
     "x idle": `${fmt(studioCpu / idle)}x`,
+    // Above idle, per 1,000 lines/s of output: what the log path costs, whatever ran.
+    "% of a core per 1,000 lines/s": linesPerSecond
+      ? fmt((studioCpu - idle) / 600 / (linesPerSecond / 1000))
+      : "-",
     "runners CPU ms/min (all)": typeof runnersCpu === "number" ? fmt(runnersCpu) : runnersCpu,
     "launch all ms": launchMs ? fmt(launchMs) : "-",
   });
@@ -103,6 +114,7 @@ try {
       chatty.studioCpu,
       chatty.runnersCpu,
       chatty.launchMs,
+      chatty.running * flags.rate,
     ),
   ]);
 } finally {

@@ -1,7 +1,25 @@
 // Bundles the Node programs (studio server, CLI, runner, built-in trainer, the checkpoint tool
 // the Python trainer runs, the exporter that merges a finished task's model) into dist/.
 // Next builds the page separately; npm packages stay external and load from node_modules.
+// The built-in trainer's hand-written WebAssembly kernels are assembled from their text here.
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { build } from "esbuild";
+import createWabt from "wabt";
+
+async function assembleKernels() {
+  const wabt = await createWabt();
+  const features = { simd: true, threads: true };
+  const source = "src/trainers/builtin/kernels.wat";
+  const module = wabt.parseWat(source, await readFile(source, "utf8"), features);
+  try {
+    module.resolveNames();
+    module.validate(features);
+    await mkdir("dist", { recursive: true });
+    await writeFile("dist/builtin-kernels.wasm", module.toBinary({}).buffer);
+  } finally {
+    module.destroy();
+  }
+}
 
 const entries = {
   server: "src/server.ts",
@@ -9,14 +27,16 @@ const entries = {
   cli: "src/cli/main.ts",
   runner: "src/runner/main.ts",
   "builtin-trainer": "src/trainers/builtin/main.ts",
+  "builtin-kernel-worker": "src/trainers/builtin/kernel-worker.ts",
   "checkpoint-tool": "src/trainers/checkpoints/tool.ts",
   exporter: "src/trainers/export/main.ts",
   evaluator: "src/trainers/evaluate/main.ts",
 };
 
 // Each program separately, so one that does not build never holds back the others' tests.
-const results = await Promise.allSettled(
-  Object.entries(entries).map(([name, file]) =>
+const results = await Promise.allSettled([
+  assembleKernels(),
+  ...Object.entries(entries).map(([name, file]) =>
     build({
       entryPoints: { [name]: file },
       outdir: "dist",
@@ -29,5 +49,6 @@ const results = await Promise.allSettled(
       logLevel: "error",
     }),
   ),
-);
+]);
+for (const r of results) if (r.status === "rejected") console.error(r.reason);
 if (results.some((r) => r.status === "rejected")) process.exit(1);

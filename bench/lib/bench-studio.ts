@@ -1,9 +1,19 @@
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { TestStudio } from "../../test/helpers/studio";
 import { waitFor } from "../../test/helpers/wait";
 
 export const STAMP_TRAINER = join(import.meta.dirname, "../fixtures/stamp-trainer.mjs");
 export const LINES_TRAINER = join(import.meta.dirname, "../../test/fixtures/trainers/lines.mjs");
+
+/**
+ * With BENCH_CPU_PROF=<folder>, the studio runs under `node --cpu-prof` (STUDIO_CPU_PROF_DIR) and
+ * writes its profiles there when it stops, one file per thread, named with its pid:
+ * `npx tsx bench/profile-top.ts <folder> --pid <studio pid>`.
+ */
+function profilingEnv(): Record<string, string> {
+  const folder = process.env.BENCH_CPU_PROF;
+  return folder ? { STUDIO_CPU_PROF_DIR: resolve(folder) } : {};
+}
 
 /** A studio on PGlite (or DATABASE_URL's PostgreSQL when BENCH_POSTGRES=1) that runs command trainers. */
 export async function benchStudio(env: Record<string, string> = {}): Promise<TestStudio> {
@@ -12,11 +22,17 @@ export async function benchStudio(env: Record<string, string> = {}): Promise<Tes
     {
       STUDIO_ALLOW_COMMAND_TRAINER: "1",
       STUDIO_CANCEL_GRACE_MS: "2000",
+      ...profilingEnv(),
       ...env,
     },
     { firstStart: true },
   );
   await studio.start();
+  if (process.env.BENCH_CPU_PROF) {
+    console.log(
+      `studio pid ${studio.pid()}: CPU profiles in ${resolve(process.env.BENCH_CPU_PROF)}`,
+    );
+  }
   return studio;
 }
 

@@ -19,6 +19,16 @@ function assertBuilt() {
   }
 }
 
+/**
+ * STUDIO_CPU_PROF_DIR=<folder> runs the server under `node --cpu-prof` (a diagnostic for the
+ * benchmarks, see bench/profile-top.ts): V8 writes one profile per thread there when it stops.
+ * Node 20 does not take --cpu-prof in NODE_OPTIONS, so it has to be an argument.
+ */
+function profilingArgs(): string[] {
+  const folder = process.env.STUDIO_CPU_PROF_DIR;
+  return folder ? ["--cpu-prof", `--cpu-prof-dir=${folder}`] : [];
+}
+
 /** Runs the server in this terminal; returns when it exits. */
 export async function startForeground(): Promise<void> {
   assertBuilt();
@@ -38,7 +48,7 @@ export async function startBackground(home: string, timeoutMs = 120_000): Promis
   const logOffset = existsSync(paths.log) ? statSync(paths.log).size : 0;
   const logFd = openSync(paths.log, "a");
   // The IPC channel carries a fatal start error too: studio.log may be on the disk that is full.
-  const child = spawn(process.execPath, [join(DIST_DIR, "server.js")], {
+  const child = spawn(process.execPath, [...profilingArgs(), join(DIST_DIR, "server.js")], {
     detached: true,
     stdio: ["ignore", logFd, logFd, "ipc"],
     env: { ...process.env, STUDIO_HOME: home },

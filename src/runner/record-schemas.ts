@@ -47,6 +47,7 @@ export const exitRecordSchema = z.object({
     })
     .optional(),
   stoppedBy: z.literal("max-run-time").optional(),
+  diskFreeBytes: z.number().int().min(0).optional(),
 }) satisfies z.ZodType<ExitRecord, unknown>;
 
 export const cancelRequestSchema = z.object({

@@ -83,6 +83,12 @@ export interface ExitRecord {
   memory?: MemoryEvidence;
   /** Set when the runner ended the trainer itself at its maximum run time (version ≥ 2). */
   stoppedBy?: "max-run-time";
+  /**
+   * When the trainer failed: the bytes free to it on the task folder's disk at that moment. The
+   * disk may have room again by the time anyone reads the outcome, so only the runner can say a
+   * full disk was there when the trainer died (version ≥ 2; absent from older runners).
+   */
+  diskFreeBytes?: number;
 }
 
 /**

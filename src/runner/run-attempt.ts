@@ -1,5 +1,13 @@
 import { spawn } from "node:child_process";
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+} from "node:fs";
 import { setPriority } from "node:os";
 import { basename, join } from "node:path";
 import { writeJsonAtomic } from "../platform/atomic-write";
@@ -86,6 +94,7 @@ export function runAttempt({
       // A full disk can fail the flush; the outcome is still recorded below.
     }
     closeSync(logFd);
+    const diskFreeBytes = exitCode === 0 ? undefined : freeBytes(taskDir);
     const record: ExitRecord = {
       version: RECORD_VERSION,
       attempt,
@@ -98,6 +107,7 @@ export function runAttempt({
       ...(error === undefined ? {} : { error }),
       ...(memory ? { memory } : {}),
       ...(stoppedBy ? { stoppedBy } : {}),
+      ...(diskFreeBytes === undefined ? {} : { diskFreeBytes }),
     };
     // The outcome is the one thing that must not be lost: on a full disk keep it and try again
     // until space is freed (the studio follows this live runner meanwhile). Only a task folder
@@ -255,5 +265,15 @@ function readCancelRequest(taskDir: string, attempt: number): CancelRequest | nu
     return valid ? value : null;
   } catch {
     return null;
+  }
+}
+
+/** Bytes free to unprivileged writers on the disk that holds `dir`; undefined if unknown. */
+function freeBytes(dir: string): number | undefined {
+  try {
+    const disk = statfsSync(dir);
+    return disk.bavail * disk.bsize;
+  } catch {
+    return undefined;
   }
 }

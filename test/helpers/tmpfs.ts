@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { readFileSync, realpathSync } from "node:fs";
 
 /**
  * Mounts a real tmpfs of `megabytes` at `path` (the tests run as root): a small disk to fill. A
@@ -15,6 +16,9 @@ export function mountTmpfs(path: string, megabytes: number) {
  * the unmount is tried again while the kernel lets go of them.
  */
 export async function unmountTmpfs(path: string) {
+  // Not (or no longer) a mount point: `fuser -m` would then kill every user of the disk that
+  // holds it, this test run and the machine's other work included.
+  if (!isMountPoint(path)) return;
   try {
     execFileSync("fuser", ["-k", "-KILL", "-m", path], { stdio: "ignore" });
   } catch {
@@ -29,4 +33,16 @@ export async function unmountTmpfs(path: string) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
+}
+
+function isMountPoint(path: string): boolean {
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    return false;
+  }
+  return readFileSync("/proc/mounts", "utf8")
+    .split("\n")
+    .some((line) => line.split(" ")[1] === real);
 }

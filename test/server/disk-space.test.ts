@@ -1,4 +1,5 @@
 import {
+  existsSync,
   mkdirSync,
   readdirSync,
   rmSync,
@@ -83,7 +84,7 @@ describe("a nearly full STUDIO_HOME", () => {
       () => null,
       (e: { message: string; data?: { code: string } }) => e,
     );
-    expect(refused?.data?.code).toBe("PRECONDITION_FAILED");
+    expect(refused?.data?.code, String(refused?.message)).toBe("PRECONDITION_FAILED");
     expect(refused?.message).toMatch(
       new RegExp(
         `^not enough disk space: \\d+ MB free on ${tasksDir()}; the studio keeps at least 40 MB \\(STUDIO_MIN_FREE_MB\\); free some space and try again$`,
@@ -160,11 +161,43 @@ describe("a nearly full STUDIO_HOME", () => {
       return d.task.status === "failed" ? d : null;
     });
     expect(failed.task.statusReason).toMatch(
-      new RegExp(`^disk full: \\d+ MB free on ${tasksDir()}; .*\\(trainer exited with code 1\\)$`),
+      // The runner's account (the disk when the trainer died), then the studio's (the disk now).
+      new RegExp(
+        `^disk full: \\d+ KB free on the task folder's disk when the trainer ended; \\d+ MB free on ${tasksDir()}; .*\\(trainer exited with code 1\\)$`,
+      ),
     );
     expect(
       readdirSync(join(studio.home, "tasks", task.id)).filter((n) => n.endsWith(".tmp")),
     ).toEqual([]);
     rmSync(fillFile);
+  }, 90_000);
+
+  it("says the disk was full when the trainer died of it, though it has room again by then", async () => {
+    const task = await studio.client.task.create.mutate({
+      name: "fills the disk, then room",
+      model: "fixture",
+      dataset: "sample",
+      trainer: "command",
+      // Writes until the disk is full, then exits with code 1 (as a trainer that could not save).
+      command: [
+        process.execPath,
+        "-e",
+        "const fs=require('fs');const b=Buffer.alloc(1<<20);const fd=fs.openSync('fill.bin','w');try{for(;;)fs.writeSync(fd,b)}catch{process.exit(1)}",
+      ],
+    });
+    await studio.client.task.start.mutate({ id: task.id });
+    const p = await waitFor("the trainer", () => studio.processes(task.id));
+    trainers.push(p.trainer);
+    await waitFor("the disk to fill", () => free() < MiB, 30_000, 50);
+    // All the room back before the studio reads the outcome: only the runner saw the full disk.
+    await waitFor("the trainer to end", () => !existsSync(`/proc/${p.trainer}`), 30_000, 20);
+    rmSync(join(studio.home, "tasks", task.id, "fill.bin"));
+    const failed = await waitFor("the outcome", async () => {
+      const d = await studio.client.task.get.query({ id: task.id });
+      return d.task.status === "failed" ? d : null;
+    });
+    expect(failed.task.statusReason).toMatch(
+      /^disk full: \d+ KB free on the task folder's disk when the trainer ended.*\(trainer exited with code 1\)$/,
+    );
   }, 90_000);
 });

@@ -111,6 +111,15 @@ describe("naming the cause of a failure from what a real trainer printed", () =>
     expect(classifyFailure(evidence({ diskFull: "0 MB free on /srv/tasks" })).reason).toBe(
       "disk full: 0 MB free on /srv/tasks (trainer exited with code 1)",
     );
+    // The runner saw the disk full when the trainer died, though it has room again now.
+    const atExit = classifyFailure(evidence({ diskFreeAtExit: 8192 }));
+    expect(atExit.cause).toBe("disk-full");
+    expect(atExit.reason).toBe(
+      "disk full: 8 KB free on the task folder's disk when the trainer ended (trainer exited with code 1)",
+    );
+    // A megabyte or more free is no evidence: the failure is the bare exit.
+    expect(classifyFailure(evidence({ diskFreeAtExit: 1024 * 1024 })).cause).toBe("exited");
+    expect(classifyFailure(evidence({ diskFreeAtExit: null })).cause).toBe("exited");
     // The message torch prints for a CUDA allocation failure (no GPU here to record it on).
     const cuda = classifyFailure(
       evidence({

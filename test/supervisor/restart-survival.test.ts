@@ -104,9 +104,11 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
       expect(detail.task.progress).toMatchObject({ step: total });
     }, 120_000);
 
-    it("keeps the built-in trainer training through `studio restart`; it completes with an adapter", async () => {
+    it("keeps the built-in trainer through `studio restart` mid-run; it completes with an adapter", async () => {
       await open();
-      // 36 training rows of the shipped sample, batch 4: 9 steps an epoch, 36 steps (5 to 15 s).
+      // 36 training rows of the shipped sample, batch 4: 9 steps an epoch, 34 epochs: 306 steps
+      // (seconds), ample time to pause it after its first step; paused across the restart, the
+      // trainer is mid-run there however fast it trains.
       const rows = readFileSync(join(import.meta.dirname, "../../data/sample.jsonl"), "utf8")
         .split("\n")
         .slice(0, 40)
@@ -119,7 +121,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
         name: "built-in",
         model: "builtin:tiny",
         dataset: dataset.id,
-        hyperparameters: { epochs: 4, batchSize: 4, maxLength: 48, loraRank: 4, loggingSteps: 1 },
+        hyperparameters: { epochs: 34, batchSize: 4, maxLength: 48, loraRank: 4, loggingSteps: 1 },
       });
       await studio.client.task.start.mutate({ id: task.id });
       const before = await waitFor("the launch", () => studio.processes(task.id), 30_000);
@@ -131,9 +133,12 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
         60_000,
       );
 
+      await studio.client.task.pause.mutate({ id: task.id });
       await studio.cli("restart");
       expect(isAlive(before.trainer)).toBe(true);
       expect(await studio.processes(task.id)).toEqual(before);
+      expect((await statusOf(studio, task.id)).status).toBe("paused");
+      await studio.client.task.resume.mutate({ id: task.id });
       expect((await statusOf(studio, task.id)).status).toBe("training");
 
       const done = await waitFor(
@@ -152,7 +157,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
       // Every step's loss once, across the restart.
       const metrics = await studio.client.task.metrics.query({ id: task.id });
       const steps = metrics.filter((m) => m.loss !== null).map((m) => m.step);
-      expect(steps).toEqual(Array.from({ length: 36 }, (_, i) => i + 1));
+      expect(steps).toEqual(Array.from({ length: 306 }, (_, i) => i + 1));
       for (const file of ["adapter_config.json", "adapter_model.safetensors"]) {
         expect(existsSync(join(studio.home, "tasks", task.id, file))).toBe(true);
       }

@@ -1,4 +1,3 @@
-import * as tf from "@tensorflow/tfjs-core";
 import { describe, expect, test } from "vitest";
 import {
   epochOrder,
@@ -6,10 +5,6 @@ import {
   splitEval,
   stepsPerEpoch,
 } from "../../src/trainers/builtin/batches";
-import { causalSoftmax, crossEntropySum } from "../../src/trainers/builtin/kernels";
-import { initLoraWeights, loraHook, loraWeightName } from "../../src/trainers/builtin/lora";
-import { batchedDot } from "../../src/trainers/builtin/matmul";
-import { forwardLogits, initWeights, type ModelConfig } from "../../src/trainers/builtin/model";
 import {
   adamWStep,
   clipGradNorm,
@@ -20,11 +15,7 @@ import { Rng } from "../../src/trainers/builtin/rng";
 import { decodeSafetensors, encodeSafetensors } from "../../src/trainers/builtin/safetensors";
 import { pickToken } from "../../src/trainers/builtin/sampling";
 import { learningRateAt } from "../../src/trainers/builtin/schedule";
-import { selectCpuBackend } from "../../src/trainers/builtin/tfjs";
 import { BOS, decode, EOS, encodeForTraining } from "../../src/trainers/builtin/tokenizer";
-
-// Before any tensor exists, so the whole file runs on the configured backend.
-await selectCpuBackend();
 
 describe("safetensors", () => {
   test("round-trips tensors and metadata, with an 8-byte aligned data section", () => {
@@ -121,152 +112,6 @@ describe("optimizer", () => {
     expect(grads.get("b")![0]).toBeCloseTo(0.8, 5);
     expect(clipGradNorm(grads, 10)).toBeCloseTo(1, 5);
     expect(grads.get("a")![0]).toBeCloseTo(0.6, 5);
-  });
-});
-
-describe("kernels", () => {
-  test("the matmul kernel matches a naive product in every transpose case", () => {
-    const rng = new Rng(1);
-    const a = tf.tensor(
-      Array.from({ length: 2 * 5 * 3 }, () => rng.normal()),
-      [2, 5, 3],
-    );
-    const b = tf.tensor(
-      Array.from({ length: 2 * 3 * 6 }, () => rng.normal()),
-      [2, 3, 6],
-    );
-    const expected = tf.einsum("bik,bkj->bij", a, b).arraySync();
-    const close = (t: tf.Tensor) =>
-      expect(tf.max(tf.abs(tf.sub(t, expected))).arraySync()).toBeLessThan(1e-5);
-    close(tf.matMul(a, b));
-    close(tf.matMul(tf.transpose(a, [0, 2, 1]), b, true, false));
-    close(tf.matMul(a, tf.transpose(b, [0, 2, 1]), false, true));
-    close(tf.matMul(tf.transpose(a, [0, 2, 1]), tf.transpose(b, [0, 2, 1]), true, true));
-    expect(
-      Array.from(batchedDot(Float32Array.from([1, 2]), Float32Array.from([3, 4]), 1, 1, 1, 1, 2)),
-    ).toEqual([11]);
-  });
-
-  test("causal softmax and cross-entropy match tfjs's own ops, values and gradients", () => {
-    const rng = new Rng(2);
-    const scores = tf.tensor(
-      Array.from({ length: 2 * 4 * 4 }, () => rng.normal()),
-      [2, 4, 4],
-    );
-    const mask = tf.linalg.bandPart(tf.ones([4, 4]), -1, 0);
-    const reference = (s: tf.Tensor) => tf.softmax(tf.add(s, tf.mul(tf.sub(1, mask), -1e9)));
-    const weights = tf.tensor(
-      Array.from({ length: 32 }, () => rng.normal()),
-      [2, 4, 4],
-    );
-    const ours = tf.grad((s: tf.Tensor) => tf.sum(tf.mul(causalSoftmax(s), weights)))(scores);
-    const theirs = tf.grad((s: tf.Tensor) => tf.sum(tf.mul(reference(s), weights)))(scores);
-    expect(
-      tf.max(tf.abs(tf.sub(causalSoftmax(scores), reference(scores)))).arraySync(),
-    ).toBeLessThan(1e-6);
-    expect(tf.max(tf.abs(tf.sub(ours, theirs))).arraySync()).toBeLessThan(1e-5);
-
-    const logits = tf.tensor2d(
-      Array.from({ length: 3 * 5 }, () => rng.normal()),
-      [3, 5],
-    );
-    const targets = Int32Array.from([4, -1, 0]);
-    const oneHot = tf.tensor2d([
-      [0, 0, 0, 0, 1],
-      [0, 0, 0, 0, 0],
-      [1, 0, 0, 0, 0],
-    ]);
-    const referenceLoss = (l: tf.Tensor) => tf.neg(tf.sum(tf.mul(tf.logSoftmax(l), oneHot)));
-    expect(crossEntropySum(logits, targets).arraySync()).toBeCloseTo(
-      referenceLoss(logits).arraySync() as number,
-      5,
-    );
-    const ourGrad = tf.grad((l: tf.Tensor) => crossEntropySum(l as tf.Tensor2D, targets))(logits);
-    const theirGrad = tf.grad(referenceLoss)(logits);
-    expect(tf.max(tf.abs(tf.sub(ourGrad, theirGrad))).arraySync()).toBeLessThan(1e-6);
-  });
-});
-
-describe("LoRA", () => {
-  const config: ModelConfig = {
-    vocabSize: 258,
-    dModel: 8,
-    nLayers: 1,
-    nHeads: 2,
-    dFF: 16,
-    contextLength: 8,
-  };
-  const settings = {
-    rank: 2,
-    alpha: 4,
-    dropout: 0,
-    targetModules: ["q_proj", "v_proj", "down_proj"],
-  };
-  const base = Object.fromEntries(
-    [...initWeights(config, 5)].map(([name, t]) => [name, tf.tensor(t.data, t.shape)]),
-  );
-  const batch = makeBatch([encodeForTraining("abcdefg", 8), encodeForTraining("xyz", 8)]);
-  const loss = (adapter: Record<string, tf.Tensor>) =>
-    tf.div(
-      crossEntropySum(
-        forwardLogits(
-          config,
-          base,
-          batch.ids,
-          batch.batch,
-          batch.time,
-          loraHook(adapter, settings, null),
-        ),
-        batch.targets,
-      ),
-      batch.tokenCount,
-    ) as tf.Scalar;
-
-  test("starts at the base model (B = 0)", () => {
-    const adapter = Object.fromEntries(
-      [...initLoraWeights(config, settings, new Rng(1))].map(([n, t]) => [
-        n,
-        tf.tensor(t.data, t.shape),
-      ]),
-    );
-    const plain = tf.div(
-      crossEntropySum(
-        forwardLogits(config, base, batch.ids, batch.batch, batch.time, null),
-        batch.targets,
-      ),
-      batch.tokenCount,
-    );
-    expect(loss(adapter).arraySync()).toBe(plain.arraySync());
-    expect(Object.keys(adapter)).toContain(loraWeightName("model.layers.0.self_attn.q_proj", "A"));
-  });
-
-  test("gradients through the adapters agree with finite differences", () => {
-    const rng = new Rng(9);
-    const variables: Record<string, tf.Variable> = {};
-    for (const [name, t] of initLoraWeights(config, settings, rng)) {
-      // Non-zero B so that A's gradient is not trivially zero.
-      const data = name.includes("lora_B") ? t.data.map(() => rng.normal() * 0.5) : t.data;
-      variables[name] = tf.variable(tf.tensor(data, t.shape));
-    }
-    const { grads } = tf.variableGrads(() => loss(variables), Object.values(variables));
-    const names = Object.keys(variables);
-    for (const name of names) {
-      const variable = variables[name]!;
-      const grad = grads[variable.name]!;
-      const norm = tf.norm(grad).arraySync() as number;
-      expect(norm).toBeGreaterThan(1e-4);
-      // Directional derivative along the gradient equals its norm.
-      const direction = tf.div(grad, norm);
-      const original = variable.clone();
-      const eps = 1e-2;
-      variable.assign(tf.add(original, tf.mul(direction, eps)));
-      const plus = loss(variables).arraySync() as number;
-      variable.assign(tf.sub(original, tf.mul(direction, eps)));
-      const minus = loss(variables).arraySync() as number;
-      variable.assign(original);
-      const numeric = (plus - minus) / (2 * eps);
-      expect(Math.abs(numeric - norm) / norm, name).toBeLessThan(2e-2);
-    }
   });
 });
 

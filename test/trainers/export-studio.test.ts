@@ -1,18 +1,14 @@
 import { createHash } from "node:crypto";
 import { readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
-import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadBaseModel, TINY_MODEL_ID } from "../../src/trainers/builtin/base-model";
-import { adapterConfigSchema, loraHook } from "../../src/trainers/builtin/lora";
-import { forwardLogits, type Weights } from "../../src/trainers/builtin/model";
-import { readSafetensors, type TensorMap } from "../../src/trainers/builtin/safetensors";
-import { selectCpuBackend } from "../../src/trainers/builtin/tfjs";
+import { computeLogits } from "../../src/trainers/builtin/logits";
+import { adapterConfigSchema } from "../../src/trainers/builtin/lora";
+import { readSafetensors } from "../../src/trainers/builtin/safetensors";
 import { readProvenance } from "../../src/trainers/export/provenance";
 import { TestStudio } from "../helpers/studio";
 import { waitFor } from "../helpers/wait";
-
-await selectCpuBackend();
 
 /**
  * Exporting a merged model of the built-in trainer through the studio, as a person does: a short
@@ -149,28 +145,15 @@ describe("exporting a merged model through the studio", () => {
     );
     const adapter = (await readSafetensors(join(taskDir, "adapter_model.safetensors"))).tensors;
     const ids = Int32Array.from(Buffer.from("### Instruction:\nSay something kind."));
-    const logits = (weights: TensorMap, hook: Parameters<typeof forwardLogits>[5]) => {
-      const tensors: Weights = Object.fromEntries(
-        [...weights].map(([name, t]) => [name, tf.tensor(t.data, t.shape)]),
-      );
-      const out = forwardLogits(base.config, tensors, ids, 1, ids.length, hook);
-      const values = out.dataSync() as Float32Array;
-      tf.dispose([out, ...Object.values(tensors)]);
-      return values;
-    };
-    const adapterHook = loraHook(
-      Object.fromEntries([...adapter].map(([name, t]) => [name, tf.tensor(t.data, t.shape)])),
-      {
-        rank: adapterConfig.r,
-        alpha: adapterConfig.lora_alpha,
-        dropout: 0,
-        targetModules: adapterConfig.target_modules,
-      },
-      null,
+    const input = { ids, batch: 1, time: ids.length };
+    const withAdapter = await computeLogits(
+      base.config,
+      base.weights,
+      { tensors: adapter, rank: adapterConfig.r, alpha: adapterConfig.lora_alpha },
+      input,
     );
-    const withAdapter = logits(base.weights, adapterHook);
-    const fromMerged = logits(merged.weights, null);
-    const plain = logits(base.weights, null);
+    const fromMerged = await computeLogits(base.config, merged.weights, null, input);
+    const plain = await computeLogits(base.config, base.weights, null, input);
     let largest = 0;
     let moved = 0;
     for (let i = 0; i < withAdapter.length; i++) {

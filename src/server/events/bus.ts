@@ -42,6 +42,11 @@ export class StudioBus {
     this.emitter.emit(`log:${chunk.taskId}`, chunk);
   }
 
+  /** Whether anyone follows this task's log live (the monitor reads faster for them). */
+  followsLog(taskId: string): boolean {
+    return this.emitter.listenerCount(`log:${taskId}`) > 0;
+  }
+
   get emitterForSubscriptions(): EventEmitter {
     return this.emitter;
   }

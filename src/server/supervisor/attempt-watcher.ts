@@ -1,5 +1,3 @@
-import { statSync } from "node:fs";
-import { exitRecordPath } from "../../runner/records";
 import type { AttemptRow, TaskRow } from "../db/schema";
 import { type SupervisorContext, taskFolder } from "./context";
 import type { AttemptHandle } from "./executor";
@@ -9,9 +7,20 @@ import { initialProgress, type ProgressState } from "./progress-state";
 import { StepClock } from "./stall-watch";
 
 /**
+ * A followed attempt whose processes look the same, which reports no steps and needs nothing
+ * else is fully checked (the reconciler, its database read and records) this often; the
+ * supervisor's poll looks at its processes every second (`poll`).
+ */
+const FULL_CHECK_MS = 10_000;
+
+/** The runner's records: one appearing or replaced is judged at once. */
+const RECORDS = new Set(["exit.json", "runner.json"]);
+
+/**
  * Follows one running attempt: its monitor turns the files into progress and log lines, and
  * its checks hand what the executor sees to the reconciler (`check` below). File events are
- * hints; the supervisor's poll calls `check` every second whatever happens.
+ * hints; the supervisor's poll (`poll`) runs a check whenever the processes look different, and
+ * at least every FULL_CHECK_MS whatever happens.
  */
 export class AttemptWatcher {
   readonly ref: AttemptRef;
@@ -21,8 +30,15 @@ export class AttemptWatcher {
   private closed = false;
   private checking: Promise<void> | null = null;
   private soon: NodeJS.Timeout | null = null;
-  /** exit.json as last judged (inode, mtime, size): a record already judged is not looked at per event. */
-  private exitSeen = "";
+  /** When the last full check began. */
+  private checkedAt = 0;
+  /** The executor's cheap look at the processes at the last poll (see Executor.quickLook). */
+  private lastLook: string | null = null;
+  /**
+   * The last check found a plain training attempt (following, no cancel, not paused) and nothing
+   * that must be looked at again soon; commands and other decisions clear it.
+   */
+  settled = false;
   private readonly warned = new Set<string>();
   /** When the attempt's steps moved, for the stall watchdog (./stall-watch). */
   readonly steps = new StepClock();
@@ -44,7 +60,7 @@ export class AttemptWatcher {
   }
 
   start() {
-    this.unwatch = this.ctx.executor.watch(this.dir, () => this.hint());
+    this.unwatch = this.ctx.executor.watch(this.dir, (file, kind) => this.hint(file, kind));
     void this.check();
   }
 
@@ -61,8 +77,9 @@ export class AttemptWatcher {
     if (this.checking) return this.checking;
     this.checking = (async () => {
       try {
+        this.checkedAt = Date.now();
+        this.settled = false;
         void this.monitor.tick();
-        this.exitSeen = exitStamp(this.dir);
         await this.decide(this);
       } catch (err) {
         this.ctx.log(`task ${this.ref.taskId}: check failed: ${err}`);
@@ -83,13 +100,38 @@ export class AttemptWatcher {
   }
 
   /**
-   * A file event. A trainer printing hundreds of lines a second raises as many: only the
-   * monitor reads (coalesced), and a full check runs only when exit.json changed.
+   * The supervisor's poll, every second. A full check when the processes look different (a
+   * runner gone, a trainer stopped or a zombie), when the executor has no cheap look (Slurm),
+   * when the last check left something to look at again (a cancel's grace, a pause), when the
+   * trainer reports steps (the stall and divergence watchdogs judge every second), and every
+   * FULL_CHECK_MS. Otherwise a quiet attempt costs one /proc read per process.
    */
-  private hint() {
+  poll(now = Date.now()) {
     if (this.closed) return;
-    this.monitor.hint();
-    if (exitStamp(this.dir) !== this.exitSeen) this.checkSoon();
+    const look = this.ctx.executor.quickLook(this.handle);
+    const changed = look !== this.lastLook;
+    this.lastLook = look;
+    const reportsSteps = this.monitor.target.progress.step != null;
+    if (
+      look === null ||
+      changed ||
+      !this.settled ||
+      reportsSteps ||
+      now - this.checkedAt >= FULL_CHECK_MS
+    ) {
+      void this.check();
+    }
+  }
+
+  /**
+   * A file event. A trainer printing hundreds of lines a second raises as many: the monitor
+   * reads at its pace, and a full check runs only for the runner's records (or an event
+   * without a name).
+   */
+  private hint(file: string | null, kind: "rename" | "change") {
+    if (this.closed) return;
+    this.monitor.hint(file, kind);
+    if (file === null || RECORDS.has(file)) this.checkSoon();
   }
 
   /** True the first time this warning is given for this attempt in this studio. */
@@ -107,15 +149,6 @@ export class AttemptWatcher {
     this.unwatch();
     if (drain) await this.monitor.drain();
     else this.monitor.stop();
-  }
-}
-
-function exitStamp(dir: string): string {
-  try {
-    const st = statSync(exitRecordPath(dir));
-    return `${st.ino}:${st.mtimeMs}:${st.size}`;
-  } catch {
-    return "";
   }
 }
 

@@ -136,7 +136,11 @@ export class Commands {
     }
     const watcher = this.watchers.get(id);
     // Not followed yet (preparing): the launcher carries the cancel out once the launch confirms.
-    if (watcher) await this.ctx.executor.cancel(watcher.handle, { requestedAt, graceMs });
+    if (watcher) {
+      // Checked every second from now on: the grace period is the watcher's to keep.
+      watcher.settled = false;
+      await this.ctx.executor.cancel(watcher.handle, { requestedAt, graceMs });
+    }
     return row!;
   }
 
@@ -152,6 +156,7 @@ export class Commands {
     if (!(await this.ctx.executor.signal(watcher.handle, "SIGSTOP"))) {
       throw new TaskActionError("CONFLICT", `task ${id}'s trainer is no longer running`);
     }
+    watcher.settled = false;
     const row = await transition(this.ctx.db, id, "paused", {}, ["training"]);
     await publish(this.ctx, row, { type: "paused", message: "paused" });
     return row ?? (await this.mustGet(id));
@@ -166,6 +171,7 @@ export class Commands {
         `task ${id} is ${task.status}; only a paused task can resume`,
       );
     }
+    watcher.settled = false;
     await this.ctx.executor.signal(watcher.handle, "SIGCONT");
     const row = await transition(this.ctx.db, id, "training", {}, ["paused"]);
     await publish(this.ctx, row, { type: "resumed", message: "resumed" });

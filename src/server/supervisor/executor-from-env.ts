@@ -6,6 +6,7 @@ import type {
   ControlSignal,
   Executor,
   ExitRecord,
+  FolderHint,
   LaunchSpec,
   LocalAttemptHandle,
   ProcessState,
@@ -74,6 +75,10 @@ export class ExecutorByKind implements Executor {
       : this.slurmFor(handle).inspect(handle);
   }
 
+  quickLook(handle: AttemptHandle): string | null {
+    return handle.kind === "local" ? this.local.quickLook(handle) : null;
+  }
+
   signal(handle: AttemptHandle, signal: ControlSignal): Promise<boolean> {
     return handle.kind === "local"
       ? this.local.signal(handle, signal)
@@ -109,7 +114,7 @@ export class ExecutorByKind implements Executor {
     return null;
   }
 
-  watch(taskDir: string, onHint: () => void): () => void {
+  watch(taskDir: string, onHint: FolderHint): () => void {
     return this.local.watch(taskDir, onHint);
   }
 }

@@ -129,6 +129,12 @@ export interface CancelSpec {
   graceMs: number;
 }
 
+/**
+ * A file event in a task folder: the name it came with (null: not known) and "rename" when a name
+ * was created, removed or moved (a record written by rename, training.log replaced).
+ */
+export type FolderHint = (file: string | null, kind: "rename" | "change") => void;
+
 export interface Executor<Handle extends AttemptHandle = AttemptHandle> {
   /**
    * Launches the attempt and resolves once its processes are recorded (runner.json for the
@@ -153,13 +159,20 @@ export interface Executor<Handle extends AttemptHandle = AttemptHandle> {
   cancel(handle: Handle, request: CancelSpec): Promise<boolean>;
   /** True when the attempt's runner escalates a cancel to SIGKILL by itself (see `cancel`). */
   graceKeptByRunner(handle: Handle): boolean;
+  /**
+   * A cheap look at the attempt's processes, for the watcher's poll: a text that changes when
+   * one of them ends, becomes a zombie or is stopped. Null when the executor has no cheap way
+   * to look (the watcher then checks fully every poll).
+   */
+  quickLook(handle: Handle): string | null;
   /** The attempt's outcome record, or null while there is none (or only an older attempt's). */
   readOutcome(taskDir: string, attempt: number): Promise<ExitRecord | null>;
   /** The handle of an attempt caught half-started (launched, but its handle never stored). */
   recoverHandle(taskDir: string, attempt: number): Promise<Handle | null>;
   /**
-   * Calls `onHint` when something in the task folder may have changed. Only a hint: events can
-   * be missed, so the caller also polls. Returns a function that stops watching.
+   * Calls `onHint` when something in the task folder may have changed, with the file's name when
+   * known. Only a hint: events can be missed, so the caller also polls. Returns a function that
+   * stops watching.
    */
-  watch(taskDir: string, onHint: () => void): () => void;
+  watch(taskDir: string, onHint: FolderHint): () => void;
 }

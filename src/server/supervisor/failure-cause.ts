@@ -29,6 +29,8 @@ export interface FailureEvidence {
   logTail: string[];
   /** "N MB free on <dir>" when the disk the task writes to is below the studio's floor. */
   diskFull: string | null;
+  /** The bytes free on the task folder's disk when the trainer failed, as its runner saw them. */
+  diskFreeAtExit?: number | null;
   /** What the attempt's memory control group saw (a memory limit was set), from exit.json. */
   memory?: MemoryEvidence | null;
   /** The runner ended it at its maximum run time. */
@@ -102,6 +104,13 @@ function bareExit(e: FailureEvidence): string {
 }
 
 const mb = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MB`;
+const kb = (bytes: number) => `${Math.round(bytes / 1024)} KB`;
+/**
+ * Less than this free when a trainer failed: the disk was full (a write of a log line, a
+ * checkpoint shard or a cache file had no room). A disk with a megabyte free is not full enough
+ * to blame for a failure with no other evidence.
+ */
+const FULL_AT_EXIT_BYTES = 1024 * 1024;
 
 export function classifyFailure(e: FailureEvidence): FailureCause {
   const exit = bareExit(e);
@@ -137,8 +146,12 @@ export function classifyFailure(e: FailureEvidence): FailureCause {
     };
   }
   const disk = lastMatch(e.logTail, DISK_FULL);
-  if (disk || e.diskFull) {
-    const seen = [e.diskFull, disk && clip(disk)].filter(Boolean).join("; ");
+  const fullAtExit =
+    e.diskFreeAtExit != null && e.diskFreeAtExit < FULL_AT_EXIT_BYTES
+      ? `${kb(e.diskFreeAtExit)} free on the task folder's disk when the trainer ended`
+      : null;
+  if (disk || e.diskFull || fullAtExit) {
+    const seen = [fullAtExit, e.diskFull, disk && clip(disk)].filter(Boolean).join("; ");
     return {
       cause: "disk-full",
       reason: `disk full: ${seen} (${exit})`,

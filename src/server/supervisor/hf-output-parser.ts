@@ -93,6 +93,8 @@ export function parseHfLine(text: string): ParsedHfLine | null {
  * `print` puts the dict straight after the bar's last frame.
  */
 export function parseHfOutput(text: string): ParsedHfLine[] {
+  // Most lines carry neither a bar ("%|") nor a dict ("{"): two scans, and no split or regex.
+  if (!text.includes("%") && !text.includes("{")) return [];
   const out: ParsedHfLine[] = [];
   let bars: TqdmBar[] = [];
   for (const segment of text.split("\r")) {

@@ -3,7 +3,13 @@ import { existsSync, type FSWatcher, mkdirSync, rmSync, watch } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { writeJsonAtomic } from "../../platform/atomic-write";
-import { inspect, type ProcessIdentity, readIdentity, signalGroup } from "../../platform/identity";
+import {
+  inspect,
+  type ProcessIdentity,
+  readIdentity,
+  readStat,
+  signalGroup,
+} from "../../platform/identity";
 import { DIST_DIR } from "../../platform/package-root";
 import { runnerArgv } from "../../runner/args";
 import { readExitRecord, readRunnerRecord } from "../../runner/record-schemas";
@@ -21,6 +27,7 @@ import {
   type CancelSpec,
   type ControlSignal,
   type Executor,
+  type FolderHint,
   HANDLE_VERSION,
   type LaunchSpec,
   type LocalAttemptHandle,
@@ -152,17 +159,35 @@ export class LocalExecutor implements Executor<LocalAttemptHandle> {
     return record ? handleFrom(taskDir, record, record.runner.pid) : null;
   }
 
-  watch(taskDir: string, onHint: () => void): () => void {
+  /**
+   * One /proc read per process, no boot id: this studio has not rebooted since the handle was
+   * proven (at launch or re-attach). The state is reduced to what a check must see: gone (or
+   * another process on the pid), zombie, stopped, alive.
+   */
+  quickLook(handle: LocalAttemptHandle): string {
+    return `${lookAt(handle.runner)}/${lookAt(handle.trainer)}`;
+  }
+
+  watch(taskDir: string, onHint: FolderHint): () => void {
     let watcher: FSWatcher;
     try {
       // The folder, not the files: a file replaced by rename (exit.json) keeps being seen.
-      watcher = watch(taskDir, () => onHint());
+      watcher = watch(taskDir, (kind, name) =>
+        onHint(name === null ? null : String(name), kind === "rename" ? "rename" : "change"),
+      );
     } catch {
       return () => {}; // a folder that cannot be watched is still polled
     }
     watcher.on("error", () => watcher.close());
     return () => watcher.close();
   }
+}
+
+function lookAt(identity: { pid: number; startTime: string }): string {
+  const stat = readStat(identity.pid);
+  if (!stat || stat.startTime !== identity.startTime) return "gone";
+  if (stat.state === "Z" || stat.state === "X") return "zombie";
+  return stat.state === "T" || stat.state === "t" ? "stopped" : "alive";
 }
 
 function handleFrom(taskDir: string, record: RunnerRecord, runnerPid: number): LocalAttemptHandle {

@@ -1,3 +1,4 @@
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 
 /**
@@ -120,6 +121,55 @@ export async function readOpenFile(
     return { ...(await readChunk(file, inode, 0, size, maxBytes)), reset: "truncated" };
   }
   return readChunk(file, inode, start.offset, size, maxBytes);
+}
+
+/**
+ * `readOpenFile` on a descriptor, synchronously: the monitor's reads of a trainer's output are
+ * small, from the page cache, and many a second, and a synchronous read costs a few system calls
+ * where an asynchronous one costs a trip through the thread pool and several promises each.
+ */
+export function readOpenFileSync(
+  fd: number,
+  cursor: LogCursor | null,
+  maxBytes: number = DEFAULT_MAX_BYTES,
+): ReadResult {
+  const stats = fstatSync(fd, { bigint: true });
+  const inode = String(stats.ino);
+  const size = Number(stats.size);
+  const start = cursor ?? { inode: "", offset: 0 };
+  if (start.inode === "") return readChunkSync(fd, inode, 0, size, maxBytes);
+  if (start.inode !== inode) {
+    return { ...readChunkSync(fd, inode, 0, size, maxBytes), reset: "rotated" };
+  }
+  if (size < start.offset) {
+    return { ...readChunkSync(fd, inode, 0, size, maxBytes), reset: "truncated" };
+  }
+  return readChunkSync(fd, inode, start.offset, size, maxBytes);
+}
+
+/** `readNewLines` without `previousFile`, synchronously (see `readOpenFileSync`). */
+export function readNewLinesSync(
+  path: string,
+  cursor: LogCursor | null,
+  maxBytes: number = DEFAULT_MAX_BYTES,
+): ReadResult {
+  const fd = openIfExistsSync(path);
+  if (fd === null) return { lines: [], cursor: cursor ?? { inode: "", offset: 0 } };
+  try {
+    return readOpenFileSync(fd, cursor, maxBytes);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A descriptor open for reading on `path`, or null when there is no such file. */
+export function openIfExistsSync(path: string): number | null {
+  try {
+    return openSync(path, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw error;
+  }
 }
 
 /** What a terminal shows of a line a program redrew with "\r" (tqdm): the text after the last "\r". */
@@ -248,12 +298,41 @@ async function readChunk(
   const length = Math.min(maxBytes, size - offset);
   if (length <= 0) return { lines: [], cursor: { inode, offset }, partial: "" };
   let buffer = await readAt(file, offset, length);
-  let firstNewline = buffer.indexOf(NEWLINE);
-  if (firstNewline < 0 && offset + buffer.length < size && buffer.length <= LONG_LINE_PIECE_BYTES) {
-    // No complete line in the window, and more file after it: look far enough to cut a piece.
+  if (needsWiderWindow(buffer, offset, size)) {
     buffer = await readAt(file, offset, Math.min(LONG_LINE_PIECE_BYTES + 1, size - offset));
-    firstNewline = buffer.indexOf(NEWLINE);
   }
+  return linesOf(buffer, inode, offset, size);
+}
+
+/** `readChunk` on a descriptor, synchronously. */
+function readChunkSync(
+  fd: number,
+  inode: string,
+  offset: number,
+  size: number,
+  maxBytes: number,
+): ReadResult {
+  const length = Math.min(maxBytes, size - offset);
+  if (length <= 0) return { lines: [], cursor: { inode, offset }, partial: "" };
+  let buffer = readAtSync(fd, offset, length);
+  if (needsWiderWindow(buffer, offset, size)) {
+    buffer = readAtSync(fd, offset, Math.min(LONG_LINE_PIECE_BYTES + 1, size - offset));
+  }
+  return linesOf(buffer, inode, offset, size);
+}
+
+/** No complete line in the window, and more file after it: look far enough to cut a piece. */
+function needsWiderWindow(buffer: Buffer, offset: number, size: number): boolean {
+  return (
+    buffer.indexOf(NEWLINE) < 0 &&
+    offset + buffer.length < size &&
+    buffer.length <= LONG_LINE_PIECE_BYTES
+  );
+}
+
+/** The lines of `buffer`, read at `offset` of a file of `size` bytes (see `readNewLines`). */
+function linesOf(buffer: Buffer, inode: string, offset: number, size: number): ReadResult {
+  const firstNewline = buffer.indexOf(NEWLINE);
   const reachedEnd = offset + buffer.length >= size;
   const lines: LogLine[] = [];
   let lineStart = 0;
@@ -349,6 +428,17 @@ async function readAt(file: FileHandle, position: number, length: number): Promi
   let filled = 0;
   while (filled < length) {
     const { bytesRead } = await file.read(buffer, filled, length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return buffer.subarray(0, filled);
+}
+
+function readAtSync(fd: number, position: number, length: number): Buffer {
+  const buffer = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const bytesRead = readSync(fd, buffer, filled, length - filled, position + filled);
     if (bytesRead === 0) break;
     filled += bytesRead;
   }

@@ -1,19 +1,25 @@
-import { type FileHandle, stat } from "node:fs/promises";
+import { closeSync, fstatSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { and, eq, sql } from "drizzle-orm";
 import type { ProgressEvent } from "../../trainers/protocol";
 import type { Db } from "../db/client";
-import { attempts, type TaskEventRow, taskEvents, taskMetrics, tasks } from "../db/schema";
+import { attempts, type TaskEventRow, taskEvents, tasks } from "../db/schema";
 import type { StudioBus } from "../events/bus";
 import { addEvent } from "../tasks/repository";
+import {
+  type LastRead,
+  readDelay,
+  storeDelay,
+  type Unstored as UnstoredKinds,
+} from "./follow-pace";
 import { parseHfOutput } from "./hf-output-parser";
 import {
   type LogCursor,
   type LogLine,
-  openIfExists,
+  openIfExistsSync,
   type ReadResult,
-  readNewLines,
-  readOpenFile,
+  readNewLinesSync,
+  readOpenFileSync,
 } from "./log-cursor";
 import {
   type MetricRow,
@@ -37,29 +43,37 @@ export interface MonitorTarget {
 const READ_CHUNK = 1024 * 1024;
 
 /**
- * On a repeated (task, attempt, step, kind): the new row's values, keeping old ones it lacks, and
- * the first row's time, so reading the same lines again changes nothing.
+ * One statement for a batch of metric rows, whatever its size: the rows travel as one JSON
+ * parameter, so neither the statement's text nor its parameters grow with the batch (a
+ * backlog's thousands of rows were thousands of placeholders for the database to parse). On a
+ * repeated (task, attempt, step, kind): the new row's values, keeping old ones it lacks, and the
+ * first row's time, so reading the same lines again changes nothing.
  */
-const METRIC_UPSERT = {
-  epoch: sql.raw(`coalesce(excluded.epoch, "task_metrics"."epoch")`),
-  loss: sql.raw(`coalesce(excluded.loss, "task_metrics"."loss")`),
-  evalLoss: sql.raw(`coalesce(excluded.eval_loss, "task_metrics"."eval_loss")`),
-  learningRate: sql.raw(`coalesce(excluded.learning_rate, "task_metrics"."learning_rate")`),
-};
-/**
- * Coalesces bursts of file events: a trainer printing 5,000 lines/s costs ~10 reads (and
- * database transactions) a second, not 5,000. Measured: at 50 ms, five trainers printing
- * 100 lines/s each kept the studio's core ~64% busy (`npm run bench:cost`).
- */
-const MIN_TICK_GAP_MS = 100;
-
-/**
- * Plain log lines move only the cursors, and those are stored at most this often: lines are
- * published at once, and re-reading the lines since the stored cursor after a restart is harmless
- * (subscribers drop line ids they already have; metric rows are upserts). Anything else the
- * monitor stores (progress, metrics, events, a reset) stores the cursors with it.
- */
-const CURSOR_STORE_MS = 1000;
+function metricUpsert(taskId: string, attempt: number, rows: MetricRow[]) {
+  const json = JSON.stringify(
+    rows.map((m) => ({
+      step: m.step,
+      kind: metricKind(m),
+      epoch: m.epoch,
+      loss: m.loss ?? null,
+      eval_loss: m.evalLoss ?? null,
+      learning_rate: m.learningRate ?? null,
+      at: m.at,
+    })),
+  );
+  return sql`insert into task_metrics
+      (task_id, attempt, step, kind, epoch, loss, eval_loss, learning_rate, at)
+    select ${taskId}, ${attempt}, r.step, r.kind, r.epoch, r.loss, r.eval_loss, r.learning_rate,
+      to_timestamp(r.at / 1000.0)
+    from jsonb_to_recordset(${json}::jsonb) as r(step integer, kind text, epoch double precision,
+      loss double precision, eval_loss double precision, learning_rate double precision,
+      at double precision)
+    on conflict (task_id, attempt, step, kind) do update set
+      epoch = coalesce(excluded.epoch, task_metrics.epoch),
+      loss = coalesce(excluded.loss, task_metrics.loss),
+      eval_loss = coalesce(excluded.eval_loss, task_metrics.eval_loss),
+      learning_rate = coalesce(excluded.learning_rate, task_metrics.learning_rate)`;
+}
 
 /** Warnings about skipped progress.jsonl lines: the first few, then at 10, 100, 1,000, ... */
 function reportSkipped(count: number): boolean {
@@ -85,11 +99,39 @@ function trainerWarning(event: Extract<ProgressEvent, { event: "warning" }>): Mo
   };
 }
 
+/** What was read but is not stored yet: stored together, with the cursors it came from. */
+interface Unstored {
+  metrics: MetricRow[];
+  events: MonitorEvent[];
+  /** Progress moved (or a reset of training.log is to be recorded). */
+  progress: boolean;
+  /** training.log is missing at this offset; whether to warn asks the database (`reportedMissing`). */
+  missingAt: number | null;
+}
+
+const nothingUnstored = (): Unstored => ({
+  metrics: [],
+  events: [],
+  progress: false,
+  missingAt: null,
+});
+
+/**
+ * While catching up on a long log, what was read is stored once this many metric rows are
+ * waiting, so a backlog is stored in bounded transactions rather than one.
+ */
+const STORE_BATCH_ROWS = 5_000;
+
+/** Which of the attempt's files a file event names, as the monitor reads them. */
+const LOG_FILE = "training.log";
+const PROGRESS_FILE = "progress.jsonl";
+
 /**
  * Follows one running attempt's files: turns new lines of progress.jsonl and training.log into
- * progress and metrics, stores them in the same transaction as the cursors they came from,
- * and pushes log lines and the new progress to subscribers. File events are only hints;
- * `tick` is also called on a timer by the supervisor, which guarantees progress.
+ * progress and metrics, publishes log lines as soon as they are read, and stores what they
+ * derived in one transaction with the cursors they came from (./follow-pace decides how often
+ * it reads and stores). File events (`hint`) are only hints; `tick` reads everything and is also
+ * called by the watcher's checks, which guarantees progress when events are missed.
  *
  * Faults stay in the files: a progress.jsonl line that is not a valid event is skipped, counted
  * in `progress.skippedEvents` and reported as a "warning" task event, never applied in part. The
@@ -98,21 +140,27 @@ function trainerWarning(event: Extract<ProgressEvent, { event: "warning" }>): Mo
  * log missing after a restart is reported as a "warning" event naming the byte offset.
  */
 export class AttemptMonitor {
-  private running: Promise<void> | null = null;
-  private again = false;
-  private lastTickAt = 0;
-  private delayed: NodeJS.Timeout | null = null;
   private stopped = false;
+  private draining = false;
+  private lastRead: LastRead | null = null;
+  private readTimer: NodeJS.Timeout | null = null;
+  private storeTimer: NodeJS.Timeout | null = null;
+  private storing: Promise<void> | null = null;
+  private storedAt = 0;
+  private unstored = nothingUnstored();
+  /** The cursors the database holds for this attempt (as far as this monitor knows). */
+  private stored: { log: LogCursor | null; structured: LogCursor | null };
   /** training.log as opened by this monitor: the trainer's output, whatever its path names now. */
-  private logFile: FileHandle | null = null;
+  private logFd: number | null = null;
   /** What the path training.log was last seen to be, so each change is reported once. */
   private logPath: "same" | "deleted" | "replaced" | "missing" = "same";
-  private cursorsStoredAt = 0;
-  private cursorsDirty = false;
-  private flush = false;
-  /** While draining: how many more reads the tick loop may make (null: not draining). */
-  private passesLeft: number | null = null;
-  /** What stopped the last tick loop, if anything: a drain that could not store must not pass as done. */
+  /** Look at what the path training.log names at the next read (a rename in the folder, a tick). */
+  private pathCheckDue = true;
+  /** progress.jsonl may hold new lines (an event named it, or a tick). */
+  private progressDue = true;
+  /** Output was read since `takeActivity` was last asked. */
+  private active = false;
+  /** What stopped the last tick, if anything: a drain that could not store must not pass as done. */
   private failure: unknown = null;
 
   constructor(
@@ -120,117 +168,189 @@ export class AttemptMonitor {
     private readonly db: Db,
     private readonly bus: StudioBus,
     private readonly onError: (err: unknown) => void,
-  ) {}
-
-  /** Reads whatever is new. Concurrent calls collapse into one follow-up run. */
-  tick(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      this.failure = null;
-      try {
-        do {
-          this.again = false;
-          this.lastTickAt = Date.now();
-          await this.readOnce();
-          if (this.passesLeft !== null) this.passesLeft--;
-        } while (this.again && !this.stopped && this.passesLeft !== 0);
-      } catch (err) {
-        this.failure = err;
-        this.onError(err);
-      } finally {
-        this.running = null;
-      }
-    })();
-    return this.running;
-  }
-
-  /** A file-system hint: tick soon, but not more often than MIN_TICK_GAP_MS. */
-  hint() {
-    if (this.stopped || this.delayed) return;
-    const wait = Math.max(0, this.lastTickAt + MIN_TICK_GAP_MS - Date.now());
-    this.delayed = setTimeout(() => {
-      this.delayed = null;
-      void this.tick();
-    }, wait);
+  ) {
+    this.stored = { log: target.logCursor, structured: target.progressCursor };
   }
 
   /**
-   * Reads to the end of both files as they are now (used once the attempt has ended), stores the
-   * cursors, then stops. Bounded by what the files hold when it begins: a trainer that still
-   * writes (one that could not be identified, so nothing could end it) cannot keep it going.
-   * Throws when what it read could not be stored: the attempt must not be ended before its last
-   * lines are (the next try reads again from the stored cursors).
+   * Reads everything that is new, and stores at once whatever it derived (cursors alone keep
+   * their own pace). Concurrent calls are safe: reads are synchronous, stores one at a time.
+   */
+  async tick(passes = Number.POSITIVE_INFINITY): Promise<void> {
+    if (this.stopped) return;
+    this.failure = null;
+    try {
+      this.pathCheckDue = true;
+      this.progressDue = true;
+      for (let left = passes; left > 0 && !this.stopped; left--) {
+        const found = this.readOnce();
+        if (!found) break;
+        if (this.unstored.metrics.length >= STORE_BATCH_ROWS) await this.store();
+      }
+      if (this.storeDue(true) === 0) await this.store();
+      else this.scheduleStore();
+    } catch (err) {
+      this.failure = err;
+      this.onError(err);
+    }
+  }
+
+  /**
+   * A file event in the task folder: `file` is the name it came with (null: unknown), `kind`
+   * "rename" when a name was created, removed or moved. Reads at the pace of ./follow-pace.
+   */
+  hint(file: string | null = null, kind: "rename" | "change" = "change") {
+    if (this.stopped) return;
+    if (file === PROGRESS_FILE || file === null) this.progressDue = true;
+    if (file !== LOG_FILE && file !== PROGRESS_FILE && file !== null) return;
+    if (kind === "rename" || file === null) this.pathCheckDue = true;
+    if (this.readTimer) return;
+    const delay = readDelay(Date.now(), this.lastRead, this.bus.followsLog(this.target.taskId));
+    if (delay === 0) this.paced();
+    else this.readTimer = setTimeout(() => this.paced(), delay);
+  }
+
+  /** Whether output was read since the last call (the trainer is active). */
+  takeActivity(): boolean {
+    const active = this.active;
+    this.active = false;
+    return active;
+  }
+
+  /**
+   * Reads to the end of both files as they are now (used once the attempt has ended), stores
+   * everything with the cursors, then stops. Bounded by what the files hold when it begins: a
+   * trainer that still writes (one that could not be identified, so nothing could end it) cannot
+   * keep it going. Throws when what it read could not be stored: the attempt must not be ended
+   * before its last lines are (the next try reads again from the stored cursors).
    */
   async drain(): Promise<void> {
-    this.flush = true;
+    this.draining = true;
     const t = this.target;
-    const bytes =
-      (await sizeOf(join(t.taskDir, "training.log"))) +
-      (await sizeOf(join(t.taskDir, "progress.jsonl")));
+    const bytes = sizeOf(join(t.taskDir, LOG_FILE)) + sizeOf(join(t.taskDir, PROGRESS_FILE));
     // Each pass reads up to READ_CHUNK of each file; two more cover a reset and the last look.
-    this.passesLeft = Math.ceil(bytes / READ_CHUNK) + 2;
-    await this.running;
-    await this.tick();
+    await this.tick(Math.ceil(bytes / READ_CHUNK) + 2);
     this.stop();
     if (this.failure) throw this.failure;
   }
 
+  /** Stops reading and storing; what is not stored yet is read again by the next monitor. */
   stop() {
     this.stopped = true;
-    if (this.delayed) clearTimeout(this.delayed);
-    const file = this.logFile;
-    this.logFile = null;
-    if (file) {
-      // After a read in flight, if any, has finished with it.
-      void (this.running ?? Promise.resolve()).finally(() => file.close().catch(() => {}));
+    if (this.readTimer) clearTimeout(this.readTimer);
+    if (this.storeTimer) clearTimeout(this.storeTimer);
+    this.readTimer = null;
+    this.storeTimer = null;
+    const fd = this.logFd;
+    this.logFd = null;
+    if (fd !== null) {
+      // After a store in flight, if any: reads are synchronous, none can be using it.
+      try {
+        closeSync(fd);
+      } catch {}
     }
   }
 
-  private async readOnce(): Promise<void> {
+  /** A read at the follow pace; then the next one, and the store, are scheduled. */
+  private paced() {
+    this.readTimer = null;
+    if (this.stopped) return;
+    try {
+      const found = this.readOnce();
+      // Whatever came meanwhile is read at the next gap; an empty read makes the trainer idle.
+      if (found)
+        this.readTimer = setTimeout(
+          () => this.paced(),
+          readDelay(Date.now(), this.lastRead, this.bus.followsLog(this.target.taskId)),
+        );
+      this.scheduleStore();
+    } catch (err) {
+      this.onError(err);
+    }
+  }
+
+  private scheduleStore() {
+    if (this.storeTimer || this.stopped) return;
+    const delay = this.storeDue(false);
+    if (delay === null) return;
+    this.storeTimer = setTimeout(() => {
+      this.storeTimer = null;
+      this.store().then(
+        () => this.scheduleStore(),
+        (err) => {
+          this.onError(err);
+          this.scheduleStore();
+        },
+      );
+    }, delay);
+  }
+
+  /** How long until a store is due (null: nothing to store); `now`: progress is not paced. */
+  private storeDue(now: boolean): number | null {
+    const u = this.unstored;
+    const t = this.target;
+    const unstored: UnstoredKinds = {
+      events: u.events.length > 0 || u.missingAt !== null,
+      progress: u.progress || u.metrics.length > 0,
+      cursors:
+        !sameCursor(t.logCursor, this.stored.log) ||
+        !sameCursor(t.progressCursor, this.stored.structured),
+    };
+    if (now && unstored.progress) return 0;
+    return storeDelay(Date.now(), this.storedAt, unstored, this.draining);
+  }
+
+  /**
+   * One read of both files (at most READ_CHUNK of each): lines are published at once, what
+   * they derive waits in `unstored`. True when it found lines (more may be waiting).
+   */
+  private readOnce(): boolean {
     const t = this.target;
     const now = Date.now();
     let progress = t.progress;
-    const metrics: MetricRow[] = [];
-    const events: MonitorEvent[] = [];
+    const u = this.unstored;
 
-    const structured = await readNewLines(
-      join(t.taskDir, "progress.jsonl"),
-      t.progressCursor,
-      READ_CHUNK,
-    );
-    for (const line of structured.lines) {
+    let structuredLines: LogLine[] = [];
+    let structuredCursor = t.progressCursor;
+    if (this.progressDue) {
+      const structured = readNewLinesSync(
+        join(t.taskDir, PROGRESS_FILE),
+        t.progressCursor,
+        READ_CHUNK,
+      );
+      structuredLines = structured.lines;
+      structuredCursor = structured.cursor;
+      this.progressDue = structured.lines.length > 0;
+    }
+    for (const line of structuredLines) {
       const read = readProgressLine(line.text);
       if (read === null) continue;
       if ("problem" in read) {
         const skipped = (progress.skippedEvents ?? 0) + 1;
         progress = { ...progress, skippedEvents: skipped };
         if (reportSkipped(skipped)) {
-          events.push({
+          u.events.push({
             type: "warning",
             message: `progress.jsonl: skipped the line at byte ${line.offset} (${read.problem}); ${skipped} skipped so far`,
-            data: { file: "progress.jsonl", offset: line.offset, problem: read.problem, skipped },
+            data: { file: PROGRESS_FILE, offset: line.offset, problem: read.problem, skipped },
           });
         }
         continue;
       }
       const next = reduceProgress(progress, { source: "progress", event: read.event, at: now });
       progress = next.state;
-      metrics.push(...next.metrics);
-      if (read.event.event === "warning") events.push(trainerWarning(read.event));
+      u.metrics.push(...next.metrics);
+      if (read.event.event === "warning") u.events.push(trainerWarning(read.event));
     }
 
-    const log = await this.readLog(events);
+    const log = this.readLog(u.events);
     const logLines: LogLine[] = log.lines;
     for (const line of logLines) {
       // A dict line carries no step; the tqdm bar drawn just before it in the same line does.
       for (const parsed of parseHfOutput(line.text)) {
         const next = reduceProgress(progress, { source: "log", event: parsed, at: now });
         progress = next.state;
-        metrics.push(...next.metrics);
+        u.metrics.push(...next.metrics);
       }
     }
     // tqdm redraws its bar with \r and ends the line only when it closes: the unfinished line
@@ -241,39 +361,18 @@ export class AttemptMonitor {
         progress = reduceProgress(progress, { source: "log", event: parsed, at: now }).state;
       }
     }
-    this.cursorsDirty ||=
-      !sameCursor(log.cursor, t.logCursor) || !sameCursor(structured.cursor, t.progressCursor);
 
-    // The task row is rewritten only when progress moved (or to carry an event to subscribers):
-    // new lines, or a new step of the unfinished bar. A bar redrawn at the same step moves
-    // nothing, so an idle tick writes nothing.
-    const linesRead = structured.lines.length > 0 || logLines.length > 0;
+    // Progress is stored (and the page's row rewritten) only when it moved: new lines, or a new
+    // step of the unfinished bar. A bar redrawn at the same step moves nothing.
+    const linesRead = structuredLines.length > 0 || logLines.length > 0;
     const progressMoved =
       progress !== t.progress && (linesRead || progress.step !== t.progress.step);
-    if (!progressMoved) progress = t.progress;
-    const checkpoint = progress.lastCheckpoint?.path ?? null;
-    const mustStore = progressMoved || metrics.length > 0 || events.length > 0 || !!log.reset;
-    const store =
-      mustStore ||
-      (this.cursorsDirty && (this.flush || now - this.cursorsStoredAt >= CURSOR_STORE_MS));
-
-    let row: Awaited<ReturnType<typeof this.store>>["row"];
-    let eventRows: TaskEventRow[] = [];
-    if (store) {
-      ({ row, eventRows } = await this.store({
-        log: log.cursor,
-        structured: structured.cursor,
-        metrics,
-        events,
-        progress: progressMoved || events.length > 0 ? progress : null,
-        checkpoint,
-      }));
-      this.cursorsStoredAt = now;
-      this.cursorsDirty = false;
-    }
-    t.progress = progress;
+    if (progressMoved) t.progress = progress;
+    u.progress ||= progressMoved || !!log.reset;
     t.logCursor = log.cursor;
-    t.progressCursor = structured.cursor;
+    t.progressCursor = structuredCursor;
+    this.lastRead = { at: now, found: linesRead };
+    if (linesRead) this.active = true;
 
     if (logLines.length || log.reset) {
       this.bus.publishLog({
@@ -283,16 +382,70 @@ export class AttemptMonitor {
         reset: log.reset,
       });
     }
-    if (row) {
-      if (eventRows.length === 0) this.bus.publishTask(row);
-      for (const event of eventRows) this.bus.publishTask({ ...row, event });
+    return linesRead;
+  }
+
+  /**
+   * Stores what is unstored with the cursors, in one transaction, and tells subscribers of the
+   * row and its events. One store at a time; what comes meanwhile waits for the next. On
+   * failure nothing is lost: the batch goes back in front of what came since.
+   */
+  private async store(): Promise<void> {
+    while (this.storing) await this.storing.catch(() => {});
+    const run = this.storeOnce();
+    this.storing = run;
+    try {
+      await run;
+    } finally {
+      if (this.storing === run) this.storing = null;
     }
-    // More may be waiting beyond this chunk; the loop in tick() stops at the first empty read.
-    if (linesRead) this.again = true;
+  }
+
+  private async storeOnce(): Promise<void> {
+    const t = this.target;
+    const batch = this.unstored;
+    this.unstored = nothingUnstored();
+    this.storedAt = Date.now();
+    const cursors = { log: t.logCursor, structured: t.progressCursor };
+    try {
+      if (batch.missingAt !== null && !(await this.reportedMissing())) {
+        batch.events.push(
+          logWarning(
+            "missing",
+            batch.missingAt,
+            `training.log is missing (it had been read up to byte ${batch.missingAt}); the lines after that cannot be shown`,
+          ),
+        );
+        batch.missingAt = null;
+      }
+      const progress = batch.progress || batch.events.length > 0 ? t.progress : null;
+      const { row, eventRows } = await this.write({
+        log: cursors.log ?? { inode: "", offset: 0 },
+        structured: cursors.structured ?? { inode: "", offset: 0 },
+        metrics: batch.metrics,
+        events: batch.events,
+        progress,
+        checkpoint: progress?.lastCheckpoint?.path ?? null,
+      });
+      this.stored = cursors;
+      if (row) {
+        if (eventRows.length === 0) this.bus.publishTask(row);
+        for (const event of eventRows) this.bus.publishTask({ ...row, event });
+      }
+    } catch (err) {
+      const later = this.unstored;
+      this.unstored = {
+        metrics: [...batch.metrics, ...later.metrics],
+        events: [...batch.events, ...later.events],
+        progress: batch.progress || later.progress,
+        missingAt: batch.missingAt ?? later.missingAt,
+      };
+      throw err;
+    }
   }
 
   /** The cursors, with whatever was derived from the lines since, in one transaction. */
-  private async store(batch: {
+  private async write(batch: {
     log: LogCursor;
     structured: LogCursor;
     metrics: MetricRow[];
@@ -308,21 +461,7 @@ export class AttemptMonitor {
         .where(eq(attempts.id, t.attemptRowId));
       if (batch.metrics.length) {
         // Idempotent: lines read again after a restart rewrite their rows, never add rows.
-        await tx
-          .insert(taskMetrics)
-          .values(
-            mergeMetricRows(batch.metrics).map((m) => ({
-              ...m,
-              kind: metricKind(m),
-              taskId: t.taskId,
-              attempt: t.attempt,
-              at: new Date(m.at),
-            })),
-          )
-          .onConflictDoUpdate({
-            target: [taskMetrics.taskId, taskMetrics.attempt, taskMetrics.step, taskMetrics.kind],
-            set: METRIC_UPSERT,
-          });
+        await tx.execute(metricUpsert(t.taskId, t.attempt, mergeMetricRows(batch.metrics)));
       }
       const eventRows: TaskEventRow[] = [];
       for (const event of batch.events) {
@@ -361,56 +500,56 @@ export class AttemptMonitor {
       );
     return rows.some((row) => {
       const data = row.data as { file?: unknown; kind?: unknown } | null;
-      return data?.file === "training.log" && data.kind === "missing";
+      return data?.file === LOG_FILE && data.kind === "missing";
     });
   }
 
   /**
    * New lines of training.log, and a warning in `events` when the path no longer names the file
    * the trainer writes (deleted, replaced), the file shrank, or it is missing after a restart.
-   * The path is opened afresh for each read (on NFS, as with Slurm, an open revalidates what the
-   * client caches); the handle kept on the trainer's file is read only once the path has lost it.
+   * The path is looked at (opened afresh: on NFS, as with Slurm, an open revalidates what the
+   * client caches) on every tick and after a rename in the folder; between those, paced reads
+   * read the kept descriptor. The descriptor on the trainer's file is read on its own only once
+   * the path has lost it.
    */
-  private async readLog(events: MonitorEvent[]): Promise<ReadResult> {
+  private readLog(events: MonitorEvent[]): ReadResult {
     const t = this.target;
     const at = t.logCursor?.offset ?? 0;
     const cursorInode = t.logCursor?.inode ?? "";
-    const fresh = await openIfExists(join(t.taskDir, "training.log"));
-    try {
-      const freshInode = fresh ? String((await fresh.stat({ bigint: true })).ino) : null;
-      if (fresh && !this.logFile && !this.stopped) this.logFile = fresh;
-      const keptInode = this.logFile
-        ? fresh && this.logFile === fresh
-          ? freshInode
-          : String((await this.logFile.stat({ bigint: true })).ino)
-        : null;
+    let followed = this.logFd;
+    let fresh: number | null = null;
+    let seen = this.logPath;
+    if (followed === null || this.pathCheckDue) {
+      this.pathCheckDue = false;
+      fresh = openIfExistsSync(join(t.taskDir, LOG_FILE));
+      const freshInode = fresh === null ? null : String(fstatSync(fresh, { bigint: true }).ino);
+      if (fresh !== null && this.logFd === null && !this.stopped) this.logFd = fresh;
+      const keptInode =
+        this.logFd === null
+          ? null
+          : this.logFd === fresh
+            ? freshInode
+            : String(fstatSync(this.logFd, { bigint: true }).ino);
       // What the path is now, next to the file this monitor follows.
-      const seen: typeof this.logPath =
+      seen =
         keptInode === null
-          ? fresh
+          ? fresh !== null
             ? "same"
             : "missing"
-          : !fresh
+          : fresh === null
             ? "deleted"
             : freshInode === keptInode
               ? "same"
               : "replaced";
-
+      followed = seen === "same" ? fresh : this.logFd;
+    }
+    try {
       if (seen === "missing") {
-        if (at > 0 && this.logPath !== "missing" && !(await this.reportedMissing())) {
-          events.push(
-            logWarning(
-              "missing",
-              at,
-              `training.log is missing (it had been read up to byte ${at}); the lines after that cannot be shown`,
-            ),
-          );
-        }
+        if (at > 0 && this.logPath !== "missing") this.unstored.missingAt = at;
         this.logPath = seen;
         return { lines: [], cursor: t.logCursor ?? { inode: "", offset: 0 } };
       }
-      const followed = seen === "same" ? fresh! : this.logFile!;
-      const read = await readOpenFile(followed, t.logCursor, READ_CHUNK);
+      const read = readOpenFileSync(followed!, t.logCursor, READ_CHUNK);
       if (read.reset === "rotated" && cursorInode !== "") {
         // A file other than the cursor's, found on opening: replaced while no one watched.
         events.push(
@@ -442,7 +581,7 @@ export class AttemptMonitor {
       this.logPath = seen;
       return read;
     } finally {
-      if (fresh && fresh !== this.logFile) await fresh.close().catch(() => {});
+      if (fresh !== null && fresh !== this.logFd) closeSync(fresh);
     }
   }
 }
@@ -451,13 +590,14 @@ function logWarning(kind: string, offset: number, message: string): MonitorEvent
   return { type: "warning", message, data: { file: "training.log", kind, offset } };
 }
 
-function sameCursor(a: LogCursor, b: LogCursor | null): boolean {
-  return b !== null && a.inode === b.inode && a.offset === b.offset;
+function sameCursor(a: LogCursor | null, b: LogCursor | null): boolean {
+  return a === b || (a !== null && b !== null && a.inode === b.inode && a.offset === b.offset);
 }
 
-async function sizeOf(path: string): Promise<number> {
-  return stat(path).then(
-    (st) => st.size,
-    () => 0,
-  );
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
 }

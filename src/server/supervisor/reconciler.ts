@@ -244,6 +244,9 @@ export class Reconciler {
         await this.escalateCancel(task, watcher);
         await this.watchForStall(task, watcher);
         await this.divergence.check(task, watcher);
+        // Nothing to look at again soon: the poll may look at the processes alone.
+        watcher.settled =
+          !decision.warning && task.status === "training" && !task.cancelRequestedAt;
         return;
       case "await-runner":
         watcher.checkSoon();
@@ -410,6 +413,7 @@ export class Reconciler {
       steps: progress.step ?? 0,
       logTail: tail.lines.map((l) => l.text),
       diskFull: await this.diskFull(),
+      diskFreeAtExit: exit?.diskFreeBytes ?? null,
       memory: exit?.memory ?? null,
       stoppedBy: exit?.stoppedBy ?? null,
       trainerSaid: typeof progress.failure === "string" ? progress.failure : null,

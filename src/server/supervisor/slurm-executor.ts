@@ -10,6 +10,7 @@ import {
   type AttemptState,
   type ControlSignal,
   type Executor,
+  type FolderHint,
   HANDLE_VERSION,
   type LaunchSpec,
   type ProcessState,
@@ -327,10 +328,17 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
   }
 
   /** Only a hint: on a network file system, writes from compute nodes raise no local event. */
-  watch(taskDir: string, onHint: () => void): () => void {
+  /** squeue is no cheap look: the watcher checks a Slurm attempt fully every poll. */
+  quickLook(): null {
+    return null;
+  }
+
+  watch(taskDir: string, onHint: FolderHint): () => void {
     let watcher: FSWatcher;
     try {
-      watcher = watch(taskDir, () => onHint());
+      watcher = watch(taskDir, (kind, name) =>
+        onHint(name === null ? null : String(name), kind === "rename" ? "rename" : "change"),
+      );
     } catch {
       return () => {};
     }

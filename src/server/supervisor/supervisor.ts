@@ -9,7 +9,7 @@ import type { SupervisorContext } from "./context";
 import { Launcher } from "./launcher";
 import { Reconciler } from "./reconciler";
 
-/** The studio checks every followed attempt at least this often; file events make it sooner. */
+/** The studio polls every followed attempt this often (see AttemptWatcher.poll); file events make it sooner. */
 const POLL_MS = 1_000;
 
 /**
@@ -123,7 +123,8 @@ export class Supervisor {
   /** Starts the periodic check that backs up file events. Boot reconciliation runs before. */
   startLoop() {
     this.poller = setInterval(() => {
-      for (const watcher of this.watchers.all()) void watcher.check();
+      const now = Date.now();
+      for (const watcher of this.watchers.all()) watcher.poll(now);
       this.launcher.schedule();
     }, POLL_MS);
     this.launcher.schedule();

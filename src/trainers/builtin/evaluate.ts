@@ -66,6 +66,6 @@ export async function evaluateModel(
       samples,
     };
   } finally {
-    model.dispose();
+    await model.dispose();
   }
 }

@@ -1,21 +1,20 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import * as tf from "@tensorflow/tfjs-core";
 import type { ModelSide } from "../playground/protocol";
 import { taskConfigSchema } from "../protocol";
 import { loadBaseModel } from "./base-model";
 import { makeBatch } from "./batches";
-import { crossEntropySum } from "./kernels";
-import { adapterConfigSchema, loraHook } from "./lora";
-import { forwardLogits, type LinearHook, type ModelConfig, type Weights } from "./model";
-import { readSafetensors, type TensorMap } from "./safetensors";
-import { selectCpuBackend } from "./tfjs";
+import { openEngine } from "./engine";
+import { adapterConfigSchema, loraPass } from "./lora";
+import type { ModelConfig } from "./model";
+import { readSafetensors } from "./safetensors";
+import type { LoraPass } from "./transformer";
 
 /**
  * A finished task's model held for inference (sampling, the playground, evaluation): its base,
  * and the base with what the task trained (the LoRA adapter, or a pretraining run's weights) read
  * from `source`, the task folder or one of its checkpoints. The only file of these features that
- * touches tensors: everything else sees plain arrays.
+ * touches the trainer's engine: everything else sees plain arrays.
  */
 
 export interface InferenceModel {
@@ -28,82 +27,74 @@ export interface InferenceModel {
     side: ModelSide,
     batchSize: number,
   ): { loss: number; tokens: number };
-  dispose(): void;
+  dispose(): Promise<void>;
 }
 
-const toTensors = (map: TensorMap): Weights =>
-  Object.fromEntries([...map].map(([name, t]) => [name, tf.tensor(t.data, t.shape)]));
-
 export async function loadInferenceModel(taskDir: string, source: string): Promise<InferenceModel> {
-  await selectCpuBackend();
   const config = taskConfigSchema.parse(
     JSON.parse(await readFile(join(taskDir, "config.json"), "utf8")),
   );
   const base = await loadBaseModel(config.model);
-  const baseWeights = toTensors(base.weights);
-  let trainedWeights = baseWeights;
-  let adapter: Weights = {};
-  let hook: LinearHook | null = null;
-  if (config.mode === "pretrain") {
-    trainedWeights = toTensors((await readSafetensors(join(source, "model.safetensors"))).tensors);
-  } else {
-    const adapterConfig = adapterConfigSchema.parse(
-      JSON.parse(await readFile(join(source, "adapter_config.json"), "utf8")),
-    );
-    adapter = toTensors((await readSafetensors(join(source, "adapter_model.safetensors"))).tensors);
-    hook = loraHook(
-      adapter,
-      {
-        rank: adapterConfig.r,
-        alpha: adapterConfig.lora_alpha,
-        dropout: 0,
-        targetModules: adapterConfig.target_modules,
-      },
-      null,
-    );
-  }
-  const of = (side: ModelSide) =>
-    side === "base"
-      ? { weights: baseWeights, hook: null }
-      : { weights: trainedWeights, hook: config.mode === "pretrain" ? null : hook };
-  return {
-    config: base.config,
-    nextLogits(tokens, side) {
-      const { weights, hook: sideHook } = of(side);
-      const ids = Int32Array.from(tokens);
-      const last = tf.tidy(() =>
-        tf.slice(
-          forwardLogits(base.config, weights, ids, 1, ids.length, sideHook),
-          [ids.length - 1, 0],
-          [1, -1],
-        ),
+  // One thread: generation runs one short sequence at a time.
+  const engine = await openEngine(1);
+  try {
+    const baseModel = engine.transformer(base.config);
+    for (const [name, t] of base.weights) baseModel.setWeight(name, t.data);
+    let trainedModel = baseModel;
+    let lora: LoraPass | null = null;
+    if (config.mode === "pretrain") {
+      trainedModel = engine.transformer(base.config);
+      const trained = await readSafetensors(join(source, "model.safetensors"));
+      for (const [name, t] of trained.tensors) trainedModel.setWeight(name, t.data);
+    } else {
+      const adapterConfig = adapterConfigSchema.parse(
+        JSON.parse(await readFile(join(source, "adapter_config.json"), "utf8")),
       );
-      const row = last.dataSync() as Float32Array;
-      last.dispose();
-      return row;
-    },
-    lossSum(sequences, side, batchSize) {
-      const { weights, hook: sideHook } = of(side);
-      let loss = 0;
-      let tokens = 0;
-      for (let start = 0; start < sequences.length; start += batchSize) {
-        const batch = makeBatch(sequences.slice(start, start + batchSize));
-        const sum = tf.tidy(() =>
-          crossEntropySum(
-            forwardLogits(base.config, weights, batch.ids, batch.batch, batch.time, sideHook),
-            batch.targets,
-          ),
+      const adapter = await readSafetensors(join(source, "adapter_model.safetensors"));
+      // The adapter's weights sit beside the base's; only a pass with `lora` uses them.
+      for (const [name, t] of adapter.tensors) baseModel.setWeight(name, t.data);
+      lora = loraPass(
+        {
+          rank: adapterConfig.r,
+          alpha: adapterConfig.lora_alpha,
+          dropout: 0,
+          targetModules: adapterConfig.target_modules,
+        },
+        null,
+      );
+    }
+    const of = (side: ModelSide) =>
+      side === "base" ? { model: baseModel, lora: null } : { model: trainedModel, lora };
+    const vocab = base.config.vocabSize;
+    return {
+      config: base.config,
+      nextLogits(tokens, side) {
+        const { model, lora: pass } = of(side);
+        const logits = model.logits(
+          { ids: Int32Array.from(tokens), batch: 1, time: tokens.length },
+          pass,
         );
-        loss += (sum.dataSync() as Float32Array)[0]!;
-        sum.dispose();
-        tokens += batch.tokenCount;
-      }
-      return { loss, tokens };
-    },
-    dispose() {
-      const owned = [...Object.values(baseWeights), ...Object.values(adapter)];
-      if (trainedWeights !== baseWeights) owned.push(...Object.values(trainedWeights));
-      tf.dispose(owned);
-    },
-  };
+        return logits.slice((tokens.length - 1) * vocab, tokens.length * vocab);
+      },
+      lossSum(sequences, side, batchSize) {
+        const { model, lora: pass } = of(side);
+        let loss = 0;
+        let tokens = 0;
+        for (let start = 0; start < sequences.length; start += batchSize) {
+          const batch = makeBatch(sequences.slice(start, start + batchSize));
+          loss += model.lossSum(
+            { ids: batch.ids, batch: batch.batch, time: batch.time },
+            batch.targets,
+            pass,
+          );
+          tokens += batch.tokenCount;
+        }
+        return { loss, tokens };
+      },
+      dispose: () => engine.close(),
+    };
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
 }

@@ -1,8 +1,8 @@
-import * as tf from "@tensorflow/tfjs-core";
 import { z } from "zod";
-import { LINEAR_MODULES, type LinearHook, linearModules, type ModelConfig } from "./model";
+import { LINEAR_MODULES, linearModules, type ModelConfig } from "./model";
 import type { Rng } from "./rng";
 import type { TensorMap } from "./safetensors";
+import type { LoraPass } from "./transformer";
 
 /**
  * LoRA on the frozen base: each targeted linear layer W gains (alpha / r) · B·A applied to a
@@ -51,28 +51,15 @@ export function initLoraWeights(config: ModelConfig, settings: LoraSettings, rng
 }
 
 /**
- * The hook that adds the LoRA branch. `dropoutRng` null means evaluation (no dropout);
+ * The adapters as a pass applies them. `dropoutRng` null means evaluation (no dropout);
  * otherwise masks are drawn from it in a fixed order, so a resumed run draws the same ones.
  */
-export function loraHook(
-  weights: Record<string, tf.Tensor>,
-  settings: LoraSettings,
-  dropoutRng: Rng | null,
-): LinearHook {
-  const scale = settings.alpha / settings.rank;
-  return (module, input, output) => {
-    const a = weights[loraWeightName(module, "A")];
-    const b = weights[loraWeightName(module, "B")];
-    if (!a || !b) return output;
-    let x = input;
-    if (dropoutRng && settings.dropout > 0) {
-      const keep = 1 - settings.dropout;
-      const mask = new Float32Array(input.size);
-      for (let i = 0; i < mask.length; i++) mask[i] = dropoutRng.next() < keep ? 1 / keep : 0;
-      x = tf.mul(input, tf.tensor2d(mask, input.shape));
-    }
-    const delta = tf.matMul(tf.matMul(x, a, false, true), b, false, true);
-    return tf.add(output, tf.mul(delta, scale));
+export function loraPass(settings: LoraSettings, dropoutRng: Rng | null): LoraPass {
+  return {
+    rank: settings.rank,
+    scale: settings.alpha / settings.rank,
+    dropout: settings.dropout,
+    dropoutRng,
   };
 }
 

@@ -1,6 +1,4 @@
-import * as tf from "@tensorflow/tfjs-core";
 import { z } from "zod";
-import { causalSoftmax } from "./kernels";
 import { Rng } from "./rng";
 import type { TensorMap } from "./safetensors";
 import { VOCAB_SIZE } from "./tokenizer";
@@ -36,11 +34,6 @@ export const TINY_CONFIG: ModelConfig = {
 export const TINY_BASE_SEED = 20240601;
 
 export const LINEAR_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"];
-
-export type Weights = Record<string, tf.Tensor>;
-
-/** Transforms a linear layer's output; how LoRA (or nothing) plugs into the frozen base. */
-export type LinearHook = (module: string, input: tf.Tensor2D, output: tf.Tensor2D) => tf.Tensor2D;
 
 export function linearModules(
   config: ModelConfig,
@@ -94,74 +87,4 @@ export function initWeights(config: ModelConfig, seed: number): TensorMap {
     weights.set(name, { shape, data });
   }
   return weights;
-}
-
-function layerNorm(x: tf.Tensor2D, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor2D {
-  const { mean, variance } = tf.moments(x, -1, true);
-  const normalized = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-5)));
-  return tf.add(tf.mul(normalized, weight), bias) as tf.Tensor2D;
-}
-
-/**
- * Logits [batch·time, vocab] for token ids laid out [batch, time] (row-major). Right padding
- * needs no mask: causal attention never lets a real token see the padding after it.
- */
-export function forwardLogits(
-  config: ModelConfig,
-  weights: Weights,
-  ids: Int32Array,
-  batch: number,
-  time: number,
-  hook: LinearHook | null,
-): tf.Tensor2D {
-  const d = config.dModel;
-  const heads = config.nHeads;
-  const headDim = d / heads;
-  const w = (name: string) => {
-    const tensor = weights[name];
-    if (!tensor) throw new Error(`model weight ${name} is missing`);
-    return tensor;
-  };
-  const linear = (module: string, input: tf.Tensor2D) => {
-    const output: tf.Tensor2D = tf.matMul(input, w(`${module}.weight`), false, true);
-    return hook ? hook(module, input, output) : output;
-  };
-  const toHeads = (x: tf.Tensor) =>
-    tf.transpose(tf.reshape(x, [batch, time, heads, headDim]), [0, 2, 1, 3]);
-
-  const idTensor = tf.tensor1d(ids, "int32");
-  const positions = tf.tensor1d(
-    Int32Array.from({ length: time }, (_, i) => i),
-    "int32",
-  );
-  const tokens = tf.reshape(tf.gather(w("model.embed_tokens.weight"), idTensor), [batch, time, d]);
-  const positional = tf.gather(w("model.embed_positions.weight"), positions);
-  let x: tf.Tensor2D = tf.reshape(tf.add(tokens, positional), [batch * time, d]);
-
-  for (let layer = 0; layer < config.nLayers; layer++) {
-    const prefix = `model.layers.${layer}`;
-    const h = layerNorm(
-      x,
-      w(`${prefix}.input_layernorm.weight`),
-      w(`${prefix}.input_layernorm.bias`),
-    );
-    const q = toHeads(tf.mul(linear(`${prefix}.self_attn.q_proj`, h), 1 / Math.sqrt(headDim)));
-    const k = toHeads(linear(`${prefix}.self_attn.k_proj`, h));
-    const v = toHeads(linear(`${prefix}.self_attn.v_proj`, h));
-    const probs = causalSoftmax(tf.matMul(q, k, false, true));
-    const attended = tf.reshape(tf.transpose(tf.matMul(probs, v), [0, 2, 1, 3]), [
-      batch * time,
-      d,
-    ]) as tf.Tensor2D;
-    x = tf.add(x, linear(`${prefix}.self_attn.o_proj`, attended)) as tf.Tensor2D;
-    const h2 = layerNorm(
-      x,
-      w(`${prefix}.post_attention_layernorm.weight`),
-      w(`${prefix}.post_attention_layernorm.bias`),
-    );
-    const up = tf.relu(linear(`${prefix}.mlp.up_proj`, h2)) as tf.Tensor2D;
-    x = tf.add(x, linear(`${prefix}.mlp.down_proj`, up)) as tf.Tensor2D;
-  }
-  const final = layerNorm(x, w("model.norm.weight"), w("model.norm.bias"));
-  return tf.matMul(final, w("model.embed_tokens.weight"), false, true);
 }

@@ -17,6 +17,6 @@ export async function sampleText(
     for (const piece of generateText(model, "adapter", prompt, { topP: 1, ...opts })) text += piece;
     return text;
   } finally {
-    model.dispose();
+    await model.dispose();
   }
 }

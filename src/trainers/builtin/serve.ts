@@ -110,6 +110,6 @@ export async function serve(taskDir: string, source: string): Promise<number> {
     if (!pumping) finish();
   });
   await finished;
-  model.dispose();
+  await model.dispose();
   return 0;
 }

@@ -1,6 +1,5 @@
 import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import * as tf from "@tensorflow/tfjs-core";
 import { estimateCheckpoint } from "../checkpoints/disk-forecast";
 import { BUILTIN_STYLE, CheckpointKeeper } from "../checkpoints/keeper";
 import { ProgressLog } from "../progress-log";
@@ -15,15 +14,14 @@ import {
   writeCheckpointFiles,
   writeTrainerState,
 } from "./checkpoint";
-import { crossEntropySum } from "./kernels";
-import { adapterConfigJson, initLoraWeights, type LoraSettings, loraHook } from "./lora";
-import { forwardLogits, type LinearHook, type ModelConfig, type Weights } from "./model";
+import { type Engine, openEngine, threadsFromEnvironment } from "./engine";
+import { adapterConfigJson, initLoraWeights, type LoraSettings, loraPass } from "./lora";
 import { adamWStep, clipGradNorm, DEFAULT_ADAMW, initAdamWState } from "./optimizer";
 import { deriveSeed, Rng } from "./rng";
 import { type TensorMap, writeSafetensors } from "./safetensors";
 import { learningRateAt } from "./schedule";
-import { selectCpuBackend } from "./tfjs";
 import { encodeForTraining } from "./tokenizer";
+import type { LoraPass, Transformer } from "./transformer";
 
 /** The training loop: one optimizer step per batch, with logging, evaluation and checkpoints. */
 
@@ -52,17 +50,10 @@ export function loraSettingsOf(config: TaskConfig): LoraSettings {
   };
 }
 
-function toTensors(weights: TensorMap): Weights {
-  const out: Weights = {};
-  for (const [name, t] of weights) out[name] = tf.tensor(t.data, t.shape);
-  return out;
-}
-
 /** Mean token loss over `sequences`, batch by batch, with no dropout. */
 function evaluate(
-  modelConfig: ModelConfig,
-  weights: Weights,
-  hook: LinearHook | null,
+  model: Transformer,
+  lora: LoraPass | null,
   sequences: number[][],
   batchSize: number,
 ): number {
@@ -70,14 +61,7 @@ function evaluate(
   let tokens = 0;
   for (let start = 0; start < sequences.length; start += batchSize) {
     const batch = makeBatch(sequences.slice(start, start + batchSize));
-    const loss = tf.tidy(() =>
-      crossEntropySum(
-        forwardLogits(modelConfig, weights, batch.ids, batch.batch, batch.time, hook),
-        batch.targets,
-      ),
-    );
-    lossSum += (loss.dataSync() as Float32Array)[0]!;
-    loss.dispose();
+    lossSum += model.lossSum(batch, batch.targets, lora);
     tokens += batch.tokenCount;
   }
   return tokens === 0 ? Number.NaN : lossSum / tokens;
@@ -92,7 +76,20 @@ export async function train(
   texts: string[],
   hooks: TrainHooks,
 ): Promise<TrainOutcome> {
-  await selectCpuBackend();
+  const engine = await openEngine(threadsFromEnvironment(process.env));
+  try {
+    return await trainOn(engine, config, texts, hooks);
+  } finally {
+    await engine.close();
+  }
+}
+
+async function trainOn(
+  engine: Engine,
+  config: TaskConfig,
+  texts: string[],
+  hooks: TrainHooks,
+): Promise<TrainOutcome> {
   const startedAt = performance.now();
   const hp = config.hyperparameters;
   const taskDir = config.taskDir;
@@ -173,15 +170,12 @@ export async function train(
   if (startDisk.verdict.verdict === "no-room") throw new RefusedToStart(startDisk.verdict.message);
   let diskWarned = startDisk.warned;
 
-  const frozen: Weights = lora ? toTensors(base.weights) : {};
-  const variables: Record<string, tf.Variable> = {};
-  const paramNameOfVariable = new Map<string, string>();
-  for (const [name, value] of params) {
-    const variable = tf.variable(tf.tensor(value, shapes.get(name)), true);
-    variables[name] = variable;
-    paramNameOfVariable.set(variable.name, name);
-  }
-  const modelWeights: Weights = lora ? frozen : variables;
+  const model = engine.transformer(modelConfig);
+  for (const [name, t] of base.weights) model.setWeight(name, t.data);
+  const trainedNames = [...params.keys()];
+  const syncParams = () => {
+    for (const [name, value] of params) model.setWeight(name, value);
+  };
   const weightsMetadata: Record<string, string> = { format: "pt" };
   const noDecay = new Set(
     [...params.keys()].filter((n) => n.endsWith(".bias") || n.endsWith("norm.weight")),
@@ -231,14 +225,10 @@ export async function train(
     if (committed.disk) diskWarned = committed.disk.verdict === "short";
     if (committed.path !== null) lastCheckpointStep = step;
   };
-  const evalNow = (): number =>
-    evaluate(
-      modelConfig,
-      modelWeights,
-      lora ? loraHook(variables, settings, null) : null,
-      evalSequences,
-      hp.batchSize,
-    );
+  const evalNow = (): number => {
+    syncParams();
+    return evaluate(model, lora ? loraPass(settings, null) : null, evalSequences, hp.batchSize);
+  };
 
   progress.write({
     event: "started",
@@ -267,38 +257,20 @@ export async function train(
     const rows = order.slice(batchIndex * hp.batchSize, (batchIndex + 1) * hp.batchSize);
     const batch: Batch = makeBatch(rows.map((i) => sequences[split.train[i]!]!));
     const learningRate = learningRateAt(step, totalSteps, hp.learningRate, hp.warmupRatio);
-    const hook = lora ? loraHook(variables, settings, dropoutRng) : null;
-    const { value, grads } = tf.variableGrads(
-      () =>
-        tf.div(
-          crossEntropySum(
-            forwardLogits(modelConfig, modelWeights, batch.ids, batch.batch, batch.time, hook),
-            batch.targets,
-          ),
-          batch.tokenCount,
-        ) as tf.Scalar,
-      Object.values(variables),
+    syncParams();
+    const { loss, grads: gradArrays } = model.lossAndGradients(
+      batch,
+      batch.targets,
+      batch.tokenCount,
+      lora ? loraPass(settings, dropoutRng) : null,
+      trainedNames,
     );
-    const gradArrays = new Map<string, Float32Array>();
-    for (const [variableName, grad] of Object.entries(grads)) {
-      gradArrays.set(
-        paramNameOfVariable.get(variableName)!,
-        Float32Array.from(grad.dataSync() as Float32Array),
-      );
-    }
-    const loss = (value.dataSync() as Float32Array)[0]!;
-    tf.dispose([value, ...Object.values(grads)]);
     const gradNorm = clipGradNorm(gradArrays, hp.maxGradNorm);
     adamWStep(params, gradArrays, optimizer, learningRate, {
       ...DEFAULT_ADAMW,
       weightDecay: hp.weightDecay,
       noDecay,
     });
-    for (const [name, variable] of Object.entries(variables)) {
-      const updated = tf.tensor(params.get(name)!, shapes.get(name));
-      variable.assign(updated);
-      updated.dispose();
-    }
     step += 1;
     batchIndex += 1;
     if (batchIndex === perEpoch) {
@@ -352,9 +324,9 @@ export async function train(
   let evalLossAdapter: number | undefined;
   if (evalSequences.length > 0) {
     evalLossAdapter = round(evalNow());
-    const baseWeights = lora ? frozen : toTensors(base.weights);
-    evalLossBase = round(evaluate(modelConfig, baseWeights, null, evalSequences, hp.batchSize));
-    if (!lora) tf.dispose(Object.values(baseWeights));
+    // The base model's loss: without the adapters, or with the base weights put back.
+    if (!lora) for (const [name, t] of base.weights) model.setWeight(name, t.data);
+    evalLossBase = round(evaluate(model, null, evalSequences, hp.batchSize));
     hooks.print(`eval loss: base ${evalLossBase}, trained ${evalLossAdapter}`);
   }
   if (lora) {
@@ -380,7 +352,6 @@ export async function train(
   hooks.print(
     `completed ${step} steps in ${((performance.now() - startedAt) / 1000).toFixed(1)} s`,
   );
-  tf.dispose([...Object.values(frozen), ...Object.values(variables)]);
   return "completed";
 }
 
