@@ -70,7 +70,8 @@ export default defineConfig({
       STUDIO_PYTHON: "/nonexistent/python3",
     },
     reuseExistingServer: false,
-    timeout: 60_000,
+    // A loaded two-core machine can take more than a minute to start the studio.
+    timeout: 180_000,
     stdout: "pipe",
     stderr: "pipe",
     // Playwright's default is SIGKILL: the studio must get the chance to close its database

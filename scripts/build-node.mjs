@@ -30,6 +30,7 @@ const entries = {
   "builtin-kernel-worker": "src/trainers/builtin/kernel-worker.ts",
   "checkpoint-tool": "src/trainers/checkpoints/tool.ts",
   exporter: "src/trainers/export/main.ts",
+  evaluator: "src/trainers/evaluate/main.ts",
 };
 
 // Each program separately, so one that does not build never holds back the others' tests.

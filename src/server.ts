@@ -16,6 +16,7 @@ import { StudioBus } from "./server/events/bus";
 import { HfPeftReadiness } from "./server/hf-peft-readiness";
 import { studioPaths } from "./server/home";
 import { createStudioHttp } from "./server/http/handler";
+import { PlaygroundSessions } from "./server/playground/playground-sessions";
 import type { StudioServices } from "./server/services";
 import { Supervision } from "./server/supervision";
 import { executorFromEnv } from "./server/supervisor/executor-from-env";
@@ -52,6 +53,11 @@ async function main() {
   const bus = new StudioBus();
   const datasets = new DatasetStore(paths.datasets, env.STUDIO_DATASET_ROOTS);
   const hfPeft = new HfPeftReadiness(env.STUDIO_PYTHON, env.STUDIO_HOME);
+  const playground = new PlaygroundSessions({
+    idleMs: env.STUDIO_PLAYGROUND_IDLE_SECONDS * 1000,
+    python: () => hfPeft.interpreter().path,
+    baseEnv: process.env,
+  });
   const self = readIdentity(process.pid);
   if (!self) throw new Error("cannot read this process's identity from /proc");
   const executor = executorFromEnv(env);
@@ -87,6 +93,7 @@ async function main() {
     bus,
     datasets,
     hfPeft,
+    playground,
     get supervisor() {
       return supervision.supervisor;
     },
@@ -150,6 +157,7 @@ async function main() {
     log(`${signal}: shutting down (trainers keep running)`);
     clearInterval(checkpointTimer);
     shutdown.abort();
+    playground.closeAll();
     server.close();
     server.closeIdleConnections();
     const forced = setTimeout(() => server.closeAllConnections(), 2_000);

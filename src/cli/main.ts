@@ -2,6 +2,7 @@ import { TRPCClientError } from "@trpc/client";
 import { Command } from "commander";
 import { formatDuration } from "../shared/format-duration";
 import { createClient, home, lastStudioTarget } from "./client";
+import { registerDatasetCommands } from "./dataset-commands";
 import { foregroundReasonOf } from "./foreground";
 import { describeNotifications, print } from "./format";
 import { registerRecoverCommand } from "./recover-command";
@@ -140,5 +141,6 @@ registerSessionCommands(
   program.command("sessions").description("list and revoke the page's signed-in sessions"),
 );
 registerSetupCommands(program.command("setup").description("prepare what a trainer needs"));
+registerDatasetCommands(program.command("dataset").description("the studio's stored datasets"));
 
 program.parseAsync(process.argv).catch(fail);

@@ -1,20 +1,19 @@
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { DIST_DIR } from "../platform/package-root";
 import { loadEnv } from "../server/env";
 import { taskDir } from "../server/home";
 import { formatFileSize } from "../shared/file-size";
 import { hfPeftPython } from "../trainers/hf-peft/setup-record";
-import { hfPeftScriptPath } from "../trainers/launch";
+import { GenerationServer } from "../trainers/playground/generation-server";
+import { resolveModelSource } from "../trainers/playground/model-source";
+import { generationSettingsSchema } from "../trainers/playground/protocol";
+import { serverCommand } from "../trainers/playground/server-command";
 import type { TrainerKind } from "../trainers/protocol";
 import { connect, home, lastStudioTarget, type StudioClient } from "./client";
 import { trainerOf } from "./command-trainer";
 import { print, table } from "./format";
-import { progressText, statusText, taskDetailText } from "./task-text";
-
-const execFileAsync = promisify(execFile);
+import { evaluationText, progressText, statusText, taskDetailText } from "./task-text";
 
 function int(value: string): number {
   const n = Number(value);
@@ -238,12 +237,25 @@ export function registerTaskCommands(task: Command) {
 
   task
     .command("sample <id>")
-    .description("generate text with a completed task's adapter on its base model")
+    .description(
+      "generate text with a task's adapter (or a checkpoint's, or the base model alone), streamed as it is drawn",
+    )
     .requiredOption("--prompt <text>", "the text to continue")
     .option("--max-new-tokens <n>", "how much to generate", int, 200)
-    .option("--temperature <x>", "0 = always the most likely next byte", num, 0.8)
-    .option("--seed <n>", "random seed", int, 0)
-    .option("--json", "machine-readable output: the generated text as {text}")
+    .option("--temperature <x>", "0 = always the most likely next token", num, 0.8)
+    .option(
+      "--top-p <p>",
+      "draw only from the most likely tokens that hold this much probability",
+      num,
+      1,
+    )
+    .option("--seed <n>", "random seed: the same seed gives the same text", int, 0)
+    .option(
+      "--checkpoint <name>",
+      "use this checkpoint (e.g. step-20) instead of the final adapter",
+    )
+    .option("--base", "the base model alone, without the adapter")
+    .option("--json", "machine-readable output: the generated text as {text}, once done")
     .action(
       async (
         id: string,
@@ -251,7 +263,10 @@ export function registerTaskCommands(task: Command) {
           prompt: string;
           maxNewTokens: number;
           temperature: number;
+          topP: number;
           seed: number;
+          checkpoint?: string;
+          base?: boolean;
           json?: boolean;
         },
       ) => {
@@ -259,41 +274,87 @@ export function registerTaskCommands(task: Command) {
         const { task: row } = await client.task.get.query({ id });
         // The studio's home, which may not be this terminal's (see locateStudio).
         const studioHome = lastStudioTarget()?.home ?? home();
-        if (row.trainer === "command" || row.status !== "completed") {
+        if (row.trainer === "command") {
           throw new Error(
-            `task ${id} is a ${row.status} ${row.trainer} task; sampling needs a completed built-in or hf-peft task`,
+            `task ${id} ran a custom command; sampling needs a built-in or hf-peft task`,
           );
         }
-        const args = [
-          "--task-dir",
-          row.folder ?? taskDir(studioHome, id),
-          "--prompt",
-          opts.prompt,
-          "--max-new-tokens",
-          String(opts.maxNewTokens),
-          "--temperature",
-          String(opts.temperature),
-          "--seed",
-          String(opts.seed),
-        ];
-        // The trainer's own program samples (base model + adapter), so this command loads no
-        // tensor library itself; the hf-peft one runs with the interpreter the studio would use.
-        const [file, argv] =
-          row.trainer === "builtin"
-            ? [process.execPath, [join(DIST_DIR, "builtin-trainer.js"), "sample", ...args]]
-            : [
-                hfPeftPython(loadEnv().STUDIO_PYTHON, studioHome).path,
-                [hfPeftScriptPath(DIST_DIR, "sample.py"), ...args],
-              ];
-        const { stdout, stderr } = await execFileAsync(file, argv, {
-          env: { ...process.env, TOKENIZERS_PARALLELISM: "false" },
-          maxBuffer: 16 * 1024 * 1024,
+        const settings = generationSettingsSchema.parse({
+          maxNewTokens: opts.maxNewTokens,
+          temperature: opts.temperature,
+          topP: opts.topP,
+          seed: opts.seed,
         });
-        process.stderr.write(stderr);
-        if (opts.json) print(true, { text: stdout }, () => stdout);
-        else process.stdout.write(stdout);
+        const dir = row.folder ?? taskDir(studioHome, id);
+        const source = await resolveModelSource(
+          dir,
+          opts.checkpoint ?? null,
+          row.trainer === "builtin" ? row.mode : "lora",
+        );
+        // The trainer's own generation server (base model + adapter), so this command loads no
+        // tensor library itself; the hf-peft one runs with the interpreter the studio would use.
+        const command = serverCommand(
+          row.trainer,
+          {
+            nodePath: process.execPath,
+            distDir: DIST_DIR,
+            pythonPath:
+              row.trainer === "hf-peft"
+                ? hfPeftPython(loadEnv().STUDIO_PYTHON, studioHome).path
+                : null,
+          },
+          { taskDir: dir, source: join(dir, source.path) },
+        );
+        const server = new GenerationServer({
+          ...command,
+          env: { ...process.env, TOKENIZERS_PARALLELISM: "false" },
+          onStderrLine: (line) => process.stderr.write(`${line}\n`),
+        });
+        let text = "";
+        try {
+          for await (const piece of server.generate({
+            side: opts.base ? "base" : "adapter",
+            prompt: opts.prompt,
+            ...settings,
+          })) {
+            text += piece;
+            if (!opts.json) process.stdout.write(piece);
+          }
+        } finally {
+          server.close();
+        }
+        if (opts.json) print(true, { text }, () => text);
+        else process.stdout.write("\n");
       },
     );
+
+  task
+    .command("evaluate <id>")
+    .description(
+      "evaluate a task's adapter (or a checkpoint) on a stored dataset: loss, perplexity, and for instruction data exact match and sample answers; waits and prints them",
+    )
+    .requiredOption("--dataset <id>", "a stored dataset's id (studio dataset list)")
+    .option(
+      "--checkpoint <name>",
+      "evaluate this checkpoint (e.g. step-20) instead of the final adapter",
+    )
+    .option("--json", "machine-readable output")
+    .action(async (id: string, opts: { dataset: string; checkpoint?: string; json?: boolean }) => {
+      const client = connect();
+      const started = await client.task.evaluate.mutate({
+        id,
+        dataset: opts.dataset,
+        checkpoint: opts.checkpoint,
+      });
+      let status = started;
+      while (status.state === "running") {
+        await sleep(500);
+        const all = await client.task.evaluations.query({ id });
+        status = all.find((e) => e.id === started.id) ?? status;
+      }
+      if (status.state === "failed") throw new Error(`evaluation failed: ${status.reason}`);
+      print(opts.json ?? false, status, () => evaluationText(status));
+    });
 
   task
     .command("export <id>")

@@ -82,3 +82,29 @@ export function taskDetailText(detail: TaskDetail): string {
     ...detail.events.map((e) => `  ${formatCell(e.at)}  ${e.type}  ${e.message}`),
   ].join("\n");
 }
+
+type Evaluation = inferRouterOutputs<AppRouter>["task"]["evaluations"][number];
+
+const figure = (value: number | null) => (value === null ? "n/a" : value.toFixed(4));
+
+/** A finished evaluation for people: what was evaluated on what, the figures, a few answers. */
+export function evaluationText(evaluation: Evaluation): string {
+  const head = `evaluation ${evaluation.id}: ${evaluation.source.path === "." ? "final adapter" : evaluation.source.path} on ${evaluation.dataset.name}`;
+  if (evaluation.state !== "done") {
+    return `${head}\n${evaluation.state}${evaluation.state === "failed" ? `: ${evaluation.reason}` : ""}`;
+  }
+  const r = evaluation.results;
+  return [
+    head,
+    `rows:        ${r.rows} (${r.tokens} tokens)`,
+    `loss:        ${figure(r.loss)} (base ${figure(r.baseLoss)})`,
+    `perplexity:  ${figure(r.perplexity)} (base ${figure(r.basePerplexity)})`,
+    ...(r.exactMatch ? [`exact match: ${r.exactMatch.matched}/${r.exactMatch.total}`] : []),
+    ...r.samples.flatMap((s, i) => [
+      `sample ${i + 1}:`,
+      `  prompt:    ${JSON.stringify(s.prompt)}`,
+      `  expected:  ${JSON.stringify(s.expected)}`,
+      `  generated: ${JSON.stringify(s.generated)}`,
+    ]),
+  ].join("\n");
+}

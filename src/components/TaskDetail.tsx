@@ -7,11 +7,13 @@ import { useTRPC } from "../trpc/context";
 import { AdapterDownloads } from "./AdapterDownloads";
 import { AttemptList } from "./AttemptList";
 import { ErrorNote } from "./ErrorNote";
+import { Evaluations } from "./Evaluations";
 import { EventTimeline } from "./EventTimeline";
 import { LogViewer } from "./LogViewer";
 import { LogWarnings } from "./LogWarnings";
 import { LossChart } from "./LossChart";
 import { chartVersion } from "./loss-series";
+import { Playground } from "./Playground";
 import { ProgressPanel } from "./ProgressPanel";
 import { StatusBadge } from "./StatusBadge";
 import { SystemChart } from "./SystemChart";
@@ -103,6 +105,8 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
           <LogWarnings events={events} attempt={task.currentAttempt || null} />
           <LogViewer id={task.id} ended={ENDED_STATUSES.includes(task.status)} />
           <AdapterDownloads task={task} />
+          <Playground task={task} />
+          <Evaluations task={task} />
         </div>
         <div className="detail-aside">
           <TaskSettings task={task} />

@@ -3,6 +3,7 @@ import type { Database } from "./db/client";
 import type { Env } from "./env";
 import type { StudioBus } from "./events/bus";
 import type { HfPeftReadiness } from "./hf-peft-readiness";
+import type { PlaygroundSessions } from "./playground/playground-sessions";
 import type { Supervisor } from "./supervisor/supervisor";
 
 /** Everything a request handler may use; built once by the server at start. */
@@ -12,6 +13,8 @@ export interface StudioServices {
   bus: StudioBus;
   datasets: DatasetStore;
   hfPeft: HfPeftReadiness;
+  /** The playground's generation servers (processes of their own). */
+  playground: PlaygroundSessions;
   /** Null while another studio supervises this database (then this one is read-only). Changes as supervision moves. */
   readonly supervisor: Supervisor | null;
   startedAt: Date;

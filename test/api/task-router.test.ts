@@ -17,6 +17,7 @@ import type { Database } from "../../src/server/db/client";
 import { loadEnv } from "../../src/server/env";
 import { StudioBus } from "../../src/server/events/bus";
 import { HfPeftReadiness } from "../../src/server/hf-peft-readiness";
+import { PlaygroundSessions } from "../../src/server/playground/playground-sessions";
 import { taskRecordOf } from "../../src/server/tasks/task-record";
 import { createTestDatabase, type TestDatabase, testDatabaseKinds } from "../helpers/databases";
 
@@ -38,6 +39,7 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
       bus: new StudioBus(),
       datasets: new DatasetStore(join(home, "datasets"), []),
       hfPeft: new HfPeftReadiness(env.STUDIO_PYTHON, home),
+      playground: new PlaygroundSessions({ idleMs: 1000, python: () => "python3", baseEnv: {} }),
       supervisor: null,
       startedAt: new Date(),
       version: "test",

@@ -13,7 +13,7 @@ import {
 } from "../../src/trainers/builtin/optimizer";
 import { Rng } from "../../src/trainers/builtin/rng";
 import { decodeSafetensors, encodeSafetensors } from "../../src/trainers/builtin/safetensors";
-import { pickToken } from "../../src/trainers/builtin/sample";
+import { pickToken } from "../../src/trainers/builtin/sampling";
 import { learningRateAt } from "../../src/trainers/builtin/schedule";
 import { BOS, decode, EOS, encodeForTraining } from "../../src/trainers/builtin/tokenizer";
 
@@ -116,18 +116,28 @@ describe("optimizer", () => {
 });
 
 describe("sampling", () => {
-  test("temperature 0 is greedy; sampling follows the seeded generator", () => {
-    const logits = Float32Array.from([0, 3, 1]);
-    expect(pickToken(logits, 0, new Rng(1))).toBe(1);
-    const draws = (seed: number) =>
-      Array.from(
-        { length: 20 },
-        (
-          (rng) => () =>
-            pickToken(logits, 1, rng)
-        )(new Rng(seed)),
-      );
-    expect(draws(4)).toEqual(draws(4));
-    expect(new Set(draws(4)).size).toBeGreaterThan(1);
+  const logits = Float32Array.from([0, 3, 1, 2.5]);
+  const draws = (seed: number, temperature: number, topP: number) => {
+    const rng = new Rng(seed);
+    return Array.from({ length: 200 }, () => pickToken(logits, { temperature, topP }, rng));
+  };
+
+  test("temperature 0 is greedy, whatever the seed and top-p", () => {
+    for (const topP of [0.1, 0.5, 1]) {
+      expect(new Set([...draws(1, 0, topP), ...draws(2, 0, topP)])).toEqual(new Set([1]));
+    }
+  });
+
+  test("sampling follows the seeded generator: the same seed draws the same tokens", () => {
+    expect(draws(4, 1, 1)).toEqual(draws(4, 1, 1));
+    expect(draws(4, 1, 1)).not.toEqual(draws(5, 1, 1));
+    expect(new Set(draws(4, 1, 1))).toEqual(new Set([0, 1, 2, 3]));
+  });
+
+  test("top-p keeps only the most likely tokens whose mass reaches p", () => {
+    // Probabilities at temperature 1: about 0.03, 0.56, 0.08, 0.34 (tokens 1 and 3 hold 0.9).
+    expect(new Set(draws(7, 1, 0.3))).toEqual(new Set([1]));
+    expect(new Set(draws(7, 1, 0.85))).toEqual(new Set([1, 3]));
+    expect(new Set(draws(7, 1, 0.95))).toEqual(new Set([1, 2, 3]));
   });
 });

@@ -5,15 +5,21 @@ import { z } from "zod";
 import { NoCheckpointError } from "../checkpoints/keeper";
 import { readDatasetTexts } from "../dataset";
 import { ProgressLog } from "../progress-log";
-import { PROGRESS_FILE, taskConfigSchema } from "../protocol";
+import { datasetFormatSchema, PROGRESS_FILE, taskConfigSchema } from "../protocol";
 import { saveModel } from "./base-model";
+import { evaluateModel } from "./evaluate";
 import { mergedModel } from "./merge";
 import { sampleText } from "./sample";
+import { serve } from "./serve";
 import { RefusedToStart, train } from "./train";
 
 /**
  * `builtin-trainer --task-dir <dir> [--resume-from <checkpoint>]` trains;
  * `builtin-trainer sample --task-dir <dir> --prompt <text>` prints a continuation;
+ * `builtin-trainer serve --task-dir <dir> --source <dir>` answers generation requests on stdin
+ * (src/trainers/playground/protocol.ts);
+ * `builtin-trainer evaluate --task-dir <dir> --source <dir> --dataset <file> --format <f>` prints
+ * the evaluation's results as one JSON line;
  * `builtin-trainer merge --task-dir <dir> --source <dir> --out <dir>` writes the full model the
  * task's adapter (in `--source`: the task folder or one of its checkpoints) makes of its base.
  * SIGTERM (or SIGINT) stops training after the current step with a checkpoint; exit code 143.
@@ -85,6 +91,8 @@ async function main(argv: string[]): Promise<number> {
       prompt: { type: "string" },
       source: { type: "string" },
       out: { type: "string" },
+      dataset: { type: "string" },
+      format: { type: "string" },
       "max-new-tokens": { type: "string", default: "200" },
       temperature: { type: "string", default: "0.8" },
       seed: { type: "string", default: "0" },
@@ -104,6 +112,17 @@ async function main(argv: string[]): Promise<number> {
       }),
     );
     console.log(text);
+    return 0;
+  }
+  if (positionals[0] === "serve") {
+    if (!values.source) throw new Error("serve needs --source");
+    return serve(taskDir, values.source);
+  }
+  if (positionals[0] === "evaluate") {
+    if (!values.source || !values.dataset) throw new Error("evaluate needs --source and --dataset");
+    const format = datasetFormatSchema.parse(values.format);
+    const results = await evaluateModel(taskDir, values.source, values.dataset, format);
+    console.log(JSON.stringify(results));
     return 0;
   }
   if (positionals[0] === "merge") {

@@ -6,6 +6,12 @@ import { TRPCError, tracked } from "@trpc/server";
 import { z } from "zod";
 import { SYSTEM_SAMPLES_FILE } from "../../../runner/system-sample";
 import { createTaskInput, taskIdInput } from "../../../shared/task-input";
+import { GenerationError } from "../../../trainers/playground/generation-server";
+import {
+  generationSettingsSchema,
+  MAX_PROMPT_CHARS,
+  modelSideSchema,
+} from "../../../trainers/playground/protocol";
 import { hyperparametersSchema } from "../../../trainers/protocol";
 import { DatasetError } from "../../datasets/dataset-error";
 import { assertPinnedDataset } from "../../datasets/pinned";
@@ -15,6 +21,7 @@ import { listDownloads, taskFilesRoot } from "../../downloads";
 import type { LogChunk, TaskUpdate } from "../../events/bus";
 import { studioPaths, tasksRootOf } from "../../home";
 import { readLinesBefore } from "../../supervisor/log-cursor";
+import { TaskActionError } from "../../supervisor/task-action-error";
 import {
   allowedActions,
   isActive,
@@ -33,8 +40,10 @@ import {
   queuePositionOf,
 } from "../../tasks/repository";
 import { readSystemSamples } from "../../tasks/system-samples";
+import { listEvaluations, startEvaluation } from "../../tasks/task-evaluation";
 import { type ExportSettings, readExport, startExport } from "../../tasks/task-export";
 import { readLinesAfter } from "../../tasks/task-log";
+import { taskModel, taskModelChoices } from "../../tasks/task-model-source";
 import { taskRecordOf, writeTaskRecord } from "../../tasks/task-record";
 import { type Context, mutatingProcedure, publicProcedure, router } from "../trpc";
 import { fieldIssue } from "../zod-error";
@@ -347,6 +356,88 @@ export const taskRouter = router({
     .input(taskIdInput)
     .query(async ({ ctx, input }) =>
       readExport(ctx.env.STUDIO_HOME, await mustGetTask(ctx, input.id)),
+    ),
+
+  /** What the playground and an evaluation can load: the final adapter (when there is one) and each checkpoint. */
+  models: publicProcedure
+    .input(taskIdInput)
+    .query(async ({ ctx, input }) =>
+      taskModelChoices(ctx.env.STUDIO_HOME, await mustGetTask(ctx, input.id)),
+    ),
+
+  /**
+   * The playground: the continuation of a prompt on the task's base model or its base with the
+   * adapter (`side`), streamed token by token as a generation server (a process of its own,
+   * kept while used) draws them. A refusal (no adapter, an unknown checkpoint, a prompt too
+   * long) ends this stream with its reason and touches nothing else.
+   */
+  playground: publicProcedure
+    .input(
+      taskIdInput.extend({
+        checkpoint: z.string().min(1).max(300).nullish(),
+        side: modelSideSchema,
+        prompt: z.string().max(MAX_PROMPT_CHARS),
+        settings: generationSettingsSchema,
+      }),
+    )
+    .subscription(async function* ({ ctx, input, signal }) {
+      // A subscription's body runs after the middlewares have returned: its refusals are
+      // turned into tRPC errors here, each with its own words.
+      try {
+        const task = await mustGetTask(ctx, input.id);
+        const model = await taskModel(ctx.env.STUDIO_HOME, task, input.checkpoint ?? null);
+        const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
+        let tokens = 0;
+        for await (const text of ctx.playground.generate(
+          { taskId: task.id, ...model },
+          { side: input.side, prompt: input.prompt, ...input.settings },
+          stop,
+        )) {
+          tokens++;
+          yield { kind: "token" as const, text };
+        }
+        yield { kind: "done" as const, tokens };
+      } catch (err) {
+        if (err instanceof TaskActionError) {
+          throw new TRPCError({ code: err.code, message: err.message, cause: err });
+        }
+        if (err instanceof GenerationError) {
+          throw new TRPCError({ code: "BAD_REQUEST", message: err.message, cause: err });
+        }
+        throw err;
+      }
+    }),
+
+  /** Evaluates the final adapter or a checkpoint on a stored dataset, in a process of its own. */
+  evaluate: mutatingProcedure
+    .input(
+      taskIdInput.extend({
+        dataset: z.string().min(1).max(200),
+        checkpoint: z.string().min(1).max(300).nullish(),
+      }),
+    )
+    .mutation(async ({ ctx, input }) => {
+      const task = await mustGetTask(ctx, input.id);
+      // An unknown dataset is refused by the store (NOT_FOUND, named).
+      const dataset = await ctx.datasets.get(input.dataset);
+      return startEvaluation(
+        {
+          home: ctx.env.STUDIO_HOME,
+          minFreeMb: ctx.env.STUDIO_MIN_FREE_MB,
+          python: () => ctx.hfPeft.interpreter().path,
+          baseEnv: process.env,
+        },
+        task,
+        dataset,
+        input.checkpoint ?? null,
+      );
+    }),
+
+  /** The task's evaluations, newest first: running, done (loss, perplexity, exact match, samples) or failed (why). */
+  evaluations: publicProcedure
+    .input(taskIdInput)
+    .query(async ({ ctx, input }) =>
+      listEvaluations(ctx.env.STUDIO_HOME, await mustGetTask(ctx, input.id)),
     ),
 
   delete: mutatingProcedure.input(taskIdInput).mutation(async ({ ctx, input }) => {

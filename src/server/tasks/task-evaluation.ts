@@ -1,0 +1,168 @@
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { writeJsonAtomic } from "../../platform/atomic-write";
+import { probe } from "../../platform/identity";
+import { DIST_DIR } from "../../platform/package-root";
+import {
+  EVAL_FOLDER,
+  EVAL_RECORD_VERSION,
+  type EvalRecord,
+  evalIdSchema,
+  evalLogPath,
+  evalRecordPath,
+  parseEvalRecord,
+} from "../../trainers/evaluate/eval-record";
+import { type EvalStatus, judgeEvaluation } from "../../trainers/evaluate/eval-state";
+import { inheritedEnv } from "../../trainers/launch";
+import { openInside, PathRefusal } from "../datasets/safe-paths";
+import type { DatasetInfo } from "../datasets/store";
+import type { TaskRow } from "../db/schema";
+import { noRoomReason } from "../disk-space";
+import { tasksRootOf } from "../home";
+import { TaskActionError } from "../supervisor/task-action-error";
+import { taskModel } from "./task-model-source";
+
+/**
+ * Evaluations of a task's trained weights on a held-out dataset: each one a record in
+ * `eval/<id>.json` and a detached process of its own (dist/evaluator.js), started as an export
+ * is, so no model is loaded in the studio and a studio restart loses nothing.
+ */
+
+export interface EvaluationSettings {
+  home: string;
+  minFreeMb: number;
+  python: () => string;
+  baseEnv: Record<string, string | undefined>;
+}
+
+/** Several at once are allowed, but not without bound: each loads the model. */
+const MAX_RUNNING = 2;
+
+export async function startEvaluation(
+  settings: EvaluationSettings,
+  task: TaskRow,
+  dataset: DatasetInfo,
+  checkpoint: string | null,
+): Promise<EvalStatus> {
+  const model = await taskModel(settings.home, task, checkpoint);
+  if (model.trainer === "hf-peft") {
+    throw new TaskActionError(
+      "PRECONDITION_FAILED",
+      `task ${task.id} is an hf-peft task; evaluation runs for built-in tasks only so far (the playground and \`studio task sample\` work for both)`,
+    );
+  }
+  const running = (await listEvaluations(settings.home, task)).filter((e) => e.state === "running");
+  if (running.length >= MAX_RUNNING) {
+    throw new TaskActionError(
+      "CONFLICT",
+      `task ${task.id} has ${running.length} evaluations running; wait for one to end`,
+    );
+  }
+  const noRoom = await noRoomReason(settings.home, settings.minFreeMb);
+  if (noRoom) throw new TaskActionError("PRECONDITION_FAILED", `cannot evaluate: ${noRoom}`);
+  const record: EvalRecord = {
+    version: EVAL_RECORD_VERSION,
+    id: randomBytes(8).toString("hex"),
+    state: "running",
+    trainer: model.trainer,
+    source: model.source,
+    dataset: { id: dataset.id, name: dataset.name, path: dataset.path, format: dataset.format },
+    python: null,
+    process: null,
+    startedAt: new Date().toISOString(),
+    finishedAt: null,
+    results: null,
+    reason: null,
+  };
+  await mkdir(join(model.taskDir, EVAL_FOLDER), { recursive: true });
+  writeJsonAtomic(evalRecordPath(model.taskDir, record.id), record);
+  await launchEvaluator(settings, model.taskDir, record);
+  return judgeEvaluation(record, null, new Date());
+}
+
+async function launchEvaluator(settings: EvaluationSettings, dir: string, record: EvalRecord) {
+  const env: Record<string, string> = {
+    ...inheritedEnv(settings.baseEnv),
+    PYTHONUNBUFFERED: "1",
+    TOKENIZERS_PARALLELISM: "false",
+  };
+  const log = await open(evalLogPath(dir, record.id), "w");
+  try {
+    const child = spawn(
+      process.execPath,
+      [join(DIST_DIR, "evaluator.js"), "--task-dir", dir, "--eval-id", record.id],
+      { detached: true, stdio: ["ignore", log.fd, log.fd], env: env as NodeJS.ProcessEnv },
+    );
+    await new Promise<void>((resolve, reject) => {
+      child.once("spawn", resolve);
+      child.once("error", reject);
+    }).catch((err: Error) => {
+      const reason = `the evaluator could not be started: ${err.message}`;
+      writeJsonAtomic(evalRecordPath(dir, record.id), {
+        ...record,
+        state: "failed",
+        finishedAt: new Date().toISOString(),
+        reason,
+      } satisfies EvalRecord);
+      throw new TaskActionError("PRECONDITION_FAILED", reason);
+    });
+    child.unref();
+  } finally {
+    await log.close();
+  }
+}
+
+const MAX_RECORD_BYTES = 1024 * 1024;
+
+/** Every evaluation of the task, newest first; an unreadable record is listed as a failure. */
+export async function listEvaluations(home: string, task: TaskRow): Promise<EvalStatus[]> {
+  const root = tasksRootOf(home, task);
+  const names = await readdir(join(root, task.id, EVAL_FOLDER)).catch(() => [] as string[]);
+  const out: EvalStatus[] = [];
+  for (const name of names) {
+    const id = name.endsWith(".json") ? name.slice(0, -5) : null;
+    if (id === null || !evalIdSchema.safeParse(id).success) continue;
+    const record = await readRecord(root, task.id, name);
+    if ("problem" in record) {
+      out.push({
+        id,
+        state: "failed",
+        source: { path: "?", step: null },
+        dataset: { id: "?", name: "?" },
+        startedAt: "",
+        finishedAt: null,
+        reason: `the evaluation record ${record.problem}`,
+      });
+      continue;
+    }
+    out.push(judgeEvaluation(record, record.process ? probe(record.process) : null, new Date()));
+  }
+  return out.sort((a, b) => (a.startedAt < b.startedAt ? 1 : -1));
+}
+
+/** Read as downloads are: never through a link (the folder is a trainer's too). */
+async function readRecord(
+  root: string,
+  taskId: string,
+  name: string,
+): Promise<EvalRecord | { problem: string }> {
+  let opened: Awaited<ReturnType<typeof openInside>>;
+  try {
+    opened = await openInside(root, `${taskId}/${EVAL_FOLDER}/${name}`);
+  } catch (err) {
+    if (!(err instanceof PathRefusal)) throw err;
+    return { problem: `is refused: ${err.message}` };
+  }
+  try {
+    if (opened.size > MAX_RECORD_BYTES) return { problem: `is ${opened.size} bytes, too large` };
+    return parseEvalRecord(await opened.handle.readFile("utf8"));
+  } catch (err) {
+    return {
+      problem: `cannot be read: ${err instanceof SyntaxError ? "not JSON" : (err as Error).message}`,
+    };
+  } finally {
+    await opened.handle.close();
+  }
+}
