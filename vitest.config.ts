@@ -11,5 +11,10 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    // The built-in trainer takes every core by default; with two test files at once on two
+    // cores that starved the studios the other file was timing. Tests that are about threads
+    // set their own count.
+    // torch (the hf-peft tests) likewise.
+    env: { STUDIO_BUILTIN_THREADS: "1", OMP_NUM_THREADS: "1" },
   },
 });

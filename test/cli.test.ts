@@ -19,7 +19,9 @@ function runCli(env: NodeJS.ProcessEnv, ...args: string[]) {
   });
 }
 
-describe("the studio CLI against a running studio", () => {
+// Each test starts, stops or drives a whole studio through the CLI: on a busy CI machine a start
+// alone has taken 30 s.
+describe("the studio CLI against a running studio", { timeout: 90_000 }, () => {
   let studio: TestStudio;
   // The studio's user has a home of their own, so that studios of this machine's other users
   // (and other test runs) are not theirs to find.

@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
-import { boundLine } from "../../src/server/supervisor/log-cursor";
+import { boundLine } from "../../src/server/logs/log-cursor";
 import type { TestStudio } from "../../test/helpers/studio";
 import { mountTmpfs, unmountTmpfs } from "../../test/helpers/tmpfs";
 import { waitFor } from "../../test/helpers/wait";

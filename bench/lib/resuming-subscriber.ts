@@ -1,4 +1,4 @@
-import type { LogLine } from "../../src/server/supervisor/log-cursor";
+import type { LogLine } from "../../src/server/logs/log-cursor";
 import { followLog } from "../../test/helpers/sse";
 import { sleep } from "./proc";
 

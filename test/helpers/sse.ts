@@ -1,5 +1,5 @@
 import superjson from "superjson";
-import type { LogLine } from "../../src/server/supervisor/log-cursor";
+import type { LogLine } from "../../src/server/logs/log-cursor";
 
 /** One server-sent event as it came over the wire (tRPC sends `connected`, `ping`, data, `serialized-error`, `return`). */
 export interface SseEvent {

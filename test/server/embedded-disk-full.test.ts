@@ -125,7 +125,10 @@ describe("a full disk under the embedded database", () => {
       200,
     );
     expect(failed.task.statusReason).toMatch(
-      new RegExp(`^disk full: \\d+ MB free on ${studio.home}; .*\\(trainer exited with code 1\\)$`),
+      // The runner's account (the disk when the trainer died), then the studio's (the disk now).
+      new RegExp(
+        `^disk full: \\d+ KB free on the task folder's disk when the trainer ended; \\d+ MB free on ${studio.home}; .*\\(trainer exited with code 1\\)$`,
+      ),
     );
     expect(
       readdirSync(join(studio.home, "tasks", task.id)).filter((n) => n.endsWith(".tmp")),

@@ -1,7 +1,7 @@
 import { type FileHandle, open, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { logWarnings } from "../../src/components/log-warnings";
-import { lastSegment, MAX_LINE_BYTES } from "../../src/server/supervisor/log-cursor";
+import { lastSegment, MAX_LINE_BYTES } from "../../src/server/logs/log-cursor";
 import { readLinesAfter } from "../../src/server/tasks/task-log";
 import { testDatabaseKinds } from "../helpers/databases";
 import { MonitorHarness } from "./monitor-harness";

@@ -3,12 +3,12 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { type LogCursor, readNewLines } from "../../src/server/logs/log-cursor";
 import {
   type ParsedHfLine,
   parseHfLine,
   parseHfOutput,
 } from "../../src/server/supervisor/hf-output-parser";
-import { type LogCursor, readNewLines } from "../../src/server/supervisor/log-cursor";
 import {
   initialProgress,
   type MetricRow,

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -45,7 +45,16 @@ function buildPreviousRelease(): string {
   // Same dependencies, and the page as built now (the old server only serves it).
   symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"));
   symlinkSync(join(ROOT, ".next"), join(dir, ".next"));
-  execFileSync(process.execPath, ["scripts/build-node.mjs"], { cwd: dir, stdio: "ignore" });
+  // Its built-in trainer imports tfjs, which this release no longer installs, so that one bundle
+  // fails to build; the upgrade is of the studio, runner and CLI, which must all build.
+  try {
+    execFileSync(process.execPath, ["scripts/build-node.mjs"], { cwd: dir, stdio: "ignore" });
+  } catch {}
+  for (const program of ["server.js", "cli.js", "runner.js"]) {
+    if (!existsSync(join(dir, "dist", program))) {
+      throw new Error(`the previous release's ${program} did not build`);
+    }
+  }
   return dir;
 }
 

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { TaskEventRow, TaskRow } from "../db/schema";
-import type { LogLine } from "../supervisor/log-cursor";
+import type { LogLine } from "../logs/log-cursor";
 
 /** What the page needs to redraw one task's row and detail header. */
 export type TaskUpdate = Pick<

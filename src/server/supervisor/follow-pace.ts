@@ -30,7 +30,7 @@ export const STORE_GAP_MS = 500;
 /**
  * Cursors alone (plain log lines, which derive nothing) are stored at most this often: after a
  * restart, at most this much output is read again. Subscribers drop line ids they already have
- * and metric rows are upserts, so reading again repeats nothing (see ./log-cursor).
+ * and metric rows are upserts, so reading again repeats nothing (see ../logs/log-cursor).
  */
 export const CURSOR_STORE_MS = 10_000;
 

@@ -1,5 +1,5 @@
 import { MAX_INT4 } from "../../trainers/protocol";
-import { lastSegment } from "./log-cursor";
+import { lastSegment } from "../logs/log-cursor";
 
 /**
  * Reads what an unmodified Hugging Face Trainer prints into training.log, so that a custom script

@@ -5,6 +5,14 @@ import type { ProgressEvent } from "../../trainers/protocol";
 import type { Db } from "../db/client";
 import { attempts, type TaskEventRow, taskEvents, tasks } from "../db/schema";
 import type { StudioBus } from "../events/bus";
+import {
+  type LogCursor,
+  type LogLine,
+  openIfExistsSync,
+  type ReadResult,
+  readNewLinesSync,
+  readOpenFileSync,
+} from "../logs/log-cursor";
 import { addEvent } from "../tasks/repository";
 import {
   type LastRead,
@@ -13,14 +21,6 @@ import {
   type Unstored as UnstoredKinds,
 } from "./follow-pace";
 import { parseHfOutput } from "./hf-output-parser";
-import {
-  type LogCursor,
-  type LogLine,
-  openIfExistsSync,
-  type ReadResult,
-  readNewLinesSync,
-  readOpenFileSync,
-} from "./log-cursor";
 import {
   type MetricRow,
   mergeMetricRows,

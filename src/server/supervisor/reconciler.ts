@@ -3,6 +3,7 @@ import { and, eq, inArray } from "drizzle-orm";
 import { removeStaleTempFiles } from "../../platform/atomic-write";
 import { type AttemptRow, attempts, type TaskRow, tasks } from "../db/schema";
 import { describeDiskSpace, diskSpace } from "../disk-space";
+import { readLinesBefore } from "../logs/log-cursor";
 import { ACTIVE_STATUSES, OPEN_STATUSES } from "../tasks/lifecycle";
 import { automaticRunsInARow, getTask, transition } from "../tasks/repository";
 import { readStopRequest, type StopRequest } from "../tasks/stop-request";
@@ -18,7 +19,6 @@ import {
   parseAttemptHandle,
 } from "./executor";
 import { classifyFailure } from "./failure-cause";
-import { readLinesBefore } from "./log-cursor";
 import { hasCheckpoint, observeAttempt } from "./observe";
 import {
   type AttemptRef,

@@ -1,6 +1,6 @@
 import { parseSystemSample } from "../../runner/record-schemas";
 import type { SystemSample } from "../../runner/system-sample";
-import { readLinesBefore } from "../supervisor/log-cursor";
+import { readLinesBefore } from "../logs/log-cursor";
 
 /** The most recent samples read: about 3 hours at the runner's 5-second pace. */
 const RECENT_SAMPLES = 2_000;

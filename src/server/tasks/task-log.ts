@@ -1,5 +1,5 @@
 import { stat } from "node:fs/promises";
-import { type LogCursor, type LogLine, readNewLines } from "../supervisor/log-cursor";
+import { type LogCursor, type LogLine, readNewLines } from "../logs/log-cursor";
 
 /**
  * Complete lines after the line that starts at byte `after` (null: from the beginning), reading

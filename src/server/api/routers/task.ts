@@ -20,7 +20,7 @@ import type { TaskRow } from "../../db/schema";
 import { listDownloads, taskFilesRoot } from "../../downloads";
 import type { LogChunk, TaskUpdate } from "../../events/bus";
 import { studioPaths, tasksRootOf } from "../../home";
-import { readLinesBefore } from "../../supervisor/log-cursor";
+import { readLinesBefore } from "../../logs/log-cursor";
 import { TaskActionError } from "../../supervisor/task-action-error";
 import {
   allowedActions,

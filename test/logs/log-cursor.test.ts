@@ -13,7 +13,7 @@ import {
   readLinesBefore,
   readNewLines,
   readOpenFile,
-} from "../../src/server/supervisor/log-cursor";
+} from "../../src/server/logs/log-cursor";
 
 let dir: string;
 let log: string;
