@@ -90,6 +90,12 @@ interface Tracked {
   injected: number;
   runnerKilled: boolean;
   exitCorrupted: boolean;
+  /**
+   * The runner's record as it was when the fault overwrote it, if it had already written one
+   * (the trainer ended between the pick and the fault): a studio that had read it first keeps
+   * that outcome.
+   */
+  exitBeforeCorruption: { exitCode: number | null } | null;
 }
 
 /**
@@ -237,6 +243,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       injected: 0,
       runnerKilled: false,
       exitCorrupted: false,
+      exitBeforeCorruption: null,
     });
   }
 
@@ -396,6 +403,9 @@ function injectFault(studio: TestStudio, fault: Fault, victim: { task: Tracked; 
       return;
     case "corrupt-exit":
       // The runner replaces it with the real record when the trainer ends, unless it already has.
+      try {
+        victim.task.exitBeforeCorruption = JSON.parse(readFileSync(join(dir, "exit.json"), "utf8"));
+      } catch {}
       writeFileSync(join(dir, "exit.json"), "CORRUPT{{{");
       victim.task.exitCorrupted = true;
       return;
@@ -539,12 +549,19 @@ async function checkOutcomes(
     const { task } = await studio.client.task.get.query({ id: t.id });
     const exit = exitRecordOf(studio, t.id);
     if (exit === "unreadable") {
-      // Corrupted after the runner's last word: the task fails, naming the file.
-      if (
-        !t.exitCorrupted ||
-        task.status !== "failed" ||
-        !/exit\.json is unreadable/.test(task.statusReason ?? "")
-      ) {
+      // Corrupted after the runner's last word: the task fails, naming the file, unless the
+      // studio had read the real record before the fault overwrote it.
+      const readFirst =
+        t.exitBeforeCorruption !== null &&
+        task.status ===
+          (task.cancelRequestedAt !== null
+            ? "cancelled"
+            : t.exitBeforeCorruption.exitCode === 0
+              ? "completed"
+              : "failed");
+      const namesFile =
+        task.status === "failed" && /exit\.json is unreadable/.test(task.statusReason ?? "");
+      if (!t.exitCorrupted || !(namesFile || readFirst)) {
         violation(
           `task ${t.id}: exit.json unreadable, task is ${task.status} (${task.statusReason})`,
         );
