@@ -1,5 +1,5 @@
-import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomicAsync } from "../../platform/atomic-write";
 import { estimateCheckpoint } from "../checkpoints/disk-forecast";
 import { BUILTIN_STYLE, CheckpointKeeper } from "../checkpoints/keeper";
 import { ProgressLog } from "../progress-log";
@@ -331,9 +331,10 @@ async function trainOn(
   }
   if (lora) {
     await writeSafetensors(join(taskDir, weightsFile), trainedWeights(), weightsMetadata);
-    const tempConfig = join(taskDir, ".adapter_config.json.tmp");
-    await writeFile(tempConfig, adapterConfigJson(settings, config.model));
-    await rename(tempConfig, join(taskDir, "adapter_config.json"));
+    await writeFileAtomicAsync(
+      join(taskDir, "adapter_config.json"),
+      adapterConfigJson(settings, config.model),
+    );
   } else {
     await saveModel(join(taskDir, weightsFile), { config: modelConfig, weights: trainedWeights() });
   }
