@@ -189,7 +189,10 @@ export class AttemptMonitor {
         if (!found) break;
         if (this.unstored.metrics.length >= STORE_BATCH_ROWS) await this.store();
       }
-      if (this.storeDue(true) === 0) await this.store();
+      // A drain stores now even while stores are failing: it must not end the attempt with
+      // anything unstored (a failure here makes it throw, and the next try reads again).
+      const due = this.storeDue(true);
+      if (due === 0 || (this.draining && due !== null)) await this.store();
       else this.scheduleStore();
     } catch (err) {
       this.failure = err;
