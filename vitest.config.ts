@@ -9,7 +9,8 @@ export default defineConfig({
     // cores busy (vitest's default, cores - 1, runs them one by one here; three at a time
     // starved the timing-bound restart tests).
     maxWorkers: 2,
-    testTimeout: 30_000,
+    // Most tests drive whole studios and real processes; a loaded machine has made one take 35 s.
+    testTimeout: 60_000,
     hookTimeout: 60_000,
     // The built-in trainer takes every core by default; with two test files at once on two
     // cores that starved the studios the other file was timing. Tests that are about threads

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A single-node Slurm cluster on this machine, for tests and CI.
 #
+#   scripts/slurm-cluster.sh install <dir>  install slurm-wlm and munge (as root) if missing
 #   scripts/slurm-cluster.sh start  <dir>   install (as root) if missing, write configs, start
 #                                           munged, slurmctld and slurmd, wait until the node is idle
 #   scripts/slurm-cluster.sh stop   <dir>   stop the daemons started from <dir>
@@ -18,7 +19,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start|stop|restart-controller|status <dir>" >&2
+  echo "usage: $0 install|start|stop|restart-controller|status <dir>" >&2
   exit 2
 }
 [[ $# -eq 2 ]] || usage
@@ -182,6 +183,9 @@ wait_for_idle_node() {
 }
 
 case $action in
+install)
+  ensure_packages
+  ;;
 start)
   ensure_packages
   [[ -f $conf ]] || write_configs

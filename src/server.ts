@@ -3,7 +3,6 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import next from "next";
 import { acquireHomeLock } from "./platform/home-lock";
 import { readIdentity } from "./platform/identity";
 import { PACKAGE_ROOT } from "./platform/package-root";
@@ -16,6 +15,7 @@ import { StudioBus } from "./server/events/bus";
 import { HfPeftReadiness } from "./server/hf-peft-readiness";
 import { studioPaths } from "./server/home";
 import { createStudioHttp } from "./server/http/handler";
+import { createPageServer } from "./server/http/page-server";
 import { PlaygroundSessions } from "./server/playground/playground-sessions";
 import type { StudioServices } from "./server/services";
 import { Supervision } from "./server/supervision";
@@ -30,14 +30,6 @@ async function main() {
   mkdirSync(paths.tasks, { recursive: true });
   const url = `http://${env.HOST.includes(":") ? `[${env.HOST}]` : env.HOST}:${env.PORT}`;
   const releaseLock = await acquireHomeLock(paths.lock, url);
-  // The page's server (Next) gets ready while the database opens and supervision starts: both
-  // take hundreds of milliseconds, and neither needs the other.
-  const nextApp = next({ dev: false, dir: PACKAGE_ROOT, hostname: env.HOST, port: env.PORT });
-  const nextReady = nextApp.prepare().then(
-    () => null,
-    (err: unknown) => err,
-  );
-
   const database = await openDatabase({
     databaseUrl: env.DATABASE_URL,
     pgliteDir: paths.pglite,
@@ -104,10 +96,6 @@ async function main() {
     },
   };
 
-  const nextFailed = await nextReady;
-  if (nextFailed) throw nextFailed;
-  const handleNext = nextApp.getRequestHandler();
-
   // Aborted at shutdown so that open SSE streams end and server.close() can return.
   const shutdown = new AbortController();
   // Page sessions, when a token is set. A session opened with another token never opens
@@ -125,14 +113,7 @@ async function main() {
     sessions,
     shutdownSignal: shutdown.signal,
     log,
-    handleNext: async (req, res) => {
-      try {
-        await handleNext(req, res);
-      } catch (err) {
-        log(`page error: ${err}`);
-        if (!res.headersSent) res.writeHead(500).end();
-      }
-    },
+    handleNext: createPageServer({ dir: PACKAGE_ROOT, hostname: env.HOST, port: env.PORT, log }),
   });
   const server = createServer(http.handle);
 

@@ -31,8 +31,28 @@ export default async function setup(project: TestProject) {
     // The failing program was named above; tests that run it fail on their own, the rest still run.
     console.error("global setup: some programs did not build (see above)");
   }
+  installSlurm();
   project.provide("hfPeft", prepareHfPeft());
   project.provide("pgliteTemplate", await preparePgliteTemplate());
+}
+
+/**
+ * The Slurm tests start a single-node cluster of their own; installing its packages (as root,
+ * from Debian) can take minutes, which no test's setup should have to fit in. A failure here is
+ * only printed: those tests then fail with the script's reason.
+ */
+function installSlurm() {
+  try {
+    execFileSync(
+      join(ROOT, "scripts", "slurm-cluster.sh"),
+      ["install", join(cacheDir(), "slurm")],
+      {
+        stdio: ["ignore", "ignore", "inherit"],
+      },
+    );
+  } catch {
+    console.error("global setup: the Slurm packages could not be installed (see above)");
+  }
 }
 
 function cacheDir(): string {

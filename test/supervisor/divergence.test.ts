@@ -73,6 +73,14 @@ describe("the divergence watchdog's arithmetic", () => {
     // Looked at only later: the spikes still began at step 11.
     const later = watchOf([...spiking, [13, 9], [14, 12], [15, 15]]);
     expect(divergenceVerdict(later, policy)).toMatchObject({ step: 11, lastGoodStep: 10 });
+    // Looked at 18 reports late, with the loss climbing ever since (the window's median is then
+    // itself a spike): the trouble still began at step 14, and step 20's checkpoint is bad.
+    const climbing = Array.from({ length: 18 }, (_, i) => [14 + i, 1000 * (i + 1)]);
+    const late = watchOf([...healthy(13), ...climbing] as [number, number][], [10, 20, 30]);
+    const verdict = divergenceVerdict(late, policy);
+    expect(verdict).toMatchObject({ step: 14, lastGoodStep: 13, evidence: /since step 14$/ });
+    if (!verdict.diverged) throw new Error("expected a verdict");
+    expect(rollbackTarget(late, verdict)).toEqual({ step: 10, path: "checkpoints/step-10" });
     // Not before the warm-up: five reports and three huge ones are not judged.
     expect(
       divergenceVerdict(watchOf([...healthy(4), [5, 900], [6, 900], [7, 900]]), policy),

@@ -88,11 +88,16 @@ describe.skipIf(!process.env.DATABASE_URL)("supervision moves between studios (p
     expect((detail.attempts[0]!.handle as { trainer: { pid: number } }).trainer.pid).toBe(
       p.trainer,
     );
-    const recovered = detail.events.find((e) => e.type === "recovered");
-    expect(recovered?.message).toContain(
+    // The new supervisor's reconciliation writes its account just after it takes the lock.
+    const recovered = await waitFor("the takeover's account", async () =>
+      (await second.client.task.get.query({ id: task.id })).events.find(
+        (e) => e.type === "recovered",
+      ),
+    );
+    expect(recovered.message).toContain(
       `took over supervision from the studio at http://127.0.0.1:${first.port}`,
     );
-    expect(recovered?.message).toContain(`training went on (pid ${p.trainer})`);
+    expect(recovered.message).toContain(`training went on (pid ${p.trainer})`);
 
     writeFileSync(until, "");
     await second.client.task.start.mutate({ id: later.id });

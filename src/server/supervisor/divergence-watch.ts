@@ -77,27 +77,31 @@ export function divergenceVerdict(watch: LossWatch, policy: DivergencePolicy): D
   return spike ? { diverged: true, ...spike } : { diverged: false };
 }
 
-/** The latest `patience` losses all over spikeFactor × the median of the ones before them. */
+/**
+ * The first run of `patience` losses all over spikeFactor × the median of the ones before them,
+ * as a studio that judged after every report would have found it. The studio looks only now and
+ * then (a busy machine or a batch of reports may put many steps between two looks); judged from
+ * the latest reports alone, a late look took the median of reports that were already spikes and
+ * placed the start of the trouble, and the rollback's checkpoint, after steps that were bad.
+ */
 function spikeRun(losses: LossWatch["losses"], policy: DivergencePolicy) {
   const patience = Math.max(1, policy.patience);
-  if (losses.length < policy.warmup + patience) return null;
-  const before = losses.slice(0, -patience);
-  const run = losses.slice(-patience);
-  const sorted = before.map((l) => l.loss).sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)]!;
-  const limit = policy.spikeFactor * median;
-  if (!(median > 0) || run.some((l) => l.loss <= limit)) return null;
-  // The studio may look only after a few more reports: the spikes began where the run of losses
-  // over the limit began (the median above stands, a few spikes do not move it).
-  let start = before.length;
-  while (start > 0 && before[start - 1]!.loss > limit) start--;
-  const first = before[start] ?? run[0]!;
-  const latest = run.at(-1)!;
-  return {
-    step: first.step,
-    lastGoodStep: before[start - 1]?.step ?? null,
-    evidence: `the training loss spiked: ${format(latest.loss)} at step ${latest.step}, over ${policy.spikeFactor}× the recent median of ${format(median)} since step ${first.step}`,
-  };
+  for (let end = policy.warmup + patience; end <= losses.length; end++) {
+    const before = losses.slice(0, end - patience);
+    const run = losses.slice(end - patience, end);
+    const sorted = before.map((l) => l.loss).sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)]!;
+    const limit = policy.spikeFactor * median;
+    if (!(median > 0) || run.some((l) => l.loss <= limit)) continue;
+    const first = run[0]!;
+    const latest = losses.at(-1)!;
+    return {
+      step: first.step,
+      lastGoodStep: before.at(-1)?.step ?? null,
+      evidence: `the training loss spiked: ${format(latest.loss)} at step ${latest.step}, over ${policy.spikeFactor}× the recent median of ${format(median)} since step ${first.step}`,
+    };
+  }
+  return null;
 }
 
 /** The newest reported checkpoint from before the first bad step, if any. */
