@@ -179,57 +179,55 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
       );
       expect(text.length).toBeGreaterThan(0);
     }, 180_000);
-
-    it.each([
-      ["exits 0", ["--exit-code", "0"], "completed", { exitCode: 0, signal: null }],
-      ["exits 3", ["--exit-code", "3"], "failed", { exitCode: 3, signal: null }],
-    ])(
-      "records the exact outcome when the trainer %s while the studio is down",
-      async (_, args, status, exit) => {
-        await open();
-        const { task, processes: p } = await startFixture([
-          "--lines",
-          "30",
-          "--interval-ms",
-          "30",
-          ...args,
-        ]);
-        await studio.stop();
-        await waitFor("the runner to record the exit", () => !isAlive(p.runner), 10_000);
-        await studio.start();
-        const detail = await studio.client.task.get.query({ id: task.id });
-        expect(detail.task.status).toBe(status);
-        expect(detail.attempts[0]).toMatchObject(exit);
-        expectEveryLineOnce(studio.logOf(task.id), 30);
-      },
-    );
   }
 
-  it("records a trainer killed by SIGKILL while the studio is down", async () => {
-    await open();
-    const { task, processes: p } = await startFixture(["--lines", "1000", "--interval-ms", "20"]);
+  // Four tasks, one studio: whatever ends while the studio is down is recorded exactly at its
+  // next start.
+  it("records what happened while the studio was down: exits 0 and 3, a trainer killed, a runner killed", async () => {
+    await open({ STUDIO_CONCURRENCY: "4" });
+    // The two that exit by themselves hold until the studio is down.
+    const until = join(studio.home, "exit-now");
+    const holding = ["--lines", "30", "--interval-ms", "30", "--until", until];
+    const exits0 = await startFixture([...holding, "--exit-code", "0"]);
+    const exits3 = await startFixture([...holding, "--exit-code", "3"]);
+    const trainerKilled = await startFixture(["--lines", "1000", "--interval-ms", "20"]);
+    const runnerKilled = await startFixture(["--lines", "1000", "--interval-ms", "20"]);
     await studio.kill("SIGKILL");
-    process.kill(p.trainer, "SIGKILL");
-    await waitFor("the runner to record the exit", () => !isAlive(p.runner), 10_000);
+    process.kill(trainerKilled.processes.trainer, "SIGKILL");
+    process.kill(runnerKilled.processes.runner, "SIGKILL");
+    writeFileSync(until, "");
+    for (const { processes } of [exits0, exits3, trainerKilled, runnerKilled]) {
+      await waitFor("the runner to end", () => !isAlive(processes.runner), 10_000);
+    }
     await studio.start();
-    const detail = await studio.client.task.get.query({ id: task.id });
-    expect(detail.task.status).toBe("failed");
-    expect(detail.task.statusReason).toMatch(/SIGKILL/);
-    expect(detail.attempts[0]).toMatchObject({ exitCode: null, signal: "SIGKILL" });
-  });
+    const get = (id: string) => studio.client.task.get.query({ id });
 
-  it("fails a task whose runner was killed, without inventing an exit code", async () => {
-    await open();
-    const { task, processes: p } = await startFixture(["--lines", "1000", "--interval-ms", "20"]);
-    await studio.kill("SIGKILL");
-    process.kill(p.runner, "SIGKILL");
-    await waitFor("the runner to die", () => !isAlive(p.runner));
-    await studio.start();
-    const detail = await studio.client.task.get.query({ id: task.id });
-    expect(detail.task.status).toBe("failed");
-    expect(detail.task.statusReason).toMatch(/Training process terminated unexpectedly/);
-    expect(detail.attempts[0]).toMatchObject({ exitCode: null, signal: null });
-    // Without its runner nobody could record the trainer's outcome, so the studio stopped it.
-    await waitFor("the orphaned trainer to be stopped", () => !isAlive(p.trainer));
+    for (const [{ task }, status, exitCode] of [
+      [exits0, "completed", 0],
+      [exits3, "failed", 3],
+    ] as const) {
+      const detail = await get(task.id);
+      expect(detail.task.status).toBe(status);
+      expect(detail.attempts[0]).toMatchObject({ exitCode, signal: null });
+      const lines = studio.logOf(task.id);
+      expect(lines.length).toBeGreaterThanOrEqual(30);
+      expectEveryLineOnce(lines, lines.length);
+    }
+
+    const killed = await get(trainerKilled.task.id);
+    expect(killed.task.status).toBe("failed");
+    expect(killed.task.statusReason).toMatch(/SIGKILL/);
+    expect(killed.attempts[0]).toMatchObject({ exitCode: null, signal: "SIGKILL" });
+
+    // Without its runner nobody could record the trainer's outcome: failed, with no invented
+    // exit code, and the studio stopped the orphaned trainer.
+    const orphaned = await get(runnerKilled.task.id);
+    expect(orphaned.task.status).toBe("failed");
+    expect(orphaned.task.statusReason).toMatch(/Training process terminated unexpectedly/);
+    expect(orphaned.attempts[0]).toMatchObject({ exitCode: null, signal: null });
+    await waitFor(
+      "the orphaned trainer to be stopped",
+      () => !isAlive(runnerKilled.processes.trainer),
+    );
   });
 });
