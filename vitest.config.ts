@@ -15,7 +15,8 @@ export default defineConfig({
     // The built-in trainer takes every core by default; with two test files at once on two
     // cores that starved the studios the other file was timing. Tests that are about threads
     // set their own count.
-    // torch (the hf-peft tests) likewise.
-    env: { STUDIO_BUILTIN_THREADS: "1", OMP_NUM_THREADS: "1" },
+    // torch (the hf-peft tests) likewise. Studios here are driven through the API and the CLI:
+    // their page's server loads only if a test asks for a page.
+    env: { STUDIO_BUILTIN_THREADS: "1", OMP_NUM_THREADS: "1", STUDIO_PAGE_ON_DEMAND: "1" },
   },
 });

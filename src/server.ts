@@ -107,13 +107,14 @@ async function main() {
     const ended = await sessions.prune();
     if (ended > 0) log(`sessions: ${ended} ended (expired, or opened with another token)`);
   }
+  const pages = createPageServer({ dir: PACKAGE_ROOT, hostname: env.HOST, port: env.PORT, log });
   // Every request: Host/Origin/path gate, one authentication decision, then its route.
   const http = createStudioHttp({
     services,
     sessions,
     shutdownSignal: shutdown.signal,
     log,
-    handleNext: createPageServer({ dir: PACKAGE_ROOT, hostname: env.HOST, port: env.PORT, log }),
+    handleNext: pages.handle,
   });
   const server = createServer(http.handle);
 
@@ -124,6 +125,7 @@ async function main() {
   http.listening((server.address() as AddressInfo).port);
   writeFileSync(paths.pidFile, `${process.pid}\n`);
   log(`studio ${version} serving ${url} (database: ${database.kind}, home: ${env.STUDIO_HOME})`);
+  if (!env.STUDIO_PAGE_ON_DEMAND) pages.preload();
 
   // PGlite runs with fsync off: flush now and then so a crash loses at most a few seconds.
   const checkpointTimer = setInterval(() => {

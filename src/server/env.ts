@@ -89,6 +89,12 @@ const envSchema = z
           .filter(Boolean),
       )
       .pipe(z.array(z.string().regex(/^[0-9A-Za-z-]+$/, "GPU ids are digits or UUIDs"))),
+    /**
+     * Load the page's server (Next) at the first page request instead of just after the studio
+     * starts: for studios driven through the API and the CLI alone (scripts, a cluster's head
+     * node, the test suite), which then never spend the second of CPU it takes.
+     */
+    STUDIO_PAGE_ON_DEMAND: flag,
     /** A playground's generation server (its model loaded) stops after this long unused. */
     STUDIO_PLAYGROUND_IDLE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(120),
     STUDIO_CANCEL_GRACE_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),

@@ -9,14 +9,21 @@ export interface PageServerOptions {
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
+export interface PageServer {
+  handle: Handler;
+  /** Starts loading now, in the background (a failure is logged, and tried again on a request). */
+  preload: () => void;
+}
+
 /**
- * The page's server (Next), loaded on the first request for a page. Loading and preparing Next
- * is most of a studio's start (seconds of CPU on a busy machine), and a studio driven through
- * the CLI or the API alone never needs it; the API answers from the moment the studio listens.
- * A failed preparation is logged and answered with a 500 naming it, and tried again on the next
- * request (the build may have been finished since).
+ * The page's server (Next). Loading and preparing Next is most of a studio's start (seconds of
+ * CPU on a busy machine), so the studio does not wait for it: the API answers from the moment
+ * the studio listens, and a page request waits until Next is ready. It loads just after the start
+ * (`preload`), or at the first page request (STUDIO_PAGE_ON_DEMAND). A failed preparation is
+ * logged, answered with a 500 naming it, and tried again on the next request (the build may have
+ * been finished since).
  */
-export function createPageServer(options: PageServerOptions): Handler {
+export function createPageServer(options: PageServerOptions): PageServer {
   let ready: Promise<Handler> | null = null;
 
   const prepare = async (): Promise<Handler> => {
@@ -31,14 +38,18 @@ export function createPageServer(options: PageServerOptions): Handler {
     return app.getRequestHandler() as Handler;
   };
 
-  return async (req, res) => {
+  const load = () => {
     ready ??= prepare().catch((err: unknown) => {
       ready = null;
       throw err;
     });
-    let handle: Handler;
+    return ready;
+  };
+
+  const handle: Handler = async (req, res) => {
+    let handleNext: Handler;
     try {
-      handle = await ready;
+      handleNext = await load();
     } catch (err) {
       options.log(`the page's server could not start: ${err}`);
       if (!res.headersSent) {
@@ -48,10 +59,17 @@ export function createPageServer(options: PageServerOptions): Handler {
       return;
     }
     try {
-      await handle(req, res);
+      await handleNext(req, res);
     } catch (err) {
       options.log(`page error: ${err}`);
       if (!res.headersSent) res.writeHead(500).end();
     }
+  };
+
+  return {
+    handle,
+    preload: () => {
+      load().catch((err) => options.log(`the page's server could not start: ${err}`));
+    },
   };
 }
