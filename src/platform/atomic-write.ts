@@ -9,6 +9,7 @@ import {
 } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { syncFolder } from "./durable-folder";
 
 /**
  * Writing a file so that a reader sees the old one or the whole new one, never half, even across
@@ -79,12 +80,7 @@ export async function writeFileAtomicAsync(
     await rm(tmp, { force: true });
     throw err;
   }
-  const dir = await open(dirname(path), "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await syncFolder(dirname(path));
 }
 
 /**

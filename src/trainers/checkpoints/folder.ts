@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { lstat, open, readdir, readFile, rename, rm, statfs } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { replaceFolder, syncFolder } from "../../platform/durable-folder";
 import type { CheckpointSizes } from "./disk-forecast";
 import {
   type CheckpointManifest,
@@ -175,16 +176,6 @@ export async function writeFileDurably(path: string, data: string | Uint8Array):
   }
 }
 
-/** Flushes a folder's entries (a created or renamed name) to the device. */
-export async function syncFolder(path: string): Promise<void> {
-  const handle = await open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 /** Flushes a file someone else wrote, and hashes it. */
 async function syncAndHash(path: string): Promise<{ size: number; sha256: string }> {
   const handle = await open(path, "r+");
@@ -233,18 +224,8 @@ export async function sealCheckpoint(
  * no moment is there a half-removed folder under the checkpoint's name.
  */
 export async function renameIntoPlace(staged: string, target: string): Promise<void> {
-  const parent = dirname(target);
-  const aside = join(parent, `${REPLACED_PREFIX}${basename(target)}-${process.pid}`);
-  let replaced = false;
-  try {
-    await rename(target, aside);
-    replaced = true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-  }
-  await rename(staged, target);
-  await syncFolder(parent);
-  if (replaced) await rm(aside, { recursive: true, force: true });
+  const aside = join(dirname(target), `${REPLACED_PREFIX}${basename(target)}-${process.pid}`);
+  await replaceFolder(staged, target, aside);
 }
 
 /** Removes a checkpoint: renamed away first, so a stop halfway leaves no broken checkpoint. */

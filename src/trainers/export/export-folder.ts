@@ -1,6 +1,7 @@
 import { lstat, mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { hashFile, syncFolder } from "../checkpoints/folder";
+import { replaceFolder, syncFolder } from "../../platform/durable-folder";
+import { hashFile } from "../checkpoints/folder";
 import { EXPORT_FOLDER } from "./export-record";
 import type { ExportedFile } from "./provenance";
 
@@ -82,16 +83,9 @@ async function flushFile(path: string): Promise<void> {
 
 /** Makes the staged export the task's export: the earlier one moved aside, then removed. */
 export async function swapIntoPlace(taskDir: string, staging: string, id: string): Promise<void> {
-  const target = join(taskDir, EXPORT_FOLDER);
-  const aside = join(taskDir, `${REPLACED_PREFIX}${id}`);
-  let replaced = false;
-  try {
-    await rename(target, aside);
-    replaced = true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-  }
-  await rename(staging, target);
-  await syncFolder(taskDir);
-  if (replaced) await rm(aside, { recursive: true, force: true });
+  await replaceFolder(
+    staging,
+    join(taskDir, EXPORT_FOLDER),
+    join(taskDir, `${REPLACED_PREFIX}${id}`),
+  );
 }

@@ -3,15 +3,10 @@ import { readdir, readFile, rm, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { writeJsonAtomic } from "../../platform/atomic-write";
+import { syncFolder } from "../../platform/durable-folder";
 import { readIdentity } from "../../platform/identity";
 import { DIST_DIR } from "../../platform/package-root";
-import {
-  freeSpace,
-  hashFile,
-  syncFolder,
-  verifyCheckpoint,
-  writeFileDurably,
-} from "../checkpoints/folder";
+import { freeSpace, hashFile, verifyCheckpoint, writeFileDurably } from "../checkpoints/folder";
 import { clearLeftovers, makeStagingFolder, sealExport, swapIntoPlace } from "./export-folder";
 import {
   EXPORT_FOLDER,
