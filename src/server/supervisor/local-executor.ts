@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, type FSWatcher, mkdirSync, rmSync, watch } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { writeJsonAtomic } from "../../platform/atomic-write";
@@ -33,6 +33,7 @@ import {
   type LocalAttemptHandle,
   type ProcessState,
 } from "./executor";
+import { watchTaskFolder } from "./folder-watch";
 
 export interface LocalExecutorOptions {
   /** The bundled runner; default dist/runner.js of this install. */
@@ -169,17 +170,7 @@ export class LocalExecutor implements Executor<LocalAttemptHandle> {
   }
 
   watch(taskDir: string, onHint: FolderHint): () => void {
-    let watcher: FSWatcher;
-    try {
-      // The folder, not the files: a file replaced by rename (exit.json) keeps being seen.
-      watcher = watch(taskDir, (kind, name) =>
-        onHint(name === null ? null : String(name), kind === "rename" ? "rename" : "change"),
-      );
-    } catch {
-      return () => {}; // a folder that cannot be watched is still polled
-    }
-    watcher.on("error", () => watcher.close());
-    return () => watcher.close();
+    return watchTaskFolder(taskDir, onHint);
   }
 }
 

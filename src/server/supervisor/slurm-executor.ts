@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, type FSWatcher, mkdirSync, readFileSync, watch, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { writeJsonAtomic } from "../../platform/atomic-write";
@@ -17,6 +17,7 @@ import {
   type SlurmAttemptHandle,
   slurmHandleSchema,
 } from "./executor";
+import { watchTaskFolder } from "./folder-watch";
 import {
   BATCH_SCRIPT,
   batchScriptPath,
@@ -327,23 +328,14 @@ export class SlurmExecutor implements Executor<SlurmAttemptHandle> {
     return handle;
   }
 
-  /** Only a hint: on a network file system, writes from compute nodes raise no local event. */
   /** squeue is no cheap look: the watcher checks a Slurm attempt fully every poll. */
   quickLook(): null {
     return null;
   }
 
+  /** Only a hint: on a network file system, writes from compute nodes raise no local event. */
   watch(taskDir: string, onHint: FolderHint): () => void {
-    let watcher: FSWatcher;
-    try {
-      watcher = watch(taskDir, (kind, name) =>
-        onHint(name === null ? null : String(name), kind === "rename" ? "rename" : "change"),
-      );
-    } catch {
-      return () => {};
-    }
-    watcher.on("error", () => watcher.close());
-    return () => watcher.close();
+    return watchTaskFolder(taskDir, onHint);
   }
 
   /**
