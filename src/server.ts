@@ -108,8 +108,6 @@ async function main() {
   if (nextFailed) throw nextFailed;
   const handleNext = nextApp.getRequestHandler();
 
-  // Aborted at shutdown so that open SSE streams end and server.close() can return.
-  const shutdown = new AbortController();
   // Page sessions, when a token is set. A session opened with another token never opens
   // anything; the supervising studio deletes those (and expired ones) at start.
   const sessions = env.STUDIO_TOKEN
@@ -123,7 +121,6 @@ async function main() {
   const http = createStudioHttp({
     services,
     sessions,
-    shutdownSignal: shutdown.signal,
     log,
     handleNext: async (req, res) => {
       try {
@@ -156,7 +153,8 @@ async function main() {
     stopping = true;
     log(`${signal}: shutting down (trainers keep running)`);
     clearInterval(checkpointTimer);
-    shutdown.abort();
+    // before anything that could end a stream cleanly: the page resumes them from the next studio
+    http.cutStreams();
     playground.closeAll();
     server.close();
     server.closeIdleConnections();

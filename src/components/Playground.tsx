@@ -82,6 +82,16 @@ export function Playground({ task }: { task: TaskDetails["task"] }) {
             }
           },
           onError: (err) => update(side, (o) => ({ ...o, state: "failed", error: err.message })),
+          // A dropped connection (a studio restart, a recycled stream) is one the browser would
+          // open again, starting the generation over: a generation is asked for once.
+          onConnectionStateChange: (connection) => {
+            if (connection.state !== "connecting" || !connection.error) return;
+            subscription.unsubscribe();
+            const error = connection.error.data
+              ? connection.error.message
+              : t("playground.connectionLost");
+            update(side, (o) => ({ ...o, state: "failed", error }));
+          },
         },
       );
       running.current.push(() => subscription.unsubscribe());
