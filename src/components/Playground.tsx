@@ -5,6 +5,8 @@ import { useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useTRPC } from "../trpc/context";
 import type { TaskDetails } from "../trpc/types";
+import { ModelRunForm } from "./ModelRunForm";
+import { chosenWeights } from "./model-choice";
 import { type GenerationAsk, PlaygroundColumn, type PlaygroundSide } from "./PlaygroundColumn";
 
 const SIDES = ["base", "adapter"] as const;
@@ -41,8 +43,15 @@ export function Playground({ task }: { task: TaskDetails["task"] }) {
   const [generation, setGeneration] = useState<Generation | null>(null);
 
   const choices = models.data;
-  if (!trainable || !choices || (!choices.final && choices.checkpoints.length === 0)) return null;
-  const chosen = checkpoint || (choices.final ? "" : choices.checkpoints.at(-1)!);
+  const chosen = choices ? chosenWeights(choices, checkpoint) : null;
+  if (!trainable || !choices || chosen === null) return null;
+  // label key, test id, value, setter, bounds
+  const numberSettings = [
+    ["temperature", "temperature", temperature, setTemperature, { min: 0, max: 5, step: 0.1 }],
+    ["topP", "top-p", topP, setTopP, { min: 0.01, max: 1, step: 0.05 }],
+    ["maxTokens", "max-tokens", maxNewTokens, setMaxNewTokens, { min: 1, max: 2000 }],
+    ["seed", "seed", seed, setSeed, { min: 0 }],
+  ] as const;
 
   const generate = () =>
     setGeneration((last) => ({
@@ -75,85 +84,38 @@ export function Playground({ task }: { task: TaskDetails["task"] }) {
           onChange={(e) => setPrompt(e.target.value)}
         />
       </label>
-      <div className="inline-fields">
-        <label>
-          {t("playground.weights")}{" "}
-          <select
-            data-testid="playground-checkpoint"
-            value={chosen}
-            onChange={(e) => setCheckpoint(e.target.value)}
-          >
-            {choices.final && <option value="">{t("playground.final")}</option>}
-            {choices.checkpoints.map((name) => (
-              <option key={name} value={name}>
-                {name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          {t("playground.temperature")}{" "}
-          <input
-            type="number"
-            data-testid="playground-temperature"
-            min={0}
-            max={5}
-            step={0.1}
-            value={temperature}
-            onChange={(e) => setTemperature(Number(e.target.value))}
-          />
-        </label>
-        <label>
-          {t("playground.topP")}{" "}
-          <input
-            type="number"
-            data-testid="playground-top-p"
-            min={0.01}
-            max={1}
-            step={0.05}
-            value={topP}
-            onChange={(e) => setTopP(Number(e.target.value))}
-          />
-        </label>
-        <label>
-          {t("playground.maxTokens")}{" "}
-          <input
-            type="number"
-            data-testid="playground-max-tokens"
-            min={1}
-            max={2000}
-            value={maxNewTokens}
-            onChange={(e) => setMaxNewTokens(Number(e.target.value))}
-          />
-        </label>
-        <label>
-          {t("playground.seed")}{" "}
-          <input
-            type="number"
-            data-testid="playground-seed"
-            min={0}
-            value={seed}
-            onChange={(e) => setSeed(Number(e.target.value))}
-          />
-        </label>
-      </div>
-      <button
-        type="button"
-        data-testid="playground-generate"
-        disabled={streaming}
-        onClick={generate}
-      >
-        {t("playground.generate")}
-      </button>{" "}
-      {streaming && (
-        <button
-          type="button"
-          className="secondary"
-          onClick={() => setGeneration((g) => g && { ...g, stopped: true })}
-        >
-          {t("playground.stop")}
-        </button>
-      )}
+      <ModelRunForm
+        name="playground"
+        choices={choices}
+        weights={chosen}
+        onWeights={setCheckpoint}
+        settings={numberSettings.map(([key, testId, value, set, bounds]) => ({
+          label: t(`playground.${key}`),
+          control: (
+            <input
+              type="number"
+              data-testid={`playground-${testId}`}
+              {...bounds}
+              value={value}
+              onChange={(e) => set(Number(e.target.value))}
+            />
+          ),
+        }))}
+        run={{
+          label: t("playground.generate"),
+          testId: "playground-generate",
+          disabled: streaming,
+          onClick: generate,
+        }}
+        stop={
+          streaming
+            ? {
+                label: t("playground.stop"),
+                onClick: () => setGeneration((g) => g && { ...g, stopped: true }),
+              }
+            : null
+        }
+      />
       <div className="playground-outputs">
         {SIDES.map((side) => (
           <PlaygroundColumn
