@@ -93,7 +93,7 @@ const envSchema = z
       .pipe(z.array(z.string().regex(/^[0-9A-Za-z-]+$/, "GPU ids are digits or UUIDs"))),
     /** A playground's generation server (its model loaded) stops after this long unused. */
     STUDIO_PLAYGROUND_IDLE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(120),
-    /** A live stream (log, task updates, conditions) is ended after this long; the page resumes it. */
+    /** Every live stream is cut after this long (tRPC's sse.maxDurationMs); the page resumes it. */
     STUDIO_STREAM_MAX_SECONDS: streamMaxSecondsSchema,
     STUDIO_CANCEL_GRACE_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
     /** Stall watchdog: no new step for this many median step times (and STUDIO_STALL_MIN_SECONDS). */
