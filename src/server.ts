@@ -96,8 +96,6 @@ async function main() {
     },
   };
 
-  // Aborted at shutdown so that open SSE streams end and server.close() can return.
-  const shutdown = new AbortController();
   // Page sessions, when a token is set. A session opened with another token never opens
   // anything; the supervising studio deletes those (and expired ones) at start.
   const sessions = env.STUDIO_TOKEN
@@ -112,7 +110,6 @@ async function main() {
   const http = createStudioHttp({
     services,
     sessions,
-    shutdownSignal: shutdown.signal,
     log,
     handleNext: pages.handle,
   });
@@ -139,7 +136,8 @@ async function main() {
     stopping = true;
     log(`${signal}: shutting down (trainers keep running)`);
     clearInterval(checkpointTimer);
-    shutdown.abort();
+    // before anything that could end a stream cleanly: the page resumes them from the next studio
+    http.cutStreams();
     playground.closeAll();
     server.close();
     server.closeIdleConnections();

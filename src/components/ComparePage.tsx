@@ -4,16 +4,7 @@ import { useQueries, useQuery } from "@tanstack/react-query";
 import { usePathname, useRouter, useSearchParams } from "next/navigation";
 import { useMemo, useState } from "react";
 import { useTranslation } from "react-i18next";
-import {
-  CartesianGrid,
-  Legend,
-  Line,
-  LineChart,
-  ResponsiveContainer,
-  Tooltip,
-  XAxis,
-  YAxis,
-} from "recharts";
+import { Line } from "recharts";
 import {
   finalFigures,
   metricsCsv,
@@ -22,6 +13,7 @@ import {
   settingsTable,
 } from "../shared/compare-runs";
 import { useTRPC } from "../trpc/context";
+import { ChartFrame } from "./ChartFrame";
 
 /** At most this many runs side by side: beyond it the chart and tables stop being readable. */
 const MAX_RUNS = 8;
@@ -145,43 +137,33 @@ export function ComparePage() {
               {t("compare.csv")}
             </button>
           </div>
-          <div className="chart" data-testid="compare-chart" data-points={points.length}>
-            <ResponsiveContainer width="100%" height="100%">
-              <LineChart data={points} margin={{ top: 8, right: 16, bottom: 8, left: 0 }}>
-                <CartesianGrid strokeDasharray="3 3" stroke="#e5e7eb" />
-                <XAxis
-                  dataKey="x"
-                  type="number"
-                  domain={["dataMin", "dataMax"]}
-                  unit={by === "time" ? " min" : ""}
-                />
-                <YAxis width={56} domain={["auto", "auto"]} />
-                <Tooltip />
-                <Legend />
-                {runs.flatMap((run, i) => [
-                  <Line
-                    key={`${run.id}:loss`}
-                    name={run.name}
-                    dataKey={`${run.id}:loss`}
-                    stroke={COLORS[i % COLORS.length]}
-                    dot={false}
-                    isAnimationActive={false}
-                    connectNulls
-                  />,
-                  <Line
-                    key={`${run.id}:eval`}
-                    name={t("compare.evalOf", { name: run.name })}
-                    dataKey={`${run.id}:eval`}
-                    stroke={COLORS[i % COLORS.length]}
-                    strokeDasharray="4 3"
-                    dot={{ r: 2 }}
-                    isAnimationActive={false}
-                    connectNulls
-                  />,
-                ])}
-              </LineChart>
-            </ResponsiveContainer>
-          </div>
+          <ChartFrame
+            testId="compare-chart"
+            points={points}
+            x={{ dataKey: "x", unit: by === "time" ? " min" : "" }}
+          >
+            {runs.flatMap((run, i) => [
+              <Line
+                key={`${run.id}:loss`}
+                name={run.name}
+                dataKey={`${run.id}:loss`}
+                stroke={COLORS[i % COLORS.length]}
+                dot={false}
+                isAnimationActive={false}
+                connectNulls
+              />,
+              <Line
+                key={`${run.id}:eval`}
+                name={t("compare.evalOf", { name: run.name })}
+                dataKey={`${run.id}:eval`}
+                stroke={COLORS[i % COLORS.length]}
+                strokeDasharray="4 3"
+                dot={{ r: 2 }}
+                isAnimationActive={false}
+                connectNulls
+              />,
+            ])}
+          </ChartFrame>
 
           <h2>{t("compare.figures")}</h2>
           <table className="compare-table" data-testid="compare-figures">

@@ -1,33 +1,22 @@
 "use client";
 
-import { useEffect, useState } from "react";
+import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTranslation } from "react-i18next";
-import { useTRPCClient } from "../trpc/context";
-import { conditionBanners, type StudioCondition } from "./condition-banners";
-import { keepSubscribed } from "./keep-subscribed";
+import { useTRPC } from "../trpc/context";
+import { conditionBanners } from "./condition-banners";
 import { useFormat } from "./use-format";
 
 /**
  * Tells the reader, as it happens, that the database does not answer (or cannot write) and since
  * when, and that the disk nears or is under the free-space floor. The studio pushes each change
- * (studio.onCondition); a banner goes away by itself once its cause is gone.
+ * (studio.onCondition), and the current condition on every (re)connect; a banner goes away by
+ * itself once its cause is gone. Whether the stream is connected, the live indicator says.
  */
 export function ConditionBanners() {
   const { t } = useTranslation();
-  const client = useTRPCClient();
+  const trpc = useTRPC();
   const format = useFormat();
-  const [condition, setCondition] = useState<StudioCondition | null>(null);
-
-  useEffect(
-    () =>
-      keepSubscribed<StudioCondition>({
-        open: (handlers) => client.studio.onCondition.subscribe(undefined, handlers),
-        onData: setCondition,
-        // the live indicator already says whether the studio's streams are connected
-        onState: () => {},
-      }),
-    [client],
-  );
+  const condition = useSubscription(trpc.studio.onCondition.subscriptionOptions()).data;
 
   if (!condition) return null;
   return conditionBanners(condition).map((banner) => (

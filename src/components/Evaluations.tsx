@@ -5,7 +5,8 @@ import { useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useTRPC } from "../trpc/context";
 import type { TaskDetails } from "../trpc/types";
-import { ErrorNote } from "./ErrorNote";
+import { ModelRunForm } from "./ModelRunForm";
+import { chosenWeights } from "./model-choice";
 
 const REFRESH_MS = 1000;
 
@@ -35,56 +36,45 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
   const [dataset, setDataset] = useState("");
   const [checkpoint, setCheckpoint] = useState("");
   const choices = models.data;
-  if (!builtin || !choices || (!choices.final && choices.checkpoints.length === 0)) return null;
-  const chosen = checkpoint || (choices.final ? "" : choices.checkpoints.at(-1)!);
+  const chosen = choices ? chosenWeights(choices, checkpoint) : null;
+  if (!builtin || !choices || chosen === null) return null;
   const chosenDataset = dataset || datasets.data?.[0]?.id || "";
 
   return (
     <section aria-labelledby="evaluations-title" data-testid="evaluations">
       <h3 id="evaluations-title">{t("evaluation.title")}</h3>
-      <div className="inline-fields">
-        <label>
-          {t("evaluation.dataset")}{" "}
-          <select
-            data-testid="evaluation-dataset"
-            value={chosenDataset}
-            onChange={(e) => setDataset(e.target.value)}
-          >
-            {datasets.data?.map((d) => (
-              <option key={d.id} value={d.id}>
-                {t("datasets.option", { name: d.name, rows: d.rowCount, format: d.format })}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          {t("playground.weights")}{" "}
-          <select
-            data-testid="evaluation-checkpoint"
-            value={chosen}
-            onChange={(e) => setCheckpoint(e.target.value)}
-          >
-            {choices.final && <option value="">{t("playground.final")}</option>}
-            {choices.checkpoints.map((name) => (
-              <option key={name} value={name}>
-                {name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <button
-          type="button"
-          className="secondary"
-          data-testid="evaluation-start"
-          disabled={start.isPending || !chosenDataset}
-          onClick={() =>
-            start.mutate({ id: task.id, dataset: chosenDataset, checkpoint: chosen || null })
-          }
-        >
-          {t("evaluation.start")}
-        </button>
-      </div>
-      {start.error && <ErrorNote error={start.error} />}
+      <ModelRunForm
+        name="evaluation"
+        choices={choices}
+        weights={chosen}
+        onWeights={setCheckpoint}
+        settings={[
+          {
+            label: t("evaluation.dataset"),
+            control: (
+              <select
+                data-testid="evaluation-dataset"
+                value={chosenDataset}
+                onChange={(e) => setDataset(e.target.value)}
+              >
+                {datasets.data?.map((d) => (
+                  <option key={d.id} value={d.id}>
+                    {t("datasets.option", { name: d.name, rows: d.rowCount, format: d.format })}
+                  </option>
+                ))}
+              </select>
+            ),
+          },
+        ]}
+        run={{
+          label: t("evaluation.start"),
+          testId: "evaluation-start",
+          disabled: start.isPending || !chosenDataset,
+          onClick: () =>
+            start.mutate({ id: task.id, dataset: chosenDataset, checkpoint: chosen || null }),
+        }}
+        error={start.error}
+      />
       {evaluations.data && evaluations.data.length > 0 && (
         <table className="evaluations" data-testid="evaluation-table">
           <thead>

@@ -1,7 +1,7 @@
 "use client";
 
 import { useTranslation } from "react-i18next";
-import type { LiveState } from "./keep-subscribed";
+import type { LiveState } from "./live-state";
 
 /**
  * Whether a stream is delivering live, or waiting for the studio (to come back); "ended" when

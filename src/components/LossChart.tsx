@@ -3,17 +3,9 @@
 import { useQuery } from "@tanstack/react-query";
 import { useEffect, useMemo, useRef } from "react";
 import { useTranslation } from "react-i18next";
-import {
-  CartesianGrid,
-  Legend,
-  Line,
-  LineChart,
-  ResponsiveContainer,
-  Tooltip,
-  XAxis,
-  YAxis,
-} from "recharts";
+import { Line } from "recharts";
 import { useTRPC } from "../trpc/context";
+import { ChartFrame } from "./ChartFrame";
 import { lossSeries } from "./loss-series";
 
 /** Updates can come many times a second; the chart refetches its rows at most this often. */
@@ -44,44 +36,32 @@ export function LossChart({ id, version }: { id: string; version: string }) {
   return (
     <section aria-labelledby="chart-title">
       <h3 id="chart-title">{t("chart.title")}</h3>
-      {points.length === 0 ? (
-        <p className="muted">{t("chart.empty")}</p>
-      ) : (
-        <div
-          className="chart"
-          data-testid="loss-chart"
-          data-points={points.length}
-          data-last-step={points.at(-1)?.step}
-        >
-          <ResponsiveContainer width="100%" height="100%">
-            <LineChart data={points} margin={{ top: 8, right: 16, bottom: 8, left: 0 }}>
-              <CartesianGrid strokeDasharray="3 3" stroke="#e5e7eb" />
-              <XAxis dataKey="step" type="number" domain={["dataMin", "dataMax"]} />
-              <YAxis width={56} domain={["auto", "auto"]} />
-              <Tooltip />
-              <Legend />
-              <Line
-                name={t("chart.trainLoss")}
-                dataKey="loss"
-                stroke="#1f45c2"
-                dot={false}
-                isAnimationActive={false}
-                connectNulls
-              />
-              {hasEval && (
-                <Line
-                  name={t("chart.evalLoss")}
-                  dataKey="evalLoss"
-                  stroke="#c2410c"
-                  dot={{ r: 3 }}
-                  isAnimationActive={false}
-                  connectNulls
-                />
-              )}
-            </LineChart>
-          </ResponsiveContainer>
-        </div>
-      )}
+      <ChartFrame
+        testId="loss-chart"
+        points={points}
+        x={{ dataKey: "step" }}
+        empty={t("chart.empty")}
+        attributes={{ "data-last-step": points.at(-1)?.step }}
+      >
+        <Line
+          name={t("chart.trainLoss")}
+          dataKey="loss"
+          stroke="#1f45c2"
+          dot={false}
+          isAnimationActive={false}
+          connectNulls
+        />
+        {hasEval && (
+          <Line
+            name={t("chart.evalLoss")}
+            dataKey="evalLoss"
+            stroke="#c2410c"
+            dot={{ r: 3 }}
+            isAnimationActive={false}
+            connectNulls
+          />
+        )}
+      </ChartFrame>
     </section>
   );
 }

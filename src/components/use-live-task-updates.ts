@@ -1,12 +1,14 @@
 "use client";
 
 import { useQueryClient } from "@tanstack/react-query";
-import { useEffect, useState } from "react";
+import { useSubscription } from "@trpc/tanstack-react-query";
 import { useTranslation } from "react-i18next";
-import type { TaskUpdate } from "../server/events/bus";
-import { useTRPC, useTRPCClient } from "../trpc/context";
+import { useTRPC } from "../trpc/context";
 import { showTaskNotification, taskNotification } from "./browser-notifications";
-import { keepSubscribed, type LiveState } from "./keep-subscribed";
+import { type LiveState, liveState } from "./live-state";
+
+// an update arriving while a refetch runs joins it instead of restarting it
+const REFETCH = { cancelRefetch: false } as const;
 
 /**
  * The page's one stream of task changes. Each update is a hint to refetch what it touches; on
@@ -16,36 +18,27 @@ import { keepSubscribed, type LiveState } from "./keep-subscribed";
  */
 export function useLiveTaskUpdates(): LiveState {
   const trpc = useTRPC();
-  const client = useTRPCClient();
   const queryClient = useQueryClient();
-  // The instance, not `t`: a language switch changes `t` and would reopen the stream.
-  const { i18n } = useTranslation();
-  const [state, setState] = useState<LiveState>("connecting");
-
-  useEffect(() => {
-    // an update arriving while a refetch runs joins it instead of restarting it
-    const refetch = { cancelRefetch: false } as const;
-    return keepSubscribed<{ data: TaskUpdate }>({
-      open: (handlers) => client.task.onUpdate.subscribe(undefined, handlers),
+  const { t } = useTranslation();
+  const updates = useSubscription(
+    trpc.task.onUpdate.subscriptionOptions(undefined, {
       onStarted: () => {
-        void queryClient.invalidateQueries(trpc.task.pathFilter(), refetch);
-        void queryClient.invalidateQueries(trpc.studio.info.pathFilter(), refetch);
+        void queryClient.invalidateQueries(trpc.task.pathFilter(), REFETCH);
+        void queryClient.invalidateQueries(trpc.studio.info.pathFilter(), REFETCH);
       },
       onData: ({ data: update }) => {
-        void queryClient.invalidateQueries(trpc.task.list.pathFilter(), refetch);
-        void queryClient.invalidateQueries(trpc.task.get.queryFilter({ id: update.id }), refetch);
-        void queryClient.invalidateQueries(trpc.studio.info.pathFilter(), refetch);
+        void queryClient.invalidateQueries(trpc.task.list.pathFilter(), REFETCH);
+        void queryClient.invalidateQueries(trpc.task.get.queryFilter({ id: update.id }), REFETCH);
+        void queryClient.invalidateQueries(trpc.studio.info.pathFilter(), REFETCH);
         const notification = taskNotification(update);
         if (notification) {
           showTaskNotification(
             notification,
-            i18n.t(`notify.kind.${notification.kind}`, { name: notification.name }),
+            t(`notify.kind.${notification.kind}`, { name: notification.name }),
           );
         }
       },
-      onState: setState,
-    });
-  }, [client, queryClient, trpc, i18n]);
-
-  return state;
+    }),
+  );
+  return liveState(updates);
 }

@@ -1,9 +1,11 @@
 "use client";
 
+import { skipToken, useQuery } from "@tanstack/react-query";
+import { useSubscription } from "@trpc/tanstack-react-query";
 import { useCallback, useEffect, useRef, useState } from "react";
-import { useTRPCClient } from "../trpc/context";
+import { useTRPC, useTRPCClient } from "../trpc/context";
 import type { RouterOutputs } from "../trpc/types";
-import { keepSubscribed, type LiveState } from "./keep-subscribed";
+import { type LiveState, liveState } from "./live-state";
 import { appendLogLines, MAX_LOG_LINES, prependLogLines } from "./log-lines";
 
 export type LogLine = RouterOutputs["task"]["logs"]["lines"][number];
@@ -26,78 +28,89 @@ declare global {
 }
 
 /**
- * The open task's training.log: a recent tail, then live batches from exactly after the last
- * line received (its byte offset is the resume id, across reconnects and studio restarts), and
- * older pages on request. Batches are gathered and drawn at most once per animation frame, so a
- * trainer printing thousands of lines a second costs one render a frame.
+ * The open task's training.log: a recent tail, then live batches from exactly after the tail's
+ * last line, and older pages on request. The stream's event ids are byte offsets in the log: when
+ * a connection drops (a studio restart, a recycled stream) the browser reconnects with the last
+ * one received and the stream resumes after it. Batches are gathered and drawn at most once per
+ * animation frame, so a trainer printing thousands of lines a second costs one render a frame.
  */
 export function useTaskLog(id: string) {
+  const trpc = useTRPC();
   const client = useTRPCClient();
   const [lines, setLines] = useState<LogLine[]>([]);
-  const [state, setState] = useState<LiveState>("connecting");
   const [reachedStart, setReachedStart] = useState(false);
   const [loadingOlder, setLoadingOlder] = useState(false);
+  /** Where the live stream of task `id` starts: after the tail's last line (null: an empty log). */
+  const [streamFrom, setStreamFrom] = useState<{ id: string; offset: number | null } | null>(null);
   const current = useRef<LogLine[]>([]);
   const unstamped = useRef<LogLine[]>([]);
+  const pending = useRef<LogLine[]>([]);
+  const frame = useRef(0);
+  const streaming = streamFrom?.id === id;
 
+  // Another task: start over.
   useEffect(() => {
-    let cancelled = false;
-    let stop = () => {};
-    let frame = 0;
-    let pending: LogLine[] = [];
-    let lastOffset: number | null = null;
     current.current = [];
+    pending.current = [];
     setLines([]);
+    setReachedStart(false);
     if (window.__studioLogHook) window.__studioLog = { taskId: id, lines: [] };
-
-    const flush = () => {
-      frame = 0;
-      const batch = pending;
-      pending = [];
-      current.current = appendLogLines(current.current, batch);
-      if (window.__studioLog?.taskId === id) unstamped.current.push(...batch);
-      setLines(current.current);
-    };
-    const deliver = (batch: readonly LogLine[]) => {
-      if (batch.length === 0) return;
-      lastOffset = batch.at(-1)!.offset;
-      pending.push(...batch);
-      // frames do not run in a hidden tab: keep only what could be shown
-      if (pending.length > MAX_LOG_LINES) pending = pending.slice(-MAX_LOG_LINES);
-      if (!frame) frame = requestAnimationFrame(flush);
-    };
-
-    void (async () => {
-      while (!cancelled) {
-        try {
-          const tail = await client.task.logs.query({ id, limit: TAIL_LINES });
-          if (cancelled) return;
-          deliver(tail.lines);
-          setReachedStart(tail.reachedStart);
-          break;
-        } catch {
-          setState("reconnecting");
-          await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
-        }
-      }
-      if (cancelled) return;
-      stop = keepSubscribed<{ data: LogLine[] }>({
-        open: (handlers) =>
-          client.task.onLog.subscribe(
-            { id, lastEventId: lastOffset === null ? null : String(lastOffset) },
-            handlers,
-          ),
-        onData: (event) => deliver(event.data),
-        onState: setState,
-        retryMs: RETRY_MS,
-      });
-    })();
     return () => {
-      cancelled = true;
-      stop();
-      cancelAnimationFrame(frame);
+      cancelAnimationFrame(frame.current);
+      frame.current = 0;
     };
-  }, [client, id]);
+  }, [id]);
+
+  const deliver = useCallback(
+    (batch: readonly LogLine[]) => {
+      if (batch.length === 0) return;
+      pending.current.push(...batch);
+      // frames do not run in a hidden tab: keep only what could be shown
+      if (pending.current.length > MAX_LOG_LINES) {
+        pending.current = pending.current.slice(-MAX_LOG_LINES);
+      }
+      if (frame.current) return;
+      frame.current = requestAnimationFrame(() => {
+        frame.current = 0;
+        const drawn = pending.current;
+        pending.current = [];
+        current.current = appendLogLines(current.current, drawn);
+        if (window.__studioLog?.taskId === id) unstamped.current.push(...drawn);
+        setLines(current.current);
+      });
+    },
+    [id],
+  );
+
+  const tail = useQuery({
+    ...trpc.task.logs.queryOptions({ id, limit: TAIL_LINES }),
+    // read once per opening, never again under the stream that continues after it
+    enabled: !streaming,
+    staleTime: Number.POSITIVE_INFINITY,
+    gcTime: 0,
+    retry: true,
+    retryDelay: RETRY_MS,
+  });
+  useEffect(() => {
+    if (streaming || !tail.data) return;
+    deliver(tail.data.lines);
+    setReachedStart(tail.data.reachedStart);
+    setStreamFrom({ id, offset: tail.data.lines.at(-1)?.offset ?? null });
+  }, [tail.data, streaming, id, deliver]);
+
+  const stream = useSubscription(
+    trpc.task.onLog.subscriptionOptions(
+      streaming
+        ? { id, lastEventId: streamFrom.offset === null ? null : String(streamFrom.offset) }
+        : skipToken,
+      { onData: (event) => deliver(event.data) },
+    ),
+  );
+  const state: LiveState = streaming
+    ? liveState(stream)
+    : tail.failureCount > 0
+      ? "reconnecting"
+      : "connecting";
 
   // stamped after React committed them: the moment they are on the page
   useEffect(() => {

@@ -236,6 +236,7 @@ export const en = {
     live: "Live",
     reconnecting: "Reconnecting…",
     ended: "Ended",
+    disconnected: "Disconnected",
   },
   log: {
     lines_one: "{{count}} line",
@@ -312,6 +313,7 @@ export const en = {
     stop: "Stop",
     base: "Base model",
     adapter: "Base + adapter",
+    connectionLost: "The connection to the studio was lost; generate again.",
   },
   evaluation: {
     title: "Evaluation",

@@ -237,6 +237,7 @@ export const zhCN: Messages = {
     live: "实时",
     reconnecting: "重新连接中…",
     ended: "已结束",
+    disconnected: "已断开",
   },
   log: {
     lines_one: "{{count}} 行",
@@ -312,6 +313,7 @@ export const zhCN: Messages = {
     stop: "停止",
     base: "基础模型",
     adapter: "基础模型 + 适配器",
+    connectionLost: "与工作室的连接已断开，请重新生成。",
   },
   evaluation: {
     title: "评估",

@@ -25,6 +25,8 @@ const httpUrl = (what: string) =>
       }
     }, `${what} must not hold a user name or password (put credentials in the path or query, as Slack's do)`);
 
+const streamMaxSecondsSchema = z.coerce.number().int().min(1).max(86_400).default(900);
+
 const flag = z
   .enum(["0", "1", "true", "false", ""])
   .default("")
@@ -97,6 +99,8 @@ const envSchema = z
     STUDIO_PAGE_ON_DEMAND: flag,
     /** A playground's generation server (its model loaded) stops after this long unused. */
     STUDIO_PLAYGROUND_IDLE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(120),
+    /** Every live stream is cut after this long (tRPC's sse.maxDurationMs); the page resumes it. */
+    STUDIO_STREAM_MAX_SECONDS: streamMaxSecondsSchema,
     STUDIO_CANCEL_GRACE_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
     /** Stall watchdog: no new step for this many median step times (and STUDIO_STALL_MIN_SECONDS). */
     STUDIO_STALL_FACTOR: z.coerce.number().min(2).max(1000).default(20),
@@ -224,6 +228,16 @@ export function loadEnv(source: Record<string, string | undefined> = process.env
     throw new Error(`invalid configuration:\n${lines.join("\n")}`);
   }
   return parsed.data;
+}
+
+/**
+ * STUDIO_STREAM_MAX_SECONDS on its own, for the tRPC router: its SSE settings are fixed when its
+ * module loads, before the studio reads its configuration. A value loadEnv would refuse counts
+ * as unset here; loadEnv then stops the studio with the reason.
+ */
+export function streamMaxSeconds(source: Record<string, string | undefined> = process.env): number {
+  const parsed = streamMaxSecondsSchema.safeParse(source.STUDIO_STREAM_MAX_SECONDS);
+  return parsed.success ? parsed.data : streamMaxSecondsSchema.parse(undefined);
 }
 
 export function databaseKind(env: Env): "postgres" | "pglite" {

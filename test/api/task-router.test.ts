@@ -45,7 +45,6 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
       version: "test",
       readOnly: null,
       authorized: true,
-      shutdownSignal: new AbortController().signal,
     };
     caller = createCaller(context);
   });

@@ -79,6 +79,18 @@ test("a tiny built-in run: the playground streams base and adapter side by side,
   await expect(base).toHaveAttribute("data-state", "done", { timeout: 60_000 });
   expect(await base.textContent()).toBe(baseText);
 
+  // A dropped connection is not opened again as the browser would (that would ask for the
+  // generation again): each side ends, saying why.
+  await page.context().setOffline(true);
+  await page.getByTestId("playground-generate").click();
+  for (const side of ["base", "adapter"]) {
+    await expect(page.getByTestId(`playground-${side}-error`)).toHaveText(
+      "The connection to the studio was lost; generate again.",
+    );
+    await expect(page.getByTestId(`playground-${side}`)).toHaveAttribute("data-state", "failed");
+  }
+  await page.context().setOffline(false);
+
   // A prompt the model cannot take: an error on each side, nothing else touched.
   await page.getByTestId("playground-prompt").fill("x".repeat(300));
   await page.getByTestId("playground-generate").click();

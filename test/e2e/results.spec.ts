@@ -45,6 +45,8 @@ test("two finished runs side by side: curves, figures, the settings that differ,
 
   await page.goto(`${studio.url}/compare?ids=${ids.join(",")}`);
   await expect(page.getByTestId("compare-chart")).toHaveAttribute("data-points", "30");
+  // drawn: each run's loss and eval curves
+  await expect(page.getByTestId("compare-chart").locator(".recharts-line")).toHaveCount(4);
   const figures = page.getByTestId("compare-figures").locator("tbody tr");
   await expect(figures).toHaveCount(2);
   // Each fixture run reports loss 1/step for steps 1..30.
@@ -76,6 +78,8 @@ test("two finished runs side by side: curves, figures, the settings that differ,
   // The run's own page charts what its trainer used, as the runner sampled it.
   await page.goto(`${studio.url}/finetune?task=${ids[0]}`);
   await expect(page.getByTestId("system-chart")).toBeVisible();
+  // percent (CPU, GPUs) and memory, each on its own axis
+  await expect(page.getByTestId("system-chart").locator(".recharts-yAxis")).toHaveCount(2);
   expect(
     Number(await page.getByTestId("system-chart").getAttribute("data-points")),
   ).toBeGreaterThan(1);

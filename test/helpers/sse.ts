@@ -116,3 +116,97 @@ export async function* followLog(
     };
   }
 }
+
+/**
+ * How one connection of a subscription ended: with tRPC's `return` event (the subscription is
+ * over: tRPC's client stops there), or cut (the body ended or broke off without it: the
+ * browser's EventSource connects again, sending the last event id it received).
+ */
+export type ConnectionEnd = "return" | "cut";
+
+/**
+ * Follows a tRPC subscription as the browser's EventSource does (Node 20 has none): after a cut
+ * it connects again with the last event id it received in the `Last-Event-ID` header, and keeps
+ * trying while the studio is away. Keeps every data event and how each connection ended; an
+ * error event or an HTTP error (where an EventSource gives up) ends it, kept in `error`.
+ */
+export class EventSourceFollower<T> {
+  readonly received: { id?: string; data: T }[] = [];
+  readonly ends: ConnectionEnd[] = [];
+  /** Connections the studio answered (tRPC's `connected` event). */
+  connections = 0;
+  error: string | null = null;
+  private lastEventId: string | null = null;
+  private readonly stopper = new AbortController();
+  private readonly done: Promise<void>;
+
+  constructor(
+    private readonly baseUrl: string,
+    private readonly path: string,
+    private readonly input: unknown,
+  ) {
+    this.done = this.loop();
+  }
+
+  private async loop() {
+    while (!this.stopper.signal.aborted) {
+      let end: ConnectionEnd | null = null;
+      try {
+        end = await this.connect();
+      } catch (err) {
+        if (err instanceof SubscriptionError) {
+          this.error = err.message;
+          return;
+        }
+        // not answered: the studio is down or not listening yet
+      }
+      if (this.stopper.signal.aborted) return;
+      if (end) this.ends.push(end);
+      if (end === "return") return;
+      // The browser waits a few seconds before it connects again; a tenth of one will do here.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** One connection: how it ended, or null when the studio never answered it. */
+  private async connect(): Promise<ConnectionEnd | null> {
+    const headers: Record<string, string> = { accept: "text/event-stream" };
+    if (this.lastEventId) headers["last-event-id"] = this.lastEventId;
+    const response = await fetch(subscriptionUrl(this.baseUrl, this.path, this.input), {
+      headers,
+      signal: this.stopper.signal,
+    });
+    if (!response.ok || !response.body) {
+      throw new SubscriptionError(`HTTP ${response.status}`, String(response.status));
+    }
+    let answered = false;
+    try {
+      for await (const event of readSse(response.body)) {
+        // an EventSource keeps the id of any event that names one ("" clears it)
+        if (event.id !== undefined) this.lastEventId = event.id;
+        if (event.event === "connected") {
+          answered = true;
+          this.connections++;
+        } else if (event.event === "return") {
+          return "return";
+        } else if (event.event === "serialized-error") {
+          throw new SubscriptionError(event.data, "serialized-error");
+        } else if (event.event === "message") {
+          this.received.push({
+            id: event.id,
+            data: superjson.deserialize<T>(JSON.parse(event.data)),
+          });
+        }
+      }
+    } catch (err) {
+      if (err instanceof SubscriptionError) throw err;
+      // the body broke off
+    }
+    return answered ? "cut" : null;
+  }
+
+  async stop() {
+    this.stopper.abort();
+    await this.done;
+  }
+}

@@ -1,57 +1,26 @@
 // The pure parts of the live Finetune page; the page itself is driven by live.spec.ts.
 import { describe, expect, it } from "vitest";
-import { keepSubscribed, type SubscriptionHandlers } from "../../src/components/keep-subscribed";
+import { liveState } from "../../src/components/live-state";
 import { displayText, prependLogLines } from "../../src/components/log-lines";
 import { chartVersion, lossSeries } from "../../src/components/loss-series";
 import { progressView } from "../../src/components/progress-view";
 import { formatDuration } from "../../src/shared/format-duration";
 
-describe("keepSubscribed", () => {
-  function fakeServer() {
-    const opened: SubscriptionHandlers<number>[] = [];
-    let closed = 0;
-    return {
-      opened,
-      closed: () => closed,
-      open: (handlers: SubscriptionHandlers<number>) => {
-        opened.push(handlers);
-        return { unsubscribe: () => closed++ };
-      },
-    };
-  }
+describe("live state", () => {
+  const error = new Error("the connection dropped");
 
-  it("reports connecting, live, reconnecting, and opens the stream again when it ends", async () => {
-    const server = fakeServer();
-    const states: string[] = [];
-    const data: number[] = [];
-    const stop = keepSubscribed({
-      open: server.open,
-      onData: (n) => data.push(n),
-      onState: (s) => states.push(s),
-      retryMs: 5,
-    });
-    expect(states).toEqual(["connecting"]);
-    server.opened[0]!.onStarted();
-    server.opened[0]!.onData(1);
-    // a graceful studio shutdown ends the stream: the link completes the subscription
-    server.opened[0]!.onComplete();
-    expect(states.at(-1)).toBe("reconnecting");
-    // late callbacks of the ended subscription are ignored
-    server.opened[0]!.onData(99);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(server.opened).toHaveLength(2);
-    server.opened[1]!.onStarted();
-    server.opened[1]!.onData(2);
-    expect(data).toEqual([1, 2]);
-    expect(states.at(-1)).toBe("live");
-    // the link's own reconnect (a dropped connection) shows as reconnecting, then live again
-    server.opened[1]!.onConnectionStateChange({ state: "connecting" });
-    expect(states.at(-1)).toBe("reconnecting");
-    stop();
-    expect(server.closed()).toBe(2);
-    server.opened[1]!.onError(new Error("after stop"));
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(server.opened).toHaveLength(2);
+  it("reads every status of a stream, with and without an error", () => {
+    const cases = [
+      ["connecting", null, "connecting"],
+      // the link reports a dropped connection as connecting, with the error, while it reconnects
+      ["connecting", error, "reconnecting"],
+      ["pending", null, "live"],
+      ["error", error, "disconnected"],
+      ["idle", null, "disconnected"],
+    ] as const;
+    for (const [status, cause, expected] of cases) {
+      expect(liveState({ status, error: cause })).toBe(expected);
+    }
   });
 });
 

@@ -2,6 +2,7 @@ import { createInstance } from "i18next";
 import { beforeAll, describe, expect, it } from "vitest";
 import { conditionBanners } from "../../src/components/condition-banners";
 import { appendLogLines } from "../../src/components/log-lines";
+import { chosenWeights } from "../../src/components/model-choice";
 import { progressPercent } from "../../src/components/progress-percent";
 import {
   defaultFormValues,
@@ -247,5 +248,21 @@ describe("status reasons", () => {
       "trainer exited with code 1",
     );
     expect(tellingReason("failed", "finished")).toBe("finished");
+  });
+});
+
+describe("the weights a playground or evaluation runs", () => {
+  it("takes the pick, else the final adapter, else the newest checkpoint; nothing without either", () => {
+    const both = { final: true, checkpoints: ["step-2", "step-4"] };
+    const checkpointsOnly = { final: false, checkpoints: ["step-2", "step-4"] };
+    const finalOnly = { final: true, checkpoints: [] };
+    const neither = { final: false, checkpoints: [] };
+    expect(chosenWeights(both, "")).toBe("");
+    expect(chosenWeights(both, "step-2")).toBe("step-2");
+    expect(chosenWeights(checkpointsOnly, "")).toBe("step-4");
+    expect(chosenWeights(checkpointsOnly, "step-2")).toBe("step-2");
+    expect(chosenWeights(finalOnly, "")).toBe("");
+    expect(chosenWeights(neither, "")).toBeNull();
+    expect(chosenWeights(neither, "step-2")).toBeNull();
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { loadEnv } from "../../src/server/env";
+import { loadEnv, streamMaxSeconds } from "../../src/server/env";
 
 describe("environment", () => {
   it("has safe defaults", () => {
@@ -32,6 +32,29 @@ describe("environment", () => {
       message = (err as Error).message;
     }
     for (const name of Object.keys(bad)) expect(message).toContain(name);
+  });
+
+  it("reads how long a live stream lasts on its own as loadEnv does, a refused value as unset", () => {
+    expect(loadEnv({}).STUDIO_STREAM_MAX_SECONDS).toBe(900);
+    for (const [value, seconds] of [
+      [undefined, 900],
+      ["2", 2],
+      ["86400", 86_400],
+      ["0", 900],
+      ["1.5", 900],
+      ["soon", 900],
+    ] as const) {
+      expect(streamMaxSeconds({ STUDIO_STREAM_MAX_SECONDS: value })).toBe(seconds);
+      if (seconds !== 900 || value === undefined) {
+        expect(loadEnv({ STUDIO_STREAM_MAX_SECONDS: value }).STUDIO_STREAM_MAX_SECONDS).toBe(
+          seconds,
+        );
+      } else {
+        expect(() => loadEnv({ STUDIO_STREAM_MAX_SECONDS: value })).toThrow(
+          /STUDIO_STREAM_MAX_SECONDS/,
+        );
+      }
+    }
   });
 
   it("parses GPU lists and flags", () => {

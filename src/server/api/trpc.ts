@@ -4,6 +4,7 @@ import superjson from "superjson";
 import { ZodError } from "zod";
 import type { SessionInfo, SessionStore } from "../auth";
 import { DatasetError } from "../datasets/dataset-error";
+import { streamMaxSeconds } from "../env";
 import type { StudioServices } from "../services";
 import { TaskActionError } from "../supervisor/task-action-error";
 import { unstorableText } from "./storable";
@@ -12,8 +13,6 @@ import { fieldIssue, zodErrorOf } from "./zod-error";
 export interface Context extends StudioServices {
   /** True when the request proved the access token (or none is configured). */
   authorized: boolean;
-  /** Aborted when the studio shuts down: subscriptions end so the server can close. */
-  shutdownSignal: AbortSignal;
   /** The page session the request came with (null for the CLI's bearer token or no token). */
   session?: SessionInfo | null;
   /** The studio's sessions; null when no access token is set. */
@@ -56,6 +55,10 @@ const t = initTRPC.context<Context>().create({
     // keep-alive below the client's reconnectAfterInactivityMs, so an idle stream is not mistaken for a dead one
     ping: { enabled: true, intervalMs: 5_000 },
     client: { reconnectAfterInactivityMs: 15_000 },
+    // A stream is ended after this long, without tRPC's "return" event: the page's EventSource
+    // reconnects with the last event id it received and the stream resumes after it. The
+    // request is authenticated again then, so a session that expired ends its streams too.
+    maxDurationMs: streamMaxSeconds() * 1000,
   },
 });
 

@@ -21,8 +21,6 @@ export interface StudioHttpOptions {
   /** Null when no STUDIO_TOKEN is set: then every request that passes the gate is allowed. */
   sessions: SessionStore | null;
   handleNext: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
-  /** Aborted at shutdown so that open SSE streams end. */
-  shutdownSignal: AbortSignal;
   log: (message: string) => void;
   limiter?: LoginLimiter;
 }
@@ -101,6 +99,8 @@ export function createStudioHttp(options: StudioHttpOptions) {
   const auths = new WeakMap<IncomingMessage, Auth>();
   /** Open responses per session, so that revoking a session also ends its open streams. */
   const openBySession = new Map<string, Set<ServerResponse>>();
+  /** Open tRPC responses: the event streams among them are cut at shutdown (cutStreams). */
+  const openTrpc = new Set<ServerResponse>();
 
   // Expired sessions open nothing; their rows go now and then (by the supervising studio).
   if (sessions && !services.readOnly) {
@@ -142,7 +142,6 @@ export function createStudioHttp(options: StudioHttpOptions) {
         authorized: auth?.authorized ?? false,
         session: auth?.session ?? null,
         sessions,
-        shutdownSignal: options.shutdownSignal,
       };
     },
   });
@@ -245,6 +244,8 @@ export function createStudioHttp(options: StudioHttpOptions) {
     switch (decision.route) {
       case "trpc":
         auths.set(req, auth);
+        openTrpc.add(res);
+        res.once("close", () => openTrpc.delete(res));
         return handleTrpc(req, res);
       case "download":
         if (!auth.authorized) return refuse(req, res, 401, "unauthorized");
@@ -279,6 +280,17 @@ export function createStudioHttp(options: StudioHttpOptions) {
     /** Once listening: the port requests must name (PORT may have been 0). */
     listening(port: number) {
       served = servedFor(port);
+    },
+    /**
+     * At shutdown: cuts every open event stream, as a dropped connection would, instead of
+     * ending it. Ended with tRPC's "return" event, a subscription is over for the page's client;
+     * cut, the browser's EventSource reconnects by itself (to the next studio, after a restart)
+     * with the last event id it received, and the stream resumes after it. Calls in flight finish.
+     */
+    cutStreams() {
+      for (const res of openTrpc) {
+        if (String(res.getHeader("content-type")).startsWith("text/event-stream")) res.destroy();
+      }
     },
   };
 }

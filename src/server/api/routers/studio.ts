@@ -52,7 +52,7 @@ export const studioRouter = router({
 
   /** The database's health and the free space, now and whenever either changes: one stream per page. */
   onCondition: publicProcedure.subscription(async function* ({ ctx, signal }) {
-    const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
+    const stop = signal ?? new AbortController().signal;
     // Woken by a health change (at once), by the end of the stream, or every few seconds for the disk.
     let wake: () => void = () => {};
     let changed = false;

@@ -263,10 +263,9 @@ export const taskRouter = router({
   onUpdate: publicProcedure
     .input(z.object({ lastEventId: z.string().max(64).nullish() }).optional())
     .subscription(async function* ({ ctx, signal }) {
-      const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
       let seq = 0;
       for await (const [update] of on(ctx.bus.emitterForSubscriptions, "task", {
-        signal: stop,
+        signal,
       }) as AsyncIterable<[TaskUpdate]>) {
         seq += 1;
         yield tracked(`${ctx.startedAt.getTime()}-${seq}`, update);
@@ -311,17 +310,16 @@ export const taskRouter = router({
     )
     .subscription(async function* ({ ctx, input, signal }) {
       const task = await mustGetTask(ctx, input.id);
-      const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
       const path = await taskFileOf(ctx, task, "training.log");
       // Listen first, then catch up from the file, then drop what the catch-up already covered.
       const live = on(ctx.bus.emitterForSubscriptions, `log:${input.id}`, {
-        signal: stop,
+        signal,
       }) as AsyncIterableIterator<[LogChunk]>;
       let last = input.lastEventId != null ? Number(input.lastEventId) : null;
       try {
         // Each read returns lines or ends the catch-up (see readLinesAfter): no busy loop, and
         // a subscriber that went away stops it at the next page.
-        while (!stop.aborted) {
+        while (!signal?.aborted) {
           const read = await readLinesAfter(path, last, LOG_PAGE_BYTES);
           if (read.lines.length) {
             last = read.lines.at(-1)!.offset;
@@ -337,7 +335,7 @@ export const taskRouter = router({
           yield tracked(String(last), lines);
         }
       } catch (err) {
-        if (!stop.aborted) throw err;
+        if (!signal?.aborted) throw err;
       }
     }),
 
@@ -386,12 +384,11 @@ export const taskRouter = router({
       try {
         const task = await mustGetTask(ctx, input.id);
         const model = await taskModel(ctx.env.STUDIO_HOME, task, input.checkpoint ?? null);
-        const stop = AbortSignal.any([signal ?? new AbortController().signal, ctx.shutdownSignal]);
         let tokens = 0;
         for await (const text of ctx.playground.generate(
           { taskId: task.id, ...model },
           { side: input.side, prompt: input.prompt, ...input.settings },
-          stop,
+          signal,
         )) {
           tokens++;
           yield { kind: "token" as const, text };
