@@ -19,11 +19,12 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
   const { t } = useTranslation();
   const trpc = useTRPC();
   const queryClient = useQueryClient();
-  const builtin = task.trainer === "builtin";
-  const models = useQuery(trpc.task.models.queryOptions({ id: task.id }, { enabled: builtin }));
-  const datasets = useQuery(trpc.dataset.list.queryOptions(undefined, { enabled: builtin }));
+  // A custom command's model cannot be loaded by the studio.
+  const loadable = task.trainer !== "command";
+  const models = useQuery(trpc.task.models.queryOptions({ id: task.id }, { enabled: loadable }));
+  const datasets = useQuery(trpc.dataset.list.queryOptions(undefined, { enabled: loadable }));
   const evaluations = useQuery({
-    ...trpc.task.evaluations.queryOptions({ id: task.id }, { enabled: builtin }),
+    ...trpc.task.evaluations.queryOptions({ id: task.id }, { enabled: loadable }),
     refetchInterval: (query) =>
       query.state.data?.some((e) => e.state === "running") ? REFRESH_MS : false,
   });
@@ -35,7 +36,7 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
   const [dataset, setDataset] = useState("");
   const [checkpoint, setCheckpoint] = useState("");
   const choices = models.data;
-  if (!builtin || !choices || (!choices.final && choices.checkpoints.length === 0)) return null;
+  if (!loadable || !choices || (!choices.final && choices.checkpoints.length === 0)) return null;
   const chosen = checkpoint || (choices.final ? "" : choices.checkpoints.at(-1)!);
   const chosenDataset = dataset || datasets.data?.[0]?.id || "";
 

@@ -47,12 +47,6 @@ export async function startEvaluation(
   checkpoint: string | null,
 ): Promise<EvalStatus> {
   const model = await taskModel(settings.home, task, checkpoint);
-  if (model.trainer === "hf-peft") {
-    throw new TaskActionError(
-      "PRECONDITION_FAILED",
-      `task ${task.id} is an hf-peft task; evaluation runs for built-in tasks only so far (the playground and \`studio task sample\` work for both)`,
-    );
-  }
   const running = (await listEvaluations(settings.home, task)).filter((e) => e.state === "running");
   if (running.length >= MAX_RUNNING) {
     throw new TaskActionError(
@@ -69,7 +63,7 @@ export async function startEvaluation(
     trainer: model.trainer,
     source: model.source,
     dataset: { id: dataset.id, name: dataset.name, path: dataset.path, format: dataset.format },
-    python: null,
+    python: model.trainer === "hf-peft" ? settings.python() : null,
     process: null,
     startedAt: new Date().toISOString(),
     finishedAt: null,

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { hfPeftScriptPath } from "../launch";
 import type { ServerPrograms } from "../playground/server-command";
-import type { EvalRecord } from "./eval-record";
+import { EVAL_LIMITS, type EvalRecord } from "./eval-record";
 
 /** How a trainer's evaluation program is started (pure): the built-in program or evaluate.py. */
 export function evaluateCommand(
@@ -26,8 +26,16 @@ export function evaluateCommand(
     };
   }
   if (!programs.pythonPath) throw new Error("an hf-peft evaluation needs its interpreter");
+  const limits = [
+    "--loss-rows",
+    String(EVAL_LIMITS.lossRows),
+    "--generation-rows",
+    String(EVAL_LIMITS.generationRows),
+    "--samples",
+    String(EVAL_LIMITS.samples),
+  ];
   return {
     file: programs.pythonPath,
-    args: [hfPeftScriptPath(programs.distDir, "evaluate.py"), ...args],
+    args: [hfPeftScriptPath(programs.distDir, "evaluate.py"), ...args, ...limits],
   };
 }
