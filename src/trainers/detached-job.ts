@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { writeJsonAtomic } from "../platform/atomic-write";
 import { type ProcessIdentity, readIdentity } from "../platform/identity";
+import { lowerOwnPriority } from "../platform/priority";
 
 /**
  * The protocol every detached job of the studio follows (the exporter, the evaluator): the studio
@@ -12,8 +13,9 @@ import { type ProcessIdentity, readIdentity } from "../platform/identity";
  *
  * 1. reads the record named by `--task-dir <dir> --<id option> <id>`, and stands down when it no
  *    longer asks for this run (another job took it, it was superseded or ended);
- * 2. claims it by writing its own identity (boot id, pid, start time) into it: from then on the
- *    studio believes "running" only while that process lives;
+ * 2. claims it by writing its own identity (boot id, pid, start time) into it, having first
+ *    lowered its CPU priority when the job asks: from then on the studio believes "running"
+ *    only while that process lives;
  * 3. runs the work, whose programs' output goes on to the log and whose last lines are kept for
  *    the reason of a failure; SIGTERM or SIGINT is passed on to the program running and the job
  *    fails, saying it was stopped;
@@ -47,7 +49,11 @@ export interface ClaimedJob<R extends JobRecord> {
   /** The signal that asked the job to stop, or null. */
   stopped(): string | null;
   /** Runs a program; its output goes on to the job's log. A stop sends it SIGTERM. */
-  run(command: { file: string; args: string[] }): Promise<ProgramOutcome>;
+  run(command: {
+    file: string;
+    args: string[];
+    env?: Record<string, string | undefined>;
+  }): Promise<ProgramOutcome>;
 }
 
 export interface DetachedJob<R extends JobRecord> {
@@ -61,6 +67,11 @@ export interface DetachedJob<R extends JobRecord> {
   parseRecord(text: string): R;
   /** Why this process must not run the record (already claimed, ended, superseded), or null. */
   standDown(record: R, id: string): string | null;
+  /**
+   * The CPU priority (niceness) the job lowers itself to before it claims the record, or null to
+   * keep its own: a claimed record then always names a process that already yields.
+   */
+  niceness?(record: R): number | null;
   /**
    * The work, once claimed. Resolves with the fields its end records (state included), or null
    * when there is nothing to record (superseded meanwhile); throws when it fails.
@@ -102,6 +113,13 @@ async function carryOut<R extends JobRecord>(job: DetachedJob<R>, argv: string[]
     console.log(`${job.noun} ${id}: ${why}; nothing to do`);
     return 0;
   }
+  const niceness = job.niceness?.(requested) ?? null;
+  if (niceness !== null) {
+    const { autogroup } = lowerOwnPriority(niceness);
+    console.log(
+      `${job.noun} ${id}: at niceness ${niceness}${autogroup ? " (its session's scheduling group too)" : ""}`,
+    );
+  }
   const me = readIdentity(process.pid);
   if (!me) throw new Error("cannot read this process's own identity from /proc");
   const record: R = { ...requested, process: me };
@@ -121,7 +139,10 @@ async function carryOut<R extends JobRecord>(job: DetachedJob<R>, argv: string[]
     record,
     stopped: () => stopped,
     run: async (command) => {
-      const child = spawn(command.file, command.args, { stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(command.file, command.args, {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: (command.env ?? process.env) as NodeJS.ProcessEnv,
+      });
       running = child;
       try {
         return await follow(child);

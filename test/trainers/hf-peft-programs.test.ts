@@ -163,8 +163,12 @@ describe("hf-peft's generation server and evaluation", () => {
     const record: EvalRecord = {
       version: EVAL_RECORD_VERSION,
       id: "00000000000000a1",
+      origin: "request",
       state: "running",
       trainer: "hf-peft",
+      readFrom: null,
+      tries: 1,
+      niceness: null,
       source: { path: ".", step: null },
       dataset: { id: "held", name: "held-out.jsonl", path: heldOut, format: "alpaca" },
       python: env.python,

@@ -3,6 +3,21 @@ import { hfPeftScriptPath } from "../launch";
 import type { ServerPrograms } from "../playground/server-command";
 import { EVAL_LIMITS, type EvalRecord } from "./eval-record";
 
+/**
+ * A standing evaluation (the task's evaluation set scoring a checkpoint) runs beside the
+ * training: at the priority its record names (`niceness`: the studio's STUDIO_EVAL_NICENESS, 19
+ * unless set), so the trainer keeps its CPU, and on one thread.
+ */
+const ONE_THREAD = { STUDIO_BUILTIN_THREADS: "1", OMP_NUM_THREADS: "1", MKL_NUM_THREADS: "1" };
+
+/** The environment of the evaluation program (pure): the evaluator's, one thread when standing. */
+export function evaluationEnv(
+  record: Pick<EvalRecord, "origin">,
+  env: Record<string, string | undefined>,
+): Record<string, string | undefined> {
+  return record.origin === "standing" ? { ...env, ...ONE_THREAD } : env;
+}
+
 /** How a trainer's evaluation program is started (pure): the built-in program or evaluate.py. */
 export function evaluateCommand(
   record: Pick<EvalRecord, "trainer" | "dataset">,

@@ -8,7 +8,7 @@ import {
   evalResultsSchema,
   parseEvalRecord,
 } from "./eval-record";
-import { evaluateCommand } from "./evaluate-command";
+import { evaluateCommand, evaluationEnv } from "./evaluate-command";
 
 /**
  * `evaluator --task-dir <dir> --eval-id <id>`: carries out the evaluation `eval/<id>.json` asks
@@ -27,6 +27,7 @@ runDetachedJob<EvalRecord>(
       record.state !== "running" || record.process !== null
         ? `evaluation ${record.id} is ${record.process ? "claimed" : record.state}`
         : null,
+    niceness: (record) => record.niceness,
     work: evaluationWork,
   },
   process.argv.slice(2),
@@ -37,12 +38,12 @@ async function evaluationWork(job: ClaimedJob<EvalRecord>): Promise<Partial<Eval
   const command = evaluateCommand(
     record,
     { nodePath: process.execPath, distDir: DIST_DIR, pythonPath: record.python },
-    { taskDir, source: join(taskDir, record.source.path) },
+    { taskDir, source: join(taskDir, record.readFrom ?? record.source.path) },
   );
   console.log(
-    `evaluation ${record.id}: ${record.source.path} on dataset ${record.dataset.name} (${record.dataset.format})`,
+    `evaluation ${record.id}: ${record.source.path} on dataset ${record.dataset.name} (${record.dataset.format})${record.origin === "standing" ? ", one thread" : ""}${record.tries > 1 ? `, try ${record.tries}` : ""}`,
   );
-  const outcome = await job.run(command);
+  const outcome = await job.run({ ...command, env: evaluationEnv(record, process.env) });
   const stopped = job.stopped();
   if (stopped) throw new JobFailure(`the evaluation was stopped (${stopped})`);
   if (outcome.code !== 0) {
