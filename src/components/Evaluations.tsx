@@ -6,14 +6,18 @@ import { useTranslation } from "react-i18next";
 import { useTRPC } from "../trpc/context";
 import type { TaskDetails } from "../trpc/types";
 import { ErrorNote } from "./ErrorNote";
+import { EvaluationSetScores } from "./EvaluationSetScores";
+import { ENDED_STATUSES } from "./task-statuses";
 
 const REFRESH_MS = 1000;
+const MODELS_REFRESH_MS = 5000;
 
 const figure = (value: number | null) => (value === null ? "–" : value.toFixed(3));
 
 /**
  * Evaluations of the task's adapter (or a checkpoint) on a stored dataset, each run by a process
- * of its own: started here, followed while running, then shown in a table with a few answers.
+ * of its own: started here, followed while running, then shown in a table with a few answers;
+ * and the task's evaluation set with every checkpoint's score on it (EvaluationSetScores).
  */
 export function Evaluations({ task }: { task: TaskDetails["task"] }) {
   const { t } = useTranslation();
@@ -21,12 +25,25 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
   const queryClient = useQueryClient();
   // A custom command's model cannot be loaded by the studio.
   const loadable = task.trainer !== "command";
-  const models = useQuery(trpc.task.models.queryOptions({ id: task.id }, { enabled: loadable }));
+  const training = !ENDED_STATUSES.includes(task.status);
+  // Checkpoints come while the task trains: the choices (and the scores to wait for) follow.
+  const models = useQuery({
+    ...trpc.task.models.queryOptions({ id: task.id }, { enabled: loadable }),
+    refetchInterval: training ? MODELS_REFRESH_MS : false,
+  });
   const datasets = useQuery(trpc.dataset.list.queryOptions(undefined, { enabled: loadable }));
+  const set = task.evaluationSet;
   const evaluations = useQuery({
     ...trpc.task.evaluations.queryOptions({ id: task.id }, { enabled: loadable }),
-    refetchInterval: (query) =>
-      query.state.data?.some((e) => e.state === "running") ? REFRESH_MS : false,
+    refetchInterval: (query) => {
+      const all = query.state.data ?? [];
+      if (all.some((e) => e.state === "running" || e.state === "queued")) return REFRESH_MS;
+      // With a set, scores are still to come while the task trains or a checkpoint has none.
+      if (!set) return false;
+      const scored = all.filter((e) => e.origin === "standing" && e.dataset.id === set.datasetId);
+      const waiting = scored.length < (models.data?.checkpoints.length ?? 0);
+      return waiting || training ? REFRESH_MS : false;
+    },
   });
   const start = useMutation(
     trpc.task.evaluate.mutationOptions({
@@ -35,58 +52,67 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
   );
   const [dataset, setDataset] = useState("");
   const [checkpoint, setCheckpoint] = useState("");
+  if (!loadable) return null;
   const choices = models.data;
-  if (!loadable || !choices || (!choices.final && choices.checkpoints.length === 0)) return null;
-  const chosen = checkpoint || (choices.final ? "" : choices.checkpoints.at(-1)!);
+  const loaded = choices && (choices.final || choices.checkpoints.length > 0);
+  const chosen = checkpoint || (choices?.final ? "" : (choices?.checkpoints.at(-1) ?? ""));
   const chosenDataset = dataset || datasets.data?.[0]?.id || "";
+  const requested = evaluations.data?.filter((e) => e.origin === "request") ?? [];
 
   return (
     <section aria-labelledby="evaluations-title" data-testid="evaluations">
       <h3 id="evaluations-title">{t("evaluation.title")}</h3>
-      <div className="inline-fields">
-        <label>
-          {t("evaluation.dataset")}{" "}
-          <select
-            data-testid="evaluation-dataset"
-            value={chosenDataset}
-            onChange={(e) => setDataset(e.target.value)}
+      <EvaluationSetScores
+        task={task}
+        evaluations={evaluations.data ?? []}
+        datasets={datasets.data ?? []}
+      />
+      {choices && loaded && (
+        <div className="inline-fields">
+          <label>
+            {t("evaluation.dataset")}{" "}
+            <select
+              data-testid="evaluation-dataset"
+              value={chosenDataset}
+              onChange={(e) => setDataset(e.target.value)}
+            >
+              {datasets.data?.map((d) => (
+                <option key={d.id} value={d.id}>
+                  {t("datasets.option", { name: d.name, rows: d.rowCount, format: d.format })}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {t("playground.weights")}{" "}
+            <select
+              data-testid="evaluation-checkpoint"
+              value={chosen}
+              onChange={(e) => setCheckpoint(e.target.value)}
+            >
+              {choices.final && <option value="">{t("playground.final")}</option>}
+              {choices.checkpoints.map((name) => (
+                <option key={name} value={name}>
+                  {name}
+                </option>
+              ))}
+            </select>
+          </label>
+          <button
+            type="button"
+            className="secondary"
+            data-testid="evaluation-start"
+            disabled={start.isPending || !chosenDataset}
+            onClick={() =>
+              start.mutate({ id: task.id, dataset: chosenDataset, checkpoint: chosen || null })
+            }
           >
-            {datasets.data?.map((d) => (
-              <option key={d.id} value={d.id}>
-                {t("datasets.option", { name: d.name, rows: d.rowCount, format: d.format })}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          {t("playground.weights")}{" "}
-          <select
-            data-testid="evaluation-checkpoint"
-            value={chosen}
-            onChange={(e) => setCheckpoint(e.target.value)}
-          >
-            {choices.final && <option value="">{t("playground.final")}</option>}
-            {choices.checkpoints.map((name) => (
-              <option key={name} value={name}>
-                {name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <button
-          type="button"
-          className="secondary"
-          data-testid="evaluation-start"
-          disabled={start.isPending || !chosenDataset}
-          onClick={() =>
-            start.mutate({ id: task.id, dataset: chosenDataset, checkpoint: chosen || null })
-          }
-        >
-          {t("evaluation.start")}
-        </button>
-      </div>
+            {t("evaluation.start")}
+          </button>
+        </div>
+      )}
       {start.error && <ErrorNote error={start.error} />}
-      {evaluations.data && evaluations.data.length > 0 && (
+      {requested.length > 0 && (
         <table className="evaluations" data-testid="evaluation-table">
           <thead>
             <tr>
@@ -99,7 +125,7 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
             </tr>
           </thead>
           <tbody>
-            {evaluations.data.map((e) => (
+            {requested.map((e) => (
               <tr key={e.id} data-testid="evaluation-row" data-state={e.state}>
                 <td className="mono">
                   {e.source.path === "." ? t("playground.final") : e.source.path}
@@ -136,8 +162,8 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
           </tbody>
         </table>
       )}
-      {evaluations.data
-        ?.filter((e) => e.state === "done")
+      {requested
+        .filter((e) => e.state === "done")
         .slice(0, 1)
         .flatMap((e) =>
           e.state === "done"
