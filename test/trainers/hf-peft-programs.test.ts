@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { adapterConfigJson } from "../../src/trainers/builtin/lora";
@@ -157,19 +157,25 @@ describe("hf-peft's generation server and evaluation", () => {
     );
   });
 
-  it("evaluate.py, run by the evaluator, records the adapter's and the base's loss, perplexity, exact match and sample answers", async () => {
+  it("evaluate.py, run by the evaluator, records the adapter's and the base's loss, perplexity, exact match and sample answers (a checkpoint's kept weights)", async () => {
     const heldOut = join(root, "held-out.jsonl");
     writeFileSync(heldOut, `${rows.slice(195, 199).join("\n")}\n`);
+    // As an evaluation set scores a checkpoint the run has removed since: from its kept weights.
+    const kept = join(taskDir, "eval", "checkpoints", "checkpoint-2");
+    mkdirSync(kept, { recursive: true });
+    for (const file of ["adapter_model.safetensors", "adapter_config.json"]) {
+      linkSync(join(taskDir, file), join(kept, file));
+    }
     const record: EvalRecord = {
       version: EVAL_RECORD_VERSION,
       id: "00000000000000a1",
-      origin: "request",
+      origin: "standing",
       state: "running",
       trainer: "hf-peft",
-      readFrom: null,
+      readFrom: "eval/checkpoints/checkpoint-2",
       tries: 1,
       niceness: null,
-      source: { path: ".", step: null },
+      source: { path: "checkpoints/checkpoint-2", step: 2 },
       dataset: { id: "held", name: "held-out.jsonl", path: heldOut, format: "alpaca" },
       python: env.python,
       process: null,
@@ -178,7 +184,6 @@ describe("hf-peft's generation server and evaluation", () => {
       results: null,
       reason: null,
     };
-    mkdirSync(dirname(evalRecordPath(taskDir, record.id)), { recursive: true });
     writeFileSync(evalRecordPath(taskDir, record.id), JSON.stringify(record));
     const evaluator = spawn(
       process.execPath,
@@ -206,7 +211,8 @@ describe("hf-peft's generation server and evaluation", () => {
       .slice(195, 198)
       .map((r) => instructionPair(rowToText(JSON.parse(r), "alpaca"), "alpaca"));
     expect(results.samples.map(({ prompt, expected }) => ({ prompt, expected }))).toEqual(pairs);
-    expect(output).toMatch(/loaded .* with the adapter of .* \(8 LoRA tensors\)/);
+    expect(output).toContain(`with the adapter of ${kept} (8 LoRA tensors)`);
+    expect(output).toContain("(alpaca), one thread");
   }, 120_000);
 });
 
