@@ -7,7 +7,6 @@ import { useTRPC } from "../trpc/context";
 import type { TaskDetails } from "../trpc/types";
 import { ErrorNote } from "./ErrorNote";
 import { EvaluationSetScores } from "./EvaluationSetScores";
-import { ENDED_STATUSES } from "./task-statuses";
 
 const REFRESH_MS = 1000;
 const MODELS_REFRESH_MS = 5000;
@@ -25,7 +24,8 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
   const queryClient = useQueryClient();
   // A custom command's model cannot be loaded by the studio.
   const loadable = task.trainer !== "command";
-  const training = !ENDED_STATUSES.includes(task.status);
+  // Checkpoints can come while a trainer runs (or is paused, or starting).
+  const training = (["preparing", "training", "paused"] as const).some((s) => s === task.status);
   // Checkpoints come while the task trains: the choices (and the scores to wait for) follow.
   const models = useQuery({
     ...trpc.task.models.queryOptions({ id: task.id }, { enabled: loadable }),
