@@ -68,6 +68,9 @@ export default defineConfig({
       DATABASE_URL: "",
       // No hf-peft interpreter on this studio, whatever the machine has: the form says how to set one up.
       STUDIO_PYTHON: "/nonexistent/python3",
+      // An evaluation set's scores at the studio's own priority: at 19 (the default) they would
+      // wait out whatever else the machine runs (test/trainers/playground.test.ts checks 19).
+      STUDIO_EVAL_NICENESS: "0",
     },
     reuseExistingServer: false,
     // A loaded two-core machine can take more than a minute to start the studio.

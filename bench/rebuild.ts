@@ -63,6 +63,7 @@ function writeFolder(tasksDir: string, id: string, i: number) {
     command: null,
     gpusRequested: 0,
     limits: {},
+    evaluationSet: null,
     createdAt: created.toISOString(),
   };
   const config: TaskConfig = {

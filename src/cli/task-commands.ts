@@ -13,7 +13,14 @@ import type { TrainerKind } from "../trainers/protocol";
 import { connect, home, lastStudioTarget, type StudioClient } from "./client";
 import { trainerOf } from "./command-trainer";
 import { print, table } from "./format";
-import { evaluationText, progressText, statusText, taskDetailText } from "./task-text";
+import {
+  evaluationSetText,
+  evaluationsTable,
+  evaluationText,
+  progressText,
+  statusText,
+  taskDetailText,
+} from "./task-text";
 
 function int(value: string): number {
   const n = Number(value);
@@ -48,6 +55,7 @@ interface CreateOptions {
   maxMinutes?: number;
   nice?: number;
   processes?: number;
+  evalDataset?: string;
   /** Not an option: named only to answer it (the command goes after --). */
   command?: string;
   json?: boolean;
@@ -122,6 +130,10 @@ export function registerTaskCommands(task: Command) {
     .option("--max-minutes <n>", "stop the trainer after this many minutes", int)
     .option("--nice <n>", "CPU priority of the trainer, 0-19", int)
     .option("--processes <n>", "hf-peft on the CPU: processes training together (torchrun)", int)
+    .option(
+      "--eval-dataset <id>",
+      "an evaluation set: a stored dataset's id every checkpoint is scored on (studio dataset list)",
+    )
     .addOption(new Option("--command <text>").hideHelp())
     .option("--json", "machine-readable output")
     .action(async (argv: string[], opts: CreateOptions, command: Command) => {
@@ -149,6 +161,7 @@ export function registerTaskCommands(task: Command) {
         command: trainer === "command" ? argv : undefined,
         gpus: opts.gpus,
         hyperparameters,
+        evaluationDataset: opts.evalDataset,
         limits: Object.fromEntries(
           Object.entries({
             memoryMb: opts.memoryMb,
@@ -354,6 +367,34 @@ export function registerTaskCommands(task: Command) {
       }
       if (status.state === "failed") throw new Error(`evaluation failed: ${status.reason}`);
       print(opts.json ?? false, status, () => evaluationText(status));
+    });
+
+  task
+    .command("eval-set <id> [dataset]")
+    .description(
+      "attach an evaluation set (a stored dataset's id) to a task: every checkpoint it writes, and each already there, is scored on it once; --none detaches it",
+    )
+    .option("--none", "detach the task's evaluation set")
+    .option("--json", "machine-readable output")
+    .action(
+      async (id: string, dataset: string | undefined, opts: { none?: boolean; json?: boolean }) => {
+        if ((dataset === undefined) === !opts.none) {
+          throw new Error("name a dataset id to attach, or --none to detach (not both)");
+        }
+        const row = await connect().task.setEvaluationSet.mutate({ id, dataset: dataset ?? null });
+        print(opts.json ?? false, row, () => evaluationSetText(row));
+      },
+    );
+
+  task
+    .command("evaluations <id>")
+    .description(
+      "a task's evaluations, newest first: the ones asked for and its evaluation set's scores by checkpoint",
+    )
+    .option("--json", "machine-readable output")
+    .action(async (id: string, opts: { json?: boolean }) => {
+      const all = await connect().task.evaluations.query({ id });
+      print(opts.json ?? false, all, () => evaluationsTable(all));
     });
 
   task

@@ -1,7 +1,7 @@
 import type { inferRouterOutputs } from "@trpc/server";
 import type { AppRouter } from "../server/api/root";
 import { tellingReason } from "../shared/status-reason";
-import { formatCell } from "./format";
+import { formatCell, table } from "./format";
 
 type TaskDetail = inferRouterOutputs<AppRouter>["task"]["get"];
 type Attempt = TaskDetail["attempts"][number];
@@ -74,6 +74,7 @@ export function taskDetailText(detail: TaskDetail): string {
     `model:      ${t.model} (${t.trainer}, ${t.mode})`,
     ...(t.command ? [`command:    ${JSON.stringify(t.command)}`] : []),
     `dataset:    ${t.datasetPath} (${t.datasetFormat})`,
+    ...(t.evaluationSet ? [`eval set:   ${setText(t.evaluationSet)}`] : []),
     `settings:   ${JSON.stringify(t.hyperparameters)}`,
     ...(t.lastCheckpoint ? [`checkpoint: ${t.lastCheckpoint}`] : []),
     `attempts:   ${detail.attempts.length || "none yet"}`,
@@ -107,4 +108,31 @@ export function evaluationText(evaluation: Evaluation): string {
       `  generated: ${JSON.stringify(s.generated)}`,
     ]),
   ].join("\n");
+}
+
+const setText = (set: NonNullable<TaskDetail["task"]["evaluationSet"]>) =>
+  `${set.name} (${set.datasetId}, ${set.format}): every checkpoint is scored on it`;
+
+/** What `task eval-set` changed. */
+export function evaluationSetText(task: TaskDetail["task"]): string {
+  return task.evaluationSet
+    ? `${task.id}: evaluation set ${setText(task.evaluationSet)}`
+    : `${task.id}: no evaluation set`;
+}
+
+/** Every evaluation of a task, one a line: what, on what, how it stands, the loss against the base. */
+export function evaluationsTable(evaluations: Evaluation[]): string {
+  if (evaluations.length === 0) return "no evaluations";
+  return table(
+    evaluations.map((e) => ({
+      id: e.id,
+      weights: e.source.path === "." ? "final adapter" : e.source.path,
+      dataset: e.dataset.name,
+      by: e.origin === "standing" ? "eval set" : "request",
+      state: e.state === "failed" ? `failed: ${e.reason}` : e.state,
+      loss: e.state === "done" ? figure(e.results.loss) : "",
+      base: e.state === "done" ? figure(e.results.baseLoss) : "",
+    })),
+    ["id", "weights", "dataset", "by", "state", "loss", "base"],
+  );
 }

@@ -5,28 +5,46 @@ import { useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useTRPC } from "../trpc/context";
 import type { TaskDetails } from "../trpc/types";
+import { EvaluationSetScores } from "./EvaluationSetScores";
 import { ModelRunForm } from "./ModelRunForm";
 import { chosenWeights } from "./model-choice";
 
 const REFRESH_MS = 1000;
+const MODELS_REFRESH_MS = 5000;
 
 const figure = (value: number | null) => (value === null ? "–" : value.toFixed(3));
 
 /**
  * Evaluations of the task's adapter (or a checkpoint) on a stored dataset, each run by a process
- * of its own: started here, followed while running, then shown in a table with a few answers.
+ * of its own: started here, followed while running, then shown in a table with a few answers;
+ * and the task's evaluation set with every checkpoint's score on it (EvaluationSetScores).
  */
 export function Evaluations({ task }: { task: TaskDetails["task"] }) {
   const { t } = useTranslation();
   const trpc = useTRPC();
   const queryClient = useQueryClient();
-  const builtin = task.trainer === "builtin";
-  const models = useQuery(trpc.task.models.queryOptions({ id: task.id }, { enabled: builtin }));
-  const datasets = useQuery(trpc.dataset.list.queryOptions(undefined, { enabled: builtin }));
+  // A custom command's model cannot be loaded by the studio.
+  const loadable = task.trainer !== "command";
+  // Checkpoints can come while a trainer runs (or is paused, or starting).
+  const training = (["preparing", "training", "paused"] as const).some((s) => s === task.status);
+  // Checkpoints come while the task trains: the choices (and the scores to wait for) follow.
+  const models = useQuery({
+    ...trpc.task.models.queryOptions({ id: task.id }, { enabled: loadable }),
+    refetchInterval: training ? MODELS_REFRESH_MS : false,
+  });
+  const datasets = useQuery(trpc.dataset.list.queryOptions(undefined, { enabled: loadable }));
+  const set = task.evaluationSet;
   const evaluations = useQuery({
-    ...trpc.task.evaluations.queryOptions({ id: task.id }, { enabled: builtin }),
-    refetchInterval: (query) =>
-      query.state.data?.some((e) => e.state === "running") ? REFRESH_MS : false,
+    ...trpc.task.evaluations.queryOptions({ id: task.id }, { enabled: loadable }),
+    refetchInterval: (query) => {
+      const all = query.state.data ?? [];
+      if (all.some((e) => e.state === "running" || e.state === "queued")) return REFRESH_MS;
+      // With a set, scores are still to come while the task trains or a checkpoint has none.
+      if (!set) return false;
+      const scored = all.filter((e) => e.origin === "standing" && e.dataset.id === set.datasetId);
+      const waiting = scored.length < (models.data?.checkpoints.length ?? 0);
+      return waiting || training ? REFRESH_MS : false;
+    },
   });
   const start = useMutation(
     trpc.task.evaluate.mutationOptions({
@@ -35,47 +53,55 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
   );
   const [dataset, setDataset] = useState("");
   const [checkpoint, setCheckpoint] = useState("");
+  if (!loadable) return null;
   const choices = models.data;
   const chosen = choices ? chosenWeights(choices, checkpoint) : null;
-  if (!builtin || !choices || chosen === null) return null;
   const chosenDataset = dataset || datasets.data?.[0]?.id || "";
+  const requested = evaluations.data?.filter((e) => e.origin === "request") ?? [];
 
   return (
     <section aria-labelledby="evaluations-title" data-testid="evaluations">
       <h3 id="evaluations-title">{t("evaluation.title")}</h3>
-      <ModelRunForm
-        name="evaluation"
-        choices={choices}
-        weights={chosen}
-        onWeights={setCheckpoint}
-        settings={[
-          {
-            label: t("evaluation.dataset"),
-            control: (
-              <select
-                data-testid="evaluation-dataset"
-                value={chosenDataset}
-                onChange={(e) => setDataset(e.target.value)}
-              >
-                {datasets.data?.map((d) => (
-                  <option key={d.id} value={d.id}>
-                    {t("datasets.option", { name: d.name, rows: d.rowCount, format: d.format })}
-                  </option>
-                ))}
-              </select>
-            ),
-          },
-        ]}
-        run={{
-          label: t("evaluation.start"),
-          testId: "evaluation-start",
-          disabled: start.isPending || !chosenDataset,
-          onClick: () =>
-            start.mutate({ id: task.id, dataset: chosenDataset, checkpoint: chosen || null }),
-        }}
-        error={start.error}
+      <EvaluationSetScores
+        task={task}
+        evaluations={evaluations.data ?? []}
+        datasets={datasets.data ?? []}
       />
-      {evaluations.data && evaluations.data.length > 0 && (
+      {choices && chosen !== null && (
+        <ModelRunForm
+          name="evaluation"
+          choices={choices}
+          weights={chosen}
+          onWeights={setCheckpoint}
+          settings={[
+            {
+              label: t("evaluation.dataset"),
+              control: (
+                <select
+                  data-testid="evaluation-dataset"
+                  value={chosenDataset}
+                  onChange={(e) => setDataset(e.target.value)}
+                >
+                  {datasets.data?.map((d) => (
+                    <option key={d.id} value={d.id}>
+                      {t("datasets.option", { name: d.name, rows: d.rowCount, format: d.format })}
+                    </option>
+                  ))}
+                </select>
+              ),
+            },
+          ]}
+          run={{
+            label: t("evaluation.start"),
+            testId: "evaluation-start",
+            disabled: start.isPending || !chosenDataset,
+            onClick: () =>
+              start.mutate({ id: task.id, dataset: chosenDataset, checkpoint: chosen || null }),
+          }}
+          error={start.error}
+        />
+      )}
+      {requested.length > 0 && (
         <table className="evaluations" data-testid="evaluation-table">
           <thead>
             <tr>
@@ -88,7 +114,7 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
             </tr>
           </thead>
           <tbody>
-            {evaluations.data.map((e) => (
+            {requested.map((e) => (
               <tr key={e.id} data-testid="evaluation-row" data-state={e.state}>
                 <td className="mono">
                   {e.source.path === "." ? t("playground.final") : e.source.path}
@@ -125,8 +151,8 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
           </tbody>
         </table>
       )}
-      {evaluations.data
-        ?.filter((e) => e.state === "done")
+      {requested
+        .filter((e) => e.state === "done")
         .slice(0, 1)
         .flatMap((e) =>
           e.state === "done"

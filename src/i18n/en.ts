@@ -331,6 +331,16 @@ export const en = {
     expected: "Expected",
     generated: "Generated",
   },
+  evaluationSet: {
+    title: "Evaluation set",
+    attached: "Every checkpoint is scored on {{name}} ({{format}}), once each.",
+    attach: "Score every checkpoint",
+    detach: "Detach",
+    explain:
+      "Each checkpoint, now and as training writes them, is scored on this held-out data, one at a time at low priority.",
+    step: "Step",
+    queued: "Waiting for its turn…",
+  },
   banner: {
     restarted_one:
       "The studio restarted at {{time}}. Training went on: {{count}} running task was re-attached.",

@@ -331,6 +331,15 @@ export const zhCN: Messages = {
     expected: "期望",
     generated: "生成",
   },
+  evaluationSet: {
+    title: "评估集",
+    attached: "每个检查点都会在 {{name}}（{{format}}）上评分，各一次。",
+    attach: "为每个检查点评分",
+    detach: "移除",
+    explain: "现有的和训练中新写出的每个检查点，都会在这份留出数据上评分，逐个进行，优先级较低。",
+    step: "步数",
+    queued: "等待轮到它…",
+  },
   banner: {
     restarted_one: "工作室已于 {{time}} 重启。训练未中断：已重新接管 {{count}} 个运行中的任务。",
     restarted_other: "工作室已于 {{time}} 重启。训练未中断：已重新接管 {{count}} 个运行中的任务。",

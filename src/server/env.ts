@@ -101,6 +101,11 @@ const envSchema = z
     STUDIO_PLAYGROUND_IDLE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(120),
     /** Every live stream is cut after this long (tRPC's sse.maxDurationMs); the page resumes it. */
     STUDIO_STREAM_MAX_SECONDS: streamMaxSecondsSchema,
+    /**
+     * The CPU priority (niceness) an evaluation set's evaluations run at, beside the training:
+     * 19 (the lowest) yields to every other session on the machine; 0 competes as an equal.
+     */
+    STUDIO_EVAL_NICENESS: z.coerce.number().int().min(0).max(19).default(19),
     STUDIO_CANCEL_GRACE_MS: z.coerce.number().int().min(0).max(3_600_000).default(30_000),
     /** Stall watchdog: no new step for this many median step times (and STUDIO_STALL_MIN_SECONDS). */
     STUDIO_STALL_FACTOR: z.coerce.number().min(2).max(1000).default(20),

@@ -49,6 +49,8 @@ export const createTaskFields = z.object({
   limits: taskLimitsSchema.prefault({}),
   /** `command` trainer only: an argv array, never a shell string. */
   command: z.array(z.string().max(4096)).min(1).max(256).optional(),
+  /** A stored dataset's id: held-out data every checkpoint is scored on (the evaluation set). */
+  evaluationDataset: z.string().trim().min(1).max(200).optional(),
 });
 
 /** What a person fills in to create a task; shared by the page (field errors), the CLI and the router. */
@@ -66,6 +68,13 @@ export const createTaskInput = createTaskFields
         code: "custom",
         path: ["command"],
         message: "only the command trainer takes an argv",
+      });
+    }
+    if (v.trainer === "command" && v.evaluationDataset) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["evaluationDataset"],
+        message: "a custom command's model cannot be evaluated by the studio",
       });
     }
     if (v.trainer === "builtin" && v.gpus > 0) {

@@ -11,6 +11,13 @@ import { z } from "zod";
 /** Where a trainer appends its protocol events, in the task folder. */
 export const PROGRESS_FILE = "progress.jsonl";
 
+/**
+ * The studio's record of what the task is (src/server/tasks/task-record.ts), in the task folder.
+ * A trainer reads one field of it: `evaluationSet`, whether each checkpoint's weights are kept
+ * for the task's standing evaluation (src/trainers/evaluate/kept-weights.ts).
+ */
+export const TASK_RECORD_FILE = "task.json";
+
 export const TRAINER_KINDS = ["builtin", "hf-peft", "command"] as const;
 export const trainerKindSchema = z.enum(TRAINER_KINDS);
 export type TrainerKind = z.infer<typeof trainerKindSchema>;

@@ -20,7 +20,7 @@ async function upload(fileName: string, rows: string[]) {
   return dataset.id;
 }
 
-test("a tiny built-in run: the playground streams base and adapter side by side, and an evaluation's figures appear", async ({
+test("a tiny built-in run: the playground streams base and adapter side by side, an evaluation's figures appear, and an evaluation set scores each checkpoint", async ({
   page,
 }) => {
   const train = await upload("train.jsonl", ROWS.slice(0, 16));
@@ -107,4 +107,23 @@ test("a tiny built-in run: the playground streams base and adapter side by side,
   await expect(row).toContainText("held-out.jsonl");
   await expect(row.getByTestId("evaluation-loss")).toHaveText(/^\d+\.\d{3} \(base \d+\.\d{3}\)$/);
   await expect(row).toContainText(/\d\/3/);
+
+  // An evaluation set attached from the page: both checkpoints scored, shown by step.
+  await page.getByTestId("evaluation-set-dataset").selectOption(heldOut);
+  await page.getByTestId("evaluation-set-attach").click();
+  await expect(page.getByTestId("evaluation-set-name")).toContainText("held-out.jsonl");
+  const scores = page.getByTestId("evaluation-score");
+  await expect(scores).toHaveCount(2, { timeout: 30_000 });
+  await expect(scores.nth(0)).toHaveAttribute("data-step", "2");
+  await expect(scores.nth(1)).toHaveAttribute("data-step", "4");
+  for (const score of [scores.nth(0), scores.nth(1)]) {
+    await expect(score).toHaveAttribute("data-state", "done", { timeout: 90_000 });
+    await expect(score.getByTestId("evaluation-score-loss")).toHaveText(
+      /^\d+\.\d{3} \(base \d+\.\d{3}\)$/,
+    );
+  }
+  // The manual evaluation stays in its own table.
+  await expect(page.getByTestId("evaluation-row")).toHaveCount(1);
+  await page.getByTestId("evaluation-set-detach").click();
+  await expect(page.getByTestId("evaluation-set-attach")).toBeVisible();
 });

@@ -10,7 +10,7 @@ import {
 } from "../../src/server/recovery/folder-inventory";
 import type { SlurmAttemptHandle } from "../../src/server/supervisor/executor";
 import { initialProgress } from "../../src/server/supervisor/progress-state";
-import type { TaskRecord } from "../../src/server/tasks/task-record";
+import type { StoredTaskRecord } from "../../src/server/tasks/task-record";
 import { hyperparametersSchema, type TaskConfig } from "../../src/trainers/protocol";
 
 const ID = "t0123456789";
@@ -19,7 +19,8 @@ const STUDIO = { now: NOW, host: "studio-host", tasksRoot: "/home/s/tasks" };
 const CONFIG_WRITTEN = Date.parse("2030-01-01T10:00:00.000Z");
 const hyperparameters = hyperparametersSchema.parse({ epochs: 2 });
 
-const taskRecord: TaskRecord = {
+/** A version 2 record: from before evaluation sets. */
+const taskRecord: StoredTaskRecord = {
   version: 2,
   id: ID,
   name: "demo",
@@ -158,7 +159,12 @@ describe("a folder that cannot give a task", () => {
   });
 
   it.each([
-    ["a version from a newer studio", { ...taskRecord, version: 3 }, "version"],
+    ["a version from a newer studio", { ...taskRecord, version: 4 }, "version"],
+    [
+      "an evaluation set of a newer shape",
+      { ...taskRecord, version: 3, evaluationSet: { version: 2, path: "/x" } },
+      "evaluation set version 2 is not one this studio reads",
+    ],
     ["no version", { ...taskRecord, version: undefined }, "version"],
     ["a name PostgreSQL cannot store", { ...taskRecord, name: "a\u0000b" }, "name: contains a NUL"],
     [
@@ -194,6 +200,7 @@ describe("a task that was never launched", () => {
       command: null,
       gpusRequested: 1,
       limits: { memoryMb: 512 },
+      evaluationSet: null,
       progress: initialProgress(),
       folder: `/home/s/tasks/${ID}`,
       createdAt: new Date(taskRecord.createdAt),
@@ -206,6 +213,20 @@ describe("a task that was never launched", () => {
     expect(notRecovered(plan)).toContain(
       "whether it was waiting in the queue or had been cancelled",
     );
+  });
+
+  it("comes back with the evaluation set a version 3 task.json names", () => {
+    const evaluationSet = {
+      version: 1,
+      datasetId: "d1",
+      name: "held-out.jsonl",
+      path: "/home/s/datasets/pinned/def/held-out.jsonl",
+      format: "alpaca",
+      attachedAt: "2030-01-01T09:30:00.000Z",
+    } as const;
+    const v3 = { ...taskRecord, version: 3, evaluationSet };
+    const plan = planOf(inventoryFolder(folder({ task: json(v3) }), STUDIO));
+    expect(plan.task.evaluationSet).toEqual(evaluationSet);
   });
 });
 

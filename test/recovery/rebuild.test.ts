@@ -37,6 +37,7 @@ function record(id: string, name: string): TaskRecord {
     command: ["/bin/true"],
     gpusRequested: 0,
     limits: {},
+    evaluationSet: null,
     createdAt: "2030-01-01T00:00:00.000Z",
   };
 }

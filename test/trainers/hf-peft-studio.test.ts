@@ -250,6 +250,28 @@ describe("the hf-peft trainer through the studio", () => {
     expect(moved).toBeGreaterThan(largest * 10);
   }, 120_000);
 
+  it("evaluates a checkpoint of the run with `studio task evaluate` (evaluate.py, against the base)", async () => {
+    const rows = readFileSync(join(import.meta.dirname, "../../data/sample.jsonl"), "utf8")
+      .trim()
+      .split("\n");
+    const heldOut = await studio.client.dataset.upload.mutate({
+      fileName: "held-out.jsonl",
+      contentBase64: Buffer.from(rows.slice(196, 199).join("\n")).toString("base64"),
+    });
+    const evaluation = await studio.cliJson<{
+      state: string;
+      source: { path: string; step: number | null };
+      results: { rows: number; loss: number; baseLoss: number; exactMatch: { total: number } };
+    }>("task", "evaluate", reference, "--dataset", heldOut.id, "--checkpoint", "checkpoint-46");
+    expect(evaluation).toMatchObject({
+      state: "done",
+      source: { path: "checkpoints/checkpoint-46", step: 46 },
+      results: { rows: 3, exactMatch: { total: 3 } },
+    });
+    // Trained on rows like these: the adapter's loss is below its base's.
+    expect(evaluation.results.loss).toBeLessThan(evaluation.results.baseLoss);
+  }, 120_000);
+
   it(`resumes a run stopped by SIGTERM whose last checkpoint was cut short from the one before, with the same loss at every step (within ${RESUME_TOLERANCE})`, async () => {
     const { stoppedAt, filesAtStop } = await stopAndResume;
     // The checkpoint before the one written at the stop: a periodic one.

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +13,7 @@ import {
   parseEvalRecord,
 } from "../../src/trainers/evaluate/eval-record";
 import { judgeEvaluation } from "../../src/trainers/evaluate/eval-state";
+import { evaluationEnv } from "../../src/trainers/evaluate/evaluate-command";
 import { GenerationError, GenerationServer } from "../../src/trainers/playground/generation-server";
 import { ModelSourceError, resolveModelSource } from "../../src/trainers/playground/model-source";
 import type { GenerationSettings } from "../../src/trainers/playground/protocol";
@@ -182,8 +184,12 @@ function evalRecord(id: string, source: EvalRecord["source"]): EvalRecord {
   return {
     version: EVAL_RECORD_VERSION,
     id,
+    origin: "request",
     state: "running",
     trainer: "builtin",
+    readFrom: null,
+    tries: 1,
+    niceness: null,
     source,
     dataset: { id: "held-out", name: "held-out", path: heldOut, format: "alpaca" },
     python: null,
@@ -224,9 +230,13 @@ describe("the evaluator", () => {
     expect(judgeEvaluation(record, null, new Date())).toMatchObject({ state: "done", results });
   }, 180_000);
 
-  test("a killed evaluator is judged failed by its identity; a missing checkpoint fails with its reason", async () => {
+  test("a standing evaluation's evaluator yields before it claims; killed, it is judged failed by its identity; a missing checkpoint fails with its reason", async () => {
     const id = "00000000000000b2";
-    writeJsonAtomic(evalRecordPath(taskDir, id), evalRecord(id, { path: ".", step: null }));
+    writeJsonAtomic(evalRecordPath(taskDir, id), {
+      ...evalRecord(id, { path: ".", step: null }),
+      origin: "standing",
+      niceness: 19,
+    });
     const child = spawn(
       process.execPath,
       [join(DIST, "evaluator.js"), "--task-dir", taskDir, "--eval-id", id],
@@ -240,6 +250,11 @@ describe("the evaluator", () => {
       record = await readRecord(id);
     }
     expect(judgeEvaluation(record, probe(record.process!), new Date()).state).toBe("running");
+    // Niceness 19, and its session's scheduling group too where the kernel groups sessions
+    // (sched_autogroup): a detached evaluator is a session of its own.
+    const priority = priorityOf(child.pid!);
+    expect(priority.nice).toBe(19);
+    if (priority.group !== null) expect(priority.group).toBe(19);
     process.kill(-child.pid!, "SIGKILL");
     await gone;
     const judged = judgeEvaluation(await readRecord(id), probe(record.process!), new Date());
@@ -281,7 +296,49 @@ describe("judging an evaluation (pure)", () => {
     ["running, machine restarted", { ...base, process }, "other-boot", 1000, "failed"],
     ["failed with a reason", { ...base, state: "failed", reason: "x" }, null, 1000, "failed"],
     ["done without results", { ...base, state: "done" }, null, 1000, "failed"],
+    ["queued for its turn, however long", { ...base, state: "queued" }, null, 86_400_000, "queued"],
   ] as const)("%s", (_, record, liveness, after, state) => {
     expect(judgeEvaluation(record as EvalRecord, liveness, later(after)).state).toBe(state);
   });
+
+  test("reads a version 1 record as one a person asked for, read from its source, tried once", () => {
+    const dataset = { id: "held-out", name: "held-out", path: "/d/held.jsonl", format: "alpaca" };
+    const { origin: _o, readFrom: _r, tries: _t, ...v1 } = { ...base, dataset, version: 1 };
+    expect(parseEvalRecord(JSON.stringify(v1))).toEqual({
+      ...v1,
+      origin: "request",
+      readFrom: null,
+      tries: 1,
+      niceness: null,
+    });
+    expect(() => parseEvalRecord(JSON.stringify({ ...v1, version: 3 }))).toThrow(
+      "evaluation record version 3 is from a newer studio; this one reads up to 2",
+    );
+  });
+
+  test("runs a standing evaluation's program on one thread; one asked for as it is", () => {
+    const env = { PATH: "/bin" };
+    expect(evaluationEnv({ origin: "standing" }, env)).toEqual({
+      PATH: "/bin",
+      STUDIO_BUILTIN_THREADS: "1",
+      OMP_NUM_THREADS: "1",
+      MKL_NUM_THREADS: "1",
+    });
+    expect(evaluationEnv({ origin: "request" }, env)).toBe(env);
+  });
 });
+
+/** A process's niceness (field 19 of /proc/<pid>/stat), and its autogroup's where there is one. */
+function priorityOf(pid: number): { nice: number; group: number | null } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // After the command name, which may hold spaces: field 3 onwards.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  let group: number | null = null;
+  try {
+    const line = readFileSync(`/proc/${pid}/autogroup`, "utf8");
+    group = Number(/ nice (-?\d+)/.exec(line)?.[1]);
+  } catch {
+    // No autogroup file: the kernel does not group sessions.
+  }
+  return { nice: Number(fields[19 - 3]), group };
+}

@@ -12,6 +12,7 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+import type { EvaluationSet } from "../../shared/evaluation-set";
 import type { TaskLimits } from "../../shared/task-input";
 import { DATASET_FORMATS, type Hyperparameters, TRAINER_KINDS } from "../../trainers/protocol";
 import type { StoredNotification } from "../notifications/payload";
@@ -37,6 +38,8 @@ export const tasks = pgTable(
     gpusRequested: integer("gpus_requested").notNull().default(0),
     /** What the runner holds the trainer to (memory, CPUs, run time, priority); {} for none. */
     limits: jsonb("limits").$type<TaskLimits>().notNull().default({}),
+    /** Held-out data every checkpoint is scored on (versioned EvaluationSet); null for none. */
+    evaluationSet: jsonb("evaluation_set").$type<EvaluationSet>(),
     status: text("status", { enum: TASK_STATUSES }).notNull(),
     statusReason: text("status_reason"),
     /** Live progress derived by the monitor (ProgressState), stored with the cursors it came from. */

@@ -141,8 +141,9 @@ function settingsFrom(
         hyperparameters: c.hyperparameters,
         command: c.command,
         gpusRequested: c.gpus.length,
-        // Not in config.json: a task from before task.json comes back without limits.
+        // Not in config.json: a task from before task.json comes back without limits or set.
         limits: {},
+        evaluationSet: null,
       },
       createdAt: null,
       source: `${FOLDER_FILES.config} of attempt ${c.attempt}`,
@@ -225,6 +226,7 @@ export function inventoryFolder(folder: FolderContents, studio: RebuildingStudio
     command: settings.record.command,
     gpusRequested: settings.record.gpusRequested,
     limits: settings.record.limits,
+    evaluationSet: settings.record.evaluationSet,
     progress: initialProgress() as unknown as Record<string, unknown>,
     folder: join(studio.tasksRoot, id),
     createdAt,

@@ -1,4 +1,5 @@
 import type { TaskRow } from "../db/schema";
+import { StandingEvaluations } from "../evaluations/standing-evaluations";
 import { NotificationDelivery } from "../notifications/delivery-loop";
 import { rebuildFromFolders } from "../recovery/rebuild";
 import type { RebuildReport } from "../recovery/rebuild-report";
@@ -19,7 +20,8 @@ const POLL_MS = 1_000;
  * - AttemptWatchers (./attempt-watcher): follow each running attempt's files and processes;
  * - Reconciler (./reconciler): decides (./reconcile, pure) and writes what every observation
  *   means, at boot and live alike;
- * - NotificationDelivery (../notifications): posts the outbox's notifications to the webhook.
+ * - NotificationDelivery (../notifications): posts the outbox's notifications to the webhook;
+ * - StandingEvaluations (../evaluations): scores each checkpoint on the task's evaluation set.
  * Exactly one supervisor acts per database at a time (see ../supervision).
  */
 export class Supervisor {
@@ -31,6 +33,7 @@ export class Supervisor {
   private readonly commands: Commands;
   /** Null when no webhook is configured. */
   private readonly notifications: NotificationDelivery | null;
+  private readonly standing: StandingEvaluations;
   private poller: NodeJS.Timeout | null = null;
   /** The rebuild in progress, if any: rebuilds run one at a time. */
   private recovering: Promise<unknown> = Promise.resolve();
@@ -50,6 +53,15 @@ export class Supervisor {
       launchTimeoutMs: this.launchTimeoutMs,
     });
     const { env } = ctx;
+    this.standing = new StandingEvaluations({
+      db: ctx.db,
+      home: env.STUDIO_HOME,
+      minFreeMb: env.STUDIO_MIN_FREE_MB,
+      niceness: env.STUDIO_EVAL_NICENESS,
+      python: () => ctx.hfPeft.interpreter().path,
+      baseEnv: process.env,
+      log: ctx.log,
+    });
     this.notifications = env.STUDIO_WEBHOOK_URL
       ? new NotificationDelivery({
           db: ctx.db,
@@ -129,6 +141,7 @@ export class Supervisor {
     }, POLL_MS);
     this.launcher.schedule();
     this.notifications?.start();
+    this.standing.start();
   }
 
   /** Stops following trainers. The trainers themselves keep running; the next studio re-attaches. */
@@ -136,7 +149,12 @@ export class Supervisor {
     if (this.poller) clearInterval(this.poller);
     this.reconciler.stop();
     // Both stop taking new work at once (before either waits on what is under way).
-    await Promise.all([this.launcher.stop(), this.watchers.stopAll(), this.notifications?.stop()]);
+    await Promise.all([
+      this.launcher.stop(),
+      this.watchers.stopAll(),
+      this.notifications?.stop(),
+      this.standing.stop(),
+    ]);
   }
 
   start(id: string): Promise<TaskRow> {
@@ -157,6 +175,11 @@ export class Supervisor {
 
   resume(id: string): Promise<TaskRow> {
     return this.commands.resume(id);
+  }
+
+  /** The task's evaluation set changed: its standing evaluations follow at the next pass. */
+  evaluationSetChanged(taskId: string): void {
+    this.standing.setChanged(taskId);
   }
 
   isFollowing(taskId: string): boolean {

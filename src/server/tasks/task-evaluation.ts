@@ -47,12 +47,6 @@ export async function startEvaluation(
   checkpoint: string | null,
 ): Promise<EvalStatus> {
   const model = await taskModel(settings.home, task, checkpoint);
-  if (model.trainer === "hf-peft") {
-    throw new TaskActionError(
-      "PRECONDITION_FAILED",
-      `task ${task.id} is an hf-peft task; evaluation runs for built-in tasks only so far (the playground and \`studio task sample\` work for both)`,
-    );
-  }
   const running = (await listEvaluations(settings.home, task)).filter((e) => e.state === "running");
   if (running.length >= MAX_RUNNING) {
     throw new TaskActionError(
@@ -65,11 +59,15 @@ export async function startEvaluation(
   const record: EvalRecord = {
     version: EVAL_RECORD_VERSION,
     id: randomBytes(8).toString("hex"),
+    origin: "request",
     state: "running",
     trainer: model.trainer,
+    readFrom: null,
+    tries: 1,
+    niceness: null,
     source: model.source,
     dataset: { id: dataset.id, name: dataset.name, path: dataset.path, format: dataset.format },
-    python: null,
+    python: model.trainer === "hf-peft" ? settings.python() : null,
     process: null,
     startedAt: new Date().toISOString(),
     finishedAt: null,
@@ -82,13 +80,21 @@ export async function startEvaluation(
   return judgeEvaluation(record, null, new Date());
 }
 
-async function launchEvaluator(settings: EvaluationSettings, dir: string, record: EvalRecord) {
+/**
+ * Starts the evaluator for a record already written "running", detached, with its output
+ * appended to `eval/<id>.log`. A start that fails is recorded as the evaluation's failure.
+ */
+export async function launchEvaluator(
+  settings: Pick<EvaluationSettings, "baseEnv">,
+  dir: string,
+  record: EvalRecord,
+) {
   const env: Record<string, string> = {
     ...inheritedEnv(settings.baseEnv),
     PYTHONUNBUFFERED: "1",
     TOKENIZERS_PARALLELISM: "false",
   };
-  const log = await open(evalLogPath(dir, record.id), "w");
+  const log = await open(evalLogPath(dir, record.id), "a");
   try {
     const child = spawn(
       process.execPath,
@@ -118,28 +124,41 @@ const MAX_RECORD_BYTES = 1024 * 1024;
 
 /** Every evaluation of the task, newest first; an unreadable record is listed as a failure. */
 export async function listEvaluations(home: string, task: TaskRow): Promise<EvalStatus[]> {
-  const root = tasksRootOf(home, task);
-  const names = await readdir(join(root, task.id, EVAL_FOLDER)).catch(() => [] as string[]);
   const out: EvalStatus[] = [];
-  for (const name of names) {
-    const id = name.endsWith(".json") ? name.slice(0, -5) : null;
-    if (id === null || !evalIdSchema.safeParse(id).success) continue;
-    const record = await readRecord(root, task.id, name);
-    if ("problem" in record) {
+  for (const found of await readEvaluationRecords(tasksRootOf(home, task), task.id)) {
+    if ("problem" in found) {
       out.push({
-        id,
+        id: found.id,
+        origin: "request",
         state: "failed",
         source: { path: "?", step: null },
         dataset: { id: "?", name: "?" },
         startedAt: "",
         finishedAt: null,
-        reason: `the evaluation record ${record.problem}`,
+        reason: `the evaluation record ${found.problem}`,
       });
       continue;
     }
+    const { record } = found;
     out.push(judgeEvaluation(record, record.process ? probe(record.process) : null, new Date()));
   }
   return out.sort((a, b) => (a.startedAt < b.startedAt ? 1 : -1));
+}
+
+/** The records in the task's eval/ folder, each read or with why it cannot be. */
+export async function readEvaluationRecords(
+  root: string,
+  taskId: string,
+): Promise<Array<{ id: string; record: EvalRecord } | { id: string; problem: string }>> {
+  const names = await readdir(join(root, taskId, EVAL_FOLDER)).catch(() => [] as string[]);
+  const out: Array<{ id: string; record: EvalRecord } | { id: string; problem: string }> = [];
+  for (const name of names) {
+    const id = name.endsWith(".json") ? name.slice(0, -5) : null;
+    if (id === null || !evalIdSchema.safeParse(id).success) continue;
+    const read = await readRecord(root, taskId, name);
+    out.push("problem" in read ? { id, problem: read.problem } : { id, record: read });
+  }
+  return out;
 }
 
 /** Read as downloads are: never through a link (the folder is a trainer's too). */

@@ -2,10 +2,12 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { writeJsonAtomic } from "../../platform/atomic-write";
+import { evaluationSetSchema } from "../../shared/evaluation-set";
 import { taskLimitsSchema } from "../../shared/task-input";
 import {
   datasetFormatSchema,
   hyperparametersSchema,
+  TASK_RECORD_FILE,
   trainerKindSchema,
 } from "../../trainers/protocol";
 import type { TaskRow } from "../db/schema";
@@ -17,10 +19,14 @@ import type { TaskRow } from "../db/schema";
  * ran; this says what the task is (its name, GPUs asked for, when it was created), which no
  * attempt's config.json holds.
  */
-export const TASK_RECORD_FILE = "task.json";
+export { TASK_RECORD_FILE };
 
-/** 1: the first format. 2: adds the resource limits ({} when read from a version 1 record). */
-export const TASK_RECORD_VERSION = 2;
+/**
+ * 1: the first format. 2: adds the resource limits ({} when read from a version 1 record).
+ * 3: adds the evaluation set (null when read from an older record). Rewritten when the set is
+ * attached or detached later.
+ */
+export const TASK_RECORD_VERSION = 3;
 
 const isoTime = z.string().refine((s) => !Number.isNaN(Date.parse(s)), "not a date");
 
@@ -36,9 +42,12 @@ export const taskRecordSchema = z.object({
   command: z.array(z.string()).nullable(),
   gpusRequested: z.number().int().min(0).max(64),
   limits: taskLimitsSchema.default({}),
+  evaluationSet: evaluationSetSchema.nullable().default(null),
   createdAt: isoTime,
 });
 export type TaskRecord = z.infer<typeof taskRecordSchema>;
+/** A task.json of any version this studio reads, as written. */
+export type StoredTaskRecord = z.input<typeof taskRecordSchema>;
 
 export function taskRecordOf(row: TaskRow): TaskRecord {
   return {
@@ -53,6 +62,7 @@ export function taskRecordOf(row: TaskRow): TaskRecord {
     command: row.command ?? null,
     gpusRequested: row.gpusRequested,
     limits: row.limits ?? {},
+    evaluationSet: row.evaluationSet ?? null,
     createdAt: row.createdAt.toISOString(),
   };
 }

@@ -1,5 +1,6 @@
 import { mkdir, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { hasEvaluationSet, keepWeights } from "../evaluate/kept-weights";
 import {
   type CheckpointSizes,
   checkpointsToCome,
@@ -290,6 +291,7 @@ export class CheckpointKeeper {
     this.report.print(
       `saved ${path} (${manifest.files.length} files, ${megabytes(sizes.checkpointBytes)}, verified)`,
     );
+    await this.keepForScoring(name);
     await this.prune(name);
     const disk = await this.forecast(step, sizes, input.diskWarned);
     return { path, disk };
@@ -317,6 +319,24 @@ export class CheckpointKeeper {
       return null;
     } catch (err) {
       return `it does not load: ${(err as Error).message}`;
+    }
+  }
+
+  /**
+   * A task with an evaluation set keeps each checkpoint's weights for its standing evaluation
+   * (../evaluate/kept-weights.ts) before any checkpoint is removed, so every one is scored, even
+   * one removed while no studio runs. Best effort: the studio keeps them itself when it finds a
+   * checkpoint not kept.
+   */
+  private async keepForScoring(name: string): Promise<void> {
+    if (!(await hasEvaluationSet(this.taskDir))) return;
+    try {
+      await keepWeights(this.taskDir, name);
+    } catch (err) {
+      if (!isSystemError(err)) throw err;
+      this.report.print(
+        `could not keep the weights of checkpoints/${name} for the evaluation set (${err.message})`,
+      );
     }
   }
 

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
 import { datasetFormatSchema } from "../protocol";
@@ -7,11 +8,20 @@ import { datasetFormatSchema } from "../protocol";
  * adapter or a checkpoint) on a held-out dataset. The studio writes the request; the evaluator
  * (dist/evaluator.js, detached) records that it runs (its identity), then the results or why it
  * failed. The folder keeps every evaluation, so results survive studio restarts.
+ *
+ * A standing evaluation (the task's evaluation set scoring one checkpoint) has the id
+ * `standingEvalId` gives that set and checkpoint, so its record is the one account of whether
+ * the checkpoint was scored: written "queued" when the checkpoint is found, "running" when its
+ * turn comes, then done or failed, never a second one.
  */
 
 export const EVAL_FOLDER = "eval";
-/** 1: the first format. A reader refuses a newer one by name. */
-export const EVAL_RECORD_VERSION = 1;
+/**
+ * 1: the first format. 2: adds `origin`, the "queued" state, `readFrom`, `tries` and
+ * `niceness` (a version 1 record was requested by a person, read from its source, tried once, at
+ * the evaluator's own priority). A reader refuses a newer version by name.
+ */
+export const EVAL_RECORD_VERSION = 2;
 
 export const evalIdSchema = z.string().regex(/^[0-9a-f]{16}$/);
 
@@ -36,10 +46,22 @@ export type EvalResults = z.infer<typeof evalResultsSchema>;
 export const evalRecordSchema = z.object({
   version: z.number().int().min(1),
   id: evalIdSchema,
-  state: z.enum(["running", "done", "failed"]),
+  /** request: a person asked for it; standing: the task's evaluation set scoring a checkpoint. */
+  origin: z.enum(["request", "standing"]).default("request"),
+  /** queued: a standing evaluation waiting for its turn (one runs at a time per task). */
+  state: z.enum(["queued", "running", "done", "failed"]),
   trainer: z.enum(["builtin", "hf-peft"]),
   /** "." (the final adapter) or checkpoints/<name>. */
   source: z.object({ path: z.string(), step: z.number().int().nullable() }),
+  /**
+   * Where the weights are read, relative to the task folder, when not from `source.path`: the
+   * copy kept for a standing evaluation (kept-weights.ts), which outlives the checkpoint.
+   */
+  readFrom: z.string().nullable().default(null),
+  /** How many evaluators were started for it: one that died is started again, a few times. */
+  tries: z.number().int().min(1).default(1),
+  /** The CPU priority its evaluator lowers itself to before it claims it; null: as started. */
+  niceness: z.number().int().min(0).max(19).nullable().default(null),
   dataset: z.object({
     id: z.string(),
     name: z.string(),
@@ -60,6 +82,15 @@ export type EvalRecord = z.infer<typeof evalRecordSchema>;
 
 export function evalRecordPath(taskDir: string, id: string): string {
   return join(taskDir, EVAL_FOLDER, `${id}.json`);
+}
+
+/**
+ * The id of the standing evaluation of checkpoint `name` on the evaluation set pinned at
+ * `setPath` (pure): the same set and checkpoint always give the same record, so a checkpoint is
+ * scored once however many passes, restarts or studios see it.
+ */
+export function standingEvalId(setPath: string, name: string): string {
+  return createHash("sha256").update(`standing\n${setPath}\n${name}`).digest("hex").slice(0, 16);
 }
 
 export function evalLogPath(taskDir: string, id: string): string {

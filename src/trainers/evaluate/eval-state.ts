@@ -11,12 +11,14 @@ export const EVAL_START_GRACE_MS = 30_000;
 
 interface Known {
   id: string;
+  origin: EvalRecord["origin"];
   source: EvalRecord["source"];
   dataset: { id: string; name: string };
   startedAt: string;
 }
 
 export type EvalStatus =
+  | (Known & { state: "queued" })
   | (Known & { state: "running" })
   | (Known & { state: "done"; finishedAt: string; results: EvalResults })
   | (Known & { state: "failed"; finishedAt: string | null; reason: string });
@@ -28,6 +30,7 @@ export function judgeEvaluation(
 ): EvalStatus {
   const known: Known = {
     id: record.id,
+    origin: record.origin,
     source: record.source,
     dataset: { id: record.dataset.id, name: record.dataset.name },
     startedAt: record.startedAt,
@@ -48,6 +51,7 @@ export function judgeEvaluation(
       reason: record.reason ?? "the evaluation failed for a reason it did not record",
     };
   }
+  if (record.state === "queued") return { ...known, state: "queued" };
   if (record.process === null) {
     if (now.getTime() - Date.parse(record.startedAt) < EVAL_START_GRACE_MS) {
       return { ...known, state: "running" };

@@ -1,12 +1,9 @@
-import { spawn } from "node:child_process";
 import { readdir, readFile, rm, stat } from "node:fs/promises";
-import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
-import { writeJsonAtomic } from "../../platform/atomic-write";
+import { join } from "node:path";
 import { syncFolder } from "../../platform/durable-folder";
-import { readIdentity } from "../../platform/identity";
 import { DIST_DIR } from "../../platform/package-root";
 import { freeSpace, hashFile, verifyCheckpoint, writeFileDurably } from "../checkpoints/folder";
+import { type ClaimedJob, JobFailure, runDetachedJob } from "../detached-job";
 import { clearLeftovers, makeStagingFolder, sealExport, swapIntoPlace } from "./export-folder";
 import {
   EXPORT_FOLDER,
@@ -25,53 +22,38 @@ import {
 
 /**
  * `exporter --task-dir <dir> --export-id <id>`: carries out the export that `export.json` in
- * the task folder asks for. The studio starts it detached (it survives a studio restart) with
- * its output in export.log; it records in export.json that it runs (its identity), then how it
- * ended. It stages the merged model, its config and provenance.json in a hidden folder, flushes
- * them, and only then renames the folder to `export/` (see export-folder.ts); on any failure the
- * staging folder is removed and the task's files, an earlier export included, are as they were.
- * SIGTERM stops the merge and fails the export, saying so.
+ * the task folder asks for, by the detached-job protocol (../detached-job: claimed with its
+ * identity, output in export.log, its end recorded). It stages the merged model, its config and
+ * provenance.json in a hidden folder, flushes them, and only then renames the folder to
+ * `export/` (see export-folder.ts); on any failure the staging folder is removed and the task's
+ * files, an earlier export included, are as they were. SIGTERM stops the merge and fails the
+ * export, saying so.
  */
+runDetachedJob<ExportRecord>(
+  {
+    program: "exporter",
+    noun: "export",
+    idOption: "export-id",
+    recordPath: (taskDir) => exportRecordPath(taskDir),
+    parseRecord: parseExportRecord,
+    standDown: (record, id) =>
+      record.id !== id
+        ? `export.json now asks for export ${record.id}`
+        : record.state !== "running" || record.process !== null
+          ? `export ${id} is ${record.process ? "claimed" : record.state}`
+          : null,
+    work: exportWork,
+    reasonOf,
+  },
+  process.argv.slice(2),
+);
 
-/** A failure whose message is already the reason a person reads. */
-class ExportFailure extends Error {}
-
-const KEPT_LINES = 40;
-
-async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { "task-dir": { type: "string" }, "export-id": { type: "string" } },
-  });
-  if (!values["task-dir"] || !values["export-id"]) {
-    throw new Error("usage: exporter --task-dir <dir> --export-id <id>");
-  }
-  const taskDir = resolve(values["task-dir"]);
-  const id = values["export-id"];
-  const recordPath = exportRecordPath(taskDir);
-  const requested = parseExportRecord(await readFile(recordPath, "utf8"));
-  if (requested.id !== id || requested.state !== "running" || requested.process !== null) {
-    console.log(`export ${id}: export.json now asks for export ${requested.id}; nothing to do`);
-    return 0;
-  }
-  const me = readIdentity(process.pid);
-  if (!me) throw new Error("cannot read this process's own identity from /proc");
-  let record: ExportRecord = { ...requested, process: me };
-  writeJsonAtomic(recordPath, record);
-
-  let stopped: string | null = null;
-  let merging: ReturnType<typeof spawn> | null = null;
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    process.on(signal, () => {
-      stopped = signal;
-      merging?.kill("SIGTERM");
-    });
-  }
+async function exportWork(job: ClaimedJob<ExportRecord>): Promise<Partial<ExportRecord> | null> {
+  const { taskDir, id, record } = job;
   const checkStopped = () => {
-    if (stopped)
-      throw new ExportFailure(`the export was stopped (${stopped}); the task is unchanged`);
+    const stopped = job.stopped();
+    if (stopped) throw new JobFailure(`the export was stopped (${stopped}); the task is unchanged`);
   };
-
   let staging: string | null = null;
   try {
     for (const line of await clearLeftovers(taskDir)) console.log(`export ${id}: ${line}`);
@@ -80,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
     if (request.source.kind === "checkpoint") {
       const verified = await verifyCheckpoint(source, request.source.step);
       if (verified.kind === "failed") {
-        throw new ExportFailure(
+        throw new JobFailure(
           `checkpoint ${request.source.path} does not verify: ${verified.reason}`,
         );
       }
@@ -92,19 +74,17 @@ async function main(argv: string[]): Promise<number> {
       `export ${id}: merging ${request.source.path} of task ${request.task.id} into ${request.baseModel}`,
     );
     checkStopped();
-    const command = mergeCommand(
-      request.trainer,
-      { nodePath: process.execPath, distDir: DIST_DIR, pythonPath: record.python },
-      { taskDir, source, out: staging },
+    const outcome = await job.run(
+      mergeCommand(
+        request.trainer,
+        { nodePath: process.execPath, distDir: DIST_DIR, pythonPath: record.python },
+        { taskDir, source, out: staging },
+      ),
     );
-    const child = spawn(command.file, command.args, { stdio: ["ignore", "pipe", "pipe"] });
-    merging = child;
-    const outcome = await followMerge(child);
-    merging = null;
     checkStopped();
     if (outcome.code !== 0) {
       const free = await freeSpace(taskDir).catch(() => null);
-      throw new ExportFailure(
+      throw new JobFailure(
         mergeFailureReason({ ...outcome, freeBytes: free?.freeBytes ?? null, folder: taskDir }),
       );
     }
@@ -114,11 +94,11 @@ async function main(argv: string[]): Promise<number> {
     await writeFileDurably(join(staging, PROVENANCE_FILE), provenanceText);
     await syncFolder(staging);
     checkStopped();
-    const current = parseExportRecord(await readFile(recordPath, "utf8"));
+    const current = parseExportRecord(await readFile(exportRecordPath(taskDir), "utf8"));
     if (current.id !== id) {
       await rm(staging, { recursive: true, force: true });
       console.log(`export ${id}: superseded by export ${current.id} before it was put in place`);
-      return 0;
+      return null;
     }
     await swapIntoPlace(taskDir, staging, id);
     staging = null;
@@ -126,50 +106,14 @@ async function main(argv: string[]): Promise<number> {
       ...files.map(({ name, size }) => ({ name, size })),
       { name: PROVENANCE_FILE, size: Buffer.byteLength(provenanceText) },
     ].sort((a, b) => (a.name < b.name ? -1 : 1));
-    record = { ...record, state: "done", finishedAt: new Date().toISOString(), files: listed };
-    writeJsonAtomic(recordPath, record);
     for (const file of listed)
       console.log(`${join(taskDir, EXPORT_FOLDER, file.name)}\t${file.size}`);
-    return 0;
+    return { state: "done", files: listed };
   } catch (err) {
-    // Space first: on a full disk the record below needs the room the staging folder took.
+    // Space first: on a full disk the failure's record needs the room the staging folder took.
     if (staging) await rm(staging, { recursive: true, force: true }).catch(() => {});
-    const reason = await reasonOf(err, taskDir);
-    console.error(`export ${id} failed: ${reason}`);
-    if (!(err instanceof ExportFailure)) console.error(err);
-    writeJsonAtomic(recordPath, {
-      ...record,
-      state: "failed",
-      finishedAt: new Date().toISOString(),
-      reason,
-    } satisfies ExportRecord);
-    return 1;
+    throw err;
   }
-}
-
-/** The merge's output goes on to export.log as it comes; its last lines are kept for the reason. */
-function followMerge(
-  child: ReturnType<typeof spawn>,
-): Promise<{ code: number | null; signal: string | null; lines: string[] }> {
-  const lines: string[] = [];
-  const keep = (chunk: Buffer) => {
-    lines.push(...chunk.toString("utf8").split("\n"));
-    if (lines.length > KEPT_LINES) lines.splice(0, lines.length - KEPT_LINES);
-  };
-  child.stdout?.on("data", (chunk: Buffer) => {
-    process.stdout.write(chunk);
-    keep(chunk);
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    process.stderr.write(chunk);
-    keep(chunk);
-  });
-  return new Promise((resolve) => {
-    child.on("error", (err) =>
-      resolve({ code: null, signal: null, lines: [...lines, String(err)] }),
-    );
-    child.on("close", (code, signal) => resolve({ code, signal, lines }));
-  });
 }
 
 /** The files the merge reads, with their hashes, for provenance.json; a missing one ends here. */
@@ -180,7 +124,7 @@ async function hashSourceFiles(source: string, request: ExportRequest): Promise<
       files.push({ name, ...(await hashFile(join(source, name))) });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      throw new ExportFailure(`${join(request.source.path, name)} is missing: nothing to merge`);
+      throw new JobFailure(`${join(request.source.path, name)} is missing: nothing to merge`);
     }
   }
   return files;
@@ -195,7 +139,7 @@ async function refuseWhenNoRoom(taskDir: string, request: ExportRequest): Promis
   if (needed === null) return;
   const { freeBytes } = await freeSpace(taskDir);
   if (freeBytes < needed) {
-    throw new ExportFailure(
+    throw new JobFailure(
       diskFullReason(
         freeBytes,
         taskDir,
@@ -221,7 +165,6 @@ async function baseModelBytes(model: string): Promise<number | null> {
 }
 
 async function reasonOf(err: unknown, taskDir: string): Promise<string> {
-  if (err instanceof ExportFailure) return err.message;
   const code = (err as NodeJS.ErrnoException).code;
   const message = err instanceof Error ? err.message : String(err);
   if (code === "ENOSPC") {
@@ -230,11 +173,3 @@ async function reasonOf(err: unknown, taskDir: string): Promise<string> {
   }
   return `the export failed: ${message}`;
 }
-
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(`exporter: ${error instanceof Error ? error.stack : String(error)}`);
-    process.exit(1);
-  },
-);

@@ -13,7 +13,6 @@ Nothing is downloaded unless the model is a hub id and HF_HUB_OFFLINE is unset.
 """
 
 import argparse
-import json
 import os
 import sys
 import traceback
@@ -39,27 +38,15 @@ def stored_dtype(config, torch):
 
 
 def merge(task_dir, source, out):
-    with open(os.path.join(task_dir, "config.json"), encoding="utf-8") as f:
-        config = json.load(f)
-    if not os.path.isfile(os.path.join(source, "adapter_config.json")):
-        raise SystemExit(f"no adapter in {source}")
-
+    # Beside this script: how every program of the trainer loads a task's model.
     import torch
-    import transformers
-    from packaging.version import Version
-    from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from task_model import load_options, load_tokenizer, load_with_adapter, read_task_config
+    from transformers import AutoConfig
 
-    model_id = config["model"]
-    load_kwargs = {"local_files_only": True} if os.path.isdir(model_id) else {}
-    # transformers 4.56 renamed torch_dtype to dtype; 5.x dropped the old name.
-    dtype_key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-    tokenizer = AutoTokenizer.from_pretrained(model_id, **load_kwargs)
-    saved_as = stored_dtype(AutoConfig.from_pretrained(model_id, **load_kwargs), torch)
-    base = AutoModelForCausalLM.from_pretrained(
-        model_id, **{dtype_key: torch.float32}, **load_kwargs
-    )
-    model = PeftModel.from_pretrained(base, source)
+    model_id = read_task_config(task_dir)["model"]
+    tokenizer = load_tokenizer(model_id)
+    saved_as = stored_dtype(AutoConfig.from_pretrained(model_id, **load_options(model_id)), torch)
+    model = load_with_adapter(model_id, source, dtype=torch.float32)
     lora = sum(1 for name, _ in model.named_parameters() if "lora_" in name)
     merged = model.merge_and_unload()
     if saved_as is not None and saved_as != torch.float32:

@@ -9,7 +9,6 @@ HF_HUB_OFFLINE is unset.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -27,24 +26,16 @@ def parse_args():
 def main():
     args = parse_args()
     task_dir = os.path.abspath(args.task_dir)
-    with open(os.path.join(task_dir, "config.json"), encoding="utf-8") as f:
-        config = json.load(f)
-    if not os.path.isfile(os.path.join(task_dir, "adapter_config.json")):
-        raise SystemExit(f"no adapter in {task_dir}: the task has not completed")
+    # Beside this script: how every program of the trainer loads a task's model.
+    from task_model import describe, load_tokenizer, load_with_adapter, read_task_config
+
+    model_id = read_task_config(task_dir)["model"]
+    tokenizer = load_tokenizer(model_id)
+    model = load_with_adapter(model_id, task_dir)
+    print(describe(model_id, task_dir, model), file=sys.stderr)
 
     import torch
     import transformers
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model_id = config["model"]
-    load_kwargs = {"local_files_only": True} if os.path.isdir(model_id) else {}
-    tokenizer = AutoTokenizer.from_pretrained(model_id, **load_kwargs)
-    base = AutoModelForCausalLM.from_pretrained(model_id, **load_kwargs)
-    model = PeftModel.from_pretrained(base, task_dir)
-    model.eval()
-    lora = sum(1 for name, _ in model.named_parameters() if "lora_" in name)
-    print(f"loaded {model_id} with the adapter of {task_dir} ({lora} LoRA tensors)", file=sys.stderr)
 
     transformers.set_seed(args.seed)
     inputs = tokenizer(args.prompt, return_tensors="pt")

@@ -40,6 +40,58 @@ def read_requests(lines):
     lines.put(None)
 
 
+class BadRequest(ValueError):
+    """A request line that cannot be served; its id when it had a usable one."""
+
+    def __init__(self, request_id, message):
+        super().__init__(message)
+        self.request_id = request_id
+
+
+# Each field of a generation request, with what it must be (generationRequestSchema in
+# src/trainers/playground/protocol.ts, which the studio checks before sending).
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+FIELDS = {
+    "side": (lambda v: v in ("base", "adapter"), '"base" or "adapter"'),
+    "prompt": (lambda v: isinstance(v, str), "a string"),
+    "maxNewTokens": (lambda v: is_int(v) and v >= 1, "an integer of at least 1"),
+    "temperature": (lambda v: is_number(v) and v >= 0, "a number of at least 0"),
+    "topP": (lambda v: is_number(v) and 0 < v <= 1, "a number above 0 and at most 1"),
+    "seed": (lambda v: is_int(v) and v >= 0, "an integer of at least 0"),
+}
+
+
+def parse_request(line):
+    """A request line: {"cancel": id} or a generation request; BadRequest says what is wrong."""
+    try:
+        request = json.loads(line)
+    except ValueError:
+        raise BadRequest("", "a request line is not JSON") from None
+    if not isinstance(request, dict):
+        raise BadRequest("", "a request line is not a JSON object")
+    if "cancel" in request:
+        if not isinstance(request["cancel"], str):
+            raise BadRequest("", '"cancel" must name a request id (a string)')
+        return request
+    request_id = request.get("id")
+    if not isinstance(request_id, str) or not request_id:
+        raise BadRequest("", 'a request needs an "id" (a non-empty string)')
+    for name, (valid, what) in FIELDS.items():
+        if name not in request:
+            raise BadRequest(request_id, f'the request has no "{name}" ({what})')
+        if not valid(request[name]):
+            got = json.dumps(request[name])[:80]
+            raise BadRequest(request_id, f'"{name}" must be {what}, not {got}')
+    return request
+
+
 class Generation:
     """One request's state: its tokens so far, its cache, its seeded generator."""
 
@@ -103,24 +155,24 @@ def main():
     task_dir = os.path.abspath(args.task_dir)
     source = os.path.abspath(args.source)
     try:
-        with open(os.path.join(task_dir, "config.json"), encoding="utf-8") as f:
-            config = json.load(f)
+        # Beside this script: how every program of the trainer loads a task's model.
         import torch
-        from peft import PeftModel
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from task_model import (
+            context_length,
+            describe,
+            load_tokenizer,
+            load_with_adapter,
+            read_task_config,
+        )
 
-        model_id = config["model"]
-        load_kwargs = {"local_files_only": True} if os.path.isdir(model_id) else {}
-        tokenizer = AutoTokenizer.from_pretrained(model_id, **load_kwargs)
-        base = AutoModelForCausalLM.from_pretrained(model_id, **load_kwargs)
-        model = PeftModel.from_pretrained(base, source)
-        model.eval()
-    except Exception as error:  # noqa: BLE001 - every cause is reported the same way
+        model_id = read_task_config(task_dir)["model"]
+        tokenizer = load_tokenizer(model_id)
+        model = load_with_adapter(model_id, source)
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - every cause is reported the same way
         send({"event": "fatal", "message": f"cannot load the model: {error}"})
         return 1
-    limit = int(getattr(base.config, "max_position_embeddings", 2048))
-    lora = sum(1 for name, _ in model.named_parameters() if "lora_" in name)
-    print(f"loaded {model_id} with the adapter of {source} ({lora} LoRA tensors)", file=sys.stderr)
+    limit = context_length(model)
+    print(describe(model_id, source, model), file=sys.stderr)
     send({"event": "ready", "version": PROTOCOL_VERSION})
 
     lines = queue.Queue()
@@ -137,19 +189,19 @@ def main():
                 closed = True
                 break
             try:
-                request = json.loads(line)
-            except ValueError:
-                send({"event": "error", "id": "", "message": "a request line is not JSON"})
+                request = parse_request(line)
+            except BadRequest as error:
+                send({"event": "error", "id": error.request_id, "message": str(error)})
                 continue
-            if isinstance(request.get("cancel"), str):
+            if "cancel" in request:
                 for gen in [g for g in active if g.id == request["cancel"]]:
                     active.remove(gen)
                     send({"event": "error", "id": gen.id, "message": "cancelled"})
                 continue
             try:
                 active.append(Generation(request, tokenizer, torch, limit))
-            except (KeyError, TypeError, ValueError) as error:
-                send({"event": "error", "id": str(request.get("id", "")), "message": str(error)})
+            except ValueError as error:
+                send({"event": "error", "id": request["id"], "message": str(error)})
         for gen in list(active):
             try:
                 piece = step(model, tokenizer, gen, torch)

@@ -150,6 +150,7 @@ def main(args, task_dir, events):
     hp = config["hyperparameters"]
     # Beside this script; imported here so that importing train.py alone (its tests) needs nothing.
     from checkpoints import CheckpointTool
+    from task_model import load_base, load_tokenizer
 
     checkpoints = CheckpointTool(task_dir, report=IS_MAIN_PROCESS)
     requested = args.resume_from or config.get("resumeFrom")
@@ -161,15 +162,8 @@ def main(args, task_dir, events):
     # Imported after the cheap checks so that a bad config fails in milliseconds, not seconds.
     import torch
     import transformers
-    from packaging.version import Version
     from peft import LoraConfig, get_peft_model
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-    )
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
     log(f"transformers {transformers.__version__}, torch {torch.__version__}")
     transformers.set_seed(hp["seed"])
@@ -182,19 +176,10 @@ def main(args, task_dir, events):
     log(f"dataset: {len(train_texts)} training rows, {len(eval_texts)} evaluation rows")
 
     model_id = config["model"]
-    local = os.path.isdir(model_id)
-    load_kwargs = {"local_files_only": True} if local else {}
-    tokenizer = AutoTokenizer.from_pretrained(model_id, **load_kwargs)
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise SystemExit(f"the tokenizer of {model_id} has neither a pad nor an eos token")
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(model_id, need_pad=True)
 
     use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    dtype = torch.bfloat16 if use_bf16 else torch.float32
-    # transformers 4.56 renamed torch_dtype to dtype; 5.x dropped the old name.
-    dtype_key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-    model = AutoModelForCausalLM.from_pretrained(model_id, **{dtype_key: dtype}, **load_kwargs)
+    model = load_base(model_id, torch.bfloat16 if use_bf16 else torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
     lora = LoraConfig(
         r=hp["loraRank"],

@@ -76,6 +76,52 @@ async function commit(k: CheckpointKeeper, step: number, evalLoss: number | null
 const names = (taskDir: string) => readdirSync(join(taskDir, "checkpoints")).sort();
 
 describe("CheckpointKeeper.commit", () => {
+  it("keeps each checkpoint's weights for the task's evaluation set before retention removes it", async () => {
+    const adapter = (step: number) => async (dir: string) =>
+      Object.entries({
+        "adapter_model.safetensors": `adapter of step ${step}`,
+        "adapter_config.json": "{}",
+        "optimizer.pt": `moments of step ${step}`,
+      }).map(([path, text]) => {
+        writeFileSync(join(dir, path), text);
+        return { path, size: text.length, sha256: createHash("sha256").update(text).digest("hex") };
+      });
+    const scored = keeper({ keepLast: 1 });
+    // What task.json says of a task with an evaluation set (src/server/tasks/task-record.ts).
+    writeFileSync(
+      join(scored.taskDir, "task.json"),
+      JSON.stringify({ version: 3, evaluationSet: { version: 1, path: "/d/held.jsonl" } }),
+    );
+    const unscored = keeper({ keepLast: 1 });
+    writeFileSync(
+      join(unscored.taskDir, "task.json"),
+      JSON.stringify({ version: 3, evaluationSet: null }),
+    );
+    for (const { k } of [scored, unscored]) {
+      for (const step of [1, 2]) {
+        await k.commit({
+          staged: k.stagingPath(step),
+          step,
+          evalLoss: null,
+          write: adapter(step),
+          diskWarned: false,
+        });
+      }
+    }
+    expect(names(scored.taskDir)).toEqual(["step-2"]);
+    const kept = join(scored.taskDir, "eval", "checkpoints");
+    expect(readdirSync(kept).sort()).toEqual(["step-1", "step-2"]);
+    // The weights only (no optimizer state), as they were, though step-1 itself is gone.
+    expect(readdirSync(join(kept, "step-1")).sort()).toEqual([
+      "adapter_config.json",
+      "adapter_model.safetensors",
+    ]);
+    expect(readFileSync(join(kept, "step-1", "adapter_model.safetensors"), "utf8")).toBe(
+      "adapter of step 1",
+    );
+    expect(readdirSync(unscored.taskDir)).not.toContain("eval");
+  });
+
   it("puts a sealed, verified checkpoint in place and leaves no staging folder", async () => {
     const { k, taskDir, lines, saved } = keeper();
     const result = await commit(k, 7, 1.5);

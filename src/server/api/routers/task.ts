@@ -23,6 +23,11 @@ import { studioPaths, tasksRootOf } from "../../home";
 import { readLinesBefore } from "../../logs/log-cursor";
 import { TaskActionError } from "../../supervisor/task-action-error";
 import {
+  changeEvaluationSet,
+  evaluationSetOf,
+  evaluationSetRefusal,
+} from "../../tasks/evaluation-set";
+import {
   allowedActions,
   isActive,
   RETRYABLE_STATUSES,
@@ -100,6 +105,18 @@ async function taskFileOf(ctx: Context, task: TaskRow, file: string): Promise<st
 
 const LOG_PAGE_BYTES = 256 * 1024;
 
+/** A dataset the store refuses, as a refusal of the input field that named it. */
+function refusedAt(field: string) {
+  return (err: unknown): never => {
+    if (!(err instanceof DatasetError)) throw err;
+    throw new TRPCError({
+      code: err.code,
+      message: err.message,
+      cause: fieldIssue([field], err.message),
+    });
+  };
+}
+
 function exportSettings(ctx: Context): ExportSettings {
   return {
     home: ctx.env.STUDIO_HOME,
@@ -128,14 +145,12 @@ export const taskRouter = router({
     }
     // Checked, read once and copied under its content hash: what the task will train on. A
     // refusal is about the dataset field, and says so, so the form shows it there.
-    const dataset = await ctx.datasets.pinForTask(input.dataset).catch((err: unknown) => {
-      if (!(err instanceof DatasetError)) throw err;
-      throw new TRPCError({
-        code: err.code,
-        message: err.message,
-        cause: fieldIssue(["dataset"], err.message),
-      });
-    });
+    const dataset = await ctx.datasets.pinForTask(input.dataset).catch(refusedAt("dataset"));
+    const evaluationSet = input.evaluationDataset
+      ? await evaluationSetOf(ctx.datasets, input.evaluationDataset, new Date()).catch(
+          refusedAt("evaluationDataset"),
+        )
+      : null;
     const row = await insertTask(
       ctx.database.db,
       {
@@ -149,6 +164,7 @@ export const taskRouter = router({
         command: input.command ?? null,
         gpusRequested: input.gpus,
         limits: input.limits,
+        evaluationSet,
       },
       studioPaths(ctx.env.STUDIO_HOME).tasks,
     );
@@ -428,6 +444,34 @@ export const taskRouter = router({
         dataset,
         input.checkpoint ?? null,
       );
+    }),
+
+  /**
+   * Attaches an evaluation set (a stored dataset, pinned now) to the task, or detaches it (null):
+   * every checkpoint it writes, and each already there, is then scored on it once, one at a time.
+   */
+  setEvaluationSet: mutatingProcedure
+    .input(taskIdInput.extend({ dataset: z.string().trim().min(1).max(200).nullable() }))
+    .mutation(async ({ ctx, input }) => {
+      const supervisor = supervisorOf(ctx);
+      const task = await mustGetTask(ctx, input.id);
+      const refusal = evaluationSetRefusal(task.trainer);
+      if (refusal) {
+        throw new TRPCError({
+          code: "PRECONDITION_FAILED",
+          message: `task ${task.id}: ${refusal}`,
+        });
+      }
+      const set =
+        input.dataset === null
+          ? null
+          : await evaluationSetOf(ctx.datasets, input.dataset, new Date()).catch(
+              refusedAt("dataset"),
+            );
+      const row = await changeEvaluationSet(ctx.database.db, ctx.env.STUDIO_HOME, task, set);
+      supervisor.evaluationSetChanged(row.id);
+      ctx.bus.publishTask(row);
+      return row;
     }),
 
   /** The task's evaluations, newest first: running, done (loss, perplexity, exact match, samples) or failed (why). */
