@@ -5,6 +5,7 @@ import { useTranslation } from "react-i18next";
 import { useTRPC } from "../trpc/context";
 import { conditionBanners } from "./condition-banners";
 import { useFormat } from "./use-format";
+import { useRetryAfterError } from "./use-retry-after-error";
 
 /**
  * Tells the reader, as it happens, that the database does not answer (or cannot write) and since
@@ -16,7 +17,9 @@ export function ConditionBanners() {
   const { t } = useTranslation();
   const trpc = useTRPC();
   const format = useFormat();
-  const condition = useSubscription(trpc.studio.onCondition.subscriptionOptions()).data;
+  const stream = useSubscription(trpc.studio.onCondition.subscriptionOptions());
+  useRetryAfterError(stream.status, stream.reset);
+  const condition = stream.data;
 
   if (!condition) return null;
   return conditionBanners(condition).map((banner) => (

@@ -61,8 +61,10 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
       </section>
     );
   }
-  if (details.error) {
-    const gone = details.error.data?.code === "NOT_FOUND";
+  const gone = details.error?.data?.code === "NOT_FOUND";
+  // A refetch that fails (the studio restarting, its database down) keeps what was shown, with
+  // the reason above it: the log and charts under it must not start over.
+  if (details.error && (gone || !details.data)) {
     return (
       <section className="panel">
         {header(t("detail.title"))}
@@ -80,6 +82,7 @@ export function TaskDetail({ id, onClose }: TaskDetailProps) {
   return (
     <section className="panel detail" data-testid="task-detail" data-task-id={task.id}>
       {header(task.name)}
+      {details.error && <ErrorNote error={details.error} />}
       <div className="detail-summary">
         <StatusBadge status={task.status} />
         <span className="muted mono" title={t("detail.id")}>

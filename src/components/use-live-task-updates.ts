@@ -6,6 +6,7 @@ import { useTranslation } from "react-i18next";
 import { useTRPC } from "../trpc/context";
 import { showTaskNotification, taskNotification } from "./browser-notifications";
 import { type LiveState, liveState } from "./live-state";
+import { useRetryAfterError } from "./use-retry-after-error";
 
 // an update arriving while a refetch runs joins it instead of restarting it
 const REFETCH = { cancelRefetch: false } as const;
@@ -40,5 +41,6 @@ export function useLiveTaskUpdates(): LiveState {
       },
     }),
   );
+  useRetryAfterError(updates.status, updates.reset);
   return liveState(updates);
 }

@@ -7,6 +7,7 @@ import { useTRPC, useTRPCClient } from "../trpc/context";
 import type { RouterOutputs } from "../trpc/types";
 import { type LiveState, liveState } from "./live-state";
 import { appendLogLines, MAX_LOG_LINES, prependLogLines } from "./log-lines";
+import { useRetryAfterError } from "./use-retry-after-error";
 
 export type LogLine = RouterOutputs["task"]["logs"]["lines"][number];
 
@@ -106,6 +107,12 @@ export function useTaskLog(id: string) {
       { onData: (event) => deliver(event.data) },
     ),
   );
+  // Asked for again after the last line delivered (a reset alone would start after the tail).
+  useRetryAfterError(stream.status, () => {
+    const last = pending.current.at(-1)?.offset ?? current.current.at(-1)?.offset ?? null;
+    if (last !== null && last !== streamFrom?.offset) setStreamFrom({ id, offset: last });
+    else stream.reset();
+  });
   const state: LiveState = streaming
     ? liveState(stream)
     : tail.failureCount > 0

@@ -1,3 +1,4 @@
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, type Page, type TestInfo, test } from "@playwright/test";
 import { CliStudio } from "./cli-studio";
@@ -85,12 +86,16 @@ async function expectLogMatchesFile(page: Page, taskId: string) {
 
 async function restartScenario(page: Page, testInfo: TestInfo, how: "restart" | "kill") {
   const name = `live-${how}-${Date.now()}`;
+  // The trainer holds before its last line until the test is done with the restart.
+  const until = join(studio.home, `${name}.until`);
   await openPage(page);
   // created from the page's form, as a person would
   await page.getByLabel("Name", { exact: true }).fill(name);
   await page.getByLabel("Dataset", { exact: true }).fill("sample");
   await page.getByLabel("Trainer").selectOption("command");
-  await page.getByLabel("Command (one argument per line)").fill(fixtureCommand(600, 40).join("\n"));
+  await page
+    .getByLabel("Command (one argument per line)")
+    .fill(fixtureCommand(600, 40, "--until", until).join("\n"));
   await page.getByTestId("create-task-submit").click();
   const detail = page.getByTestId("task-detail");
   await expect(detail.getByRole("heading", { name })).toBeVisible();
@@ -135,6 +140,7 @@ async function restartScenario(page: Page, testInfo: TestInfo, how: "restart" | 
   await expect.poll(() => shownStep(page), { timeout: 10_000 }).toBeGreaterThan(stepBefore);
   await shot(page, testInfo, `${how}-after`);
 
+  writeFileSync(until, "");
   await expect(badge).toHaveAttribute("data-status", "completed", { timeout: 60_000 });
   await expect.poll(async () => (await hookLines(page)).length).toBe(600);
   await expectLogMatchesFile(page, taskId);
@@ -287,33 +293,17 @@ test("the loss chart keeps up with the progress numbers at 1440 and 390 px; a co
   await shot(page, testInfo, "chart-390-completed");
 });
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-for (const rate of [100, 5_000]) {
-  test(`line-to-page latency at ${rate} lines/s`, async ({ page }) => {
-    const total = rate === 100 ? 500 : 25_000;
-    const task = await createFixtureTask(`latency-${rate}-${Date.now()}`, total, rate);
-    await openPage(page, `?task=${task.id}`);
-    await expect(page.getByTestId("log-live-status")).toHaveAttribute("data-status", "live");
-    await page.getByTestId("action-start").click();
-    await expect.poll(async () => (await hookLines(page)).length, { timeout: 60_000 }).toBe(total);
-    const shown = await hookLines(page);
-    const numbers = shown.map((line) => Number(/ n=(\d+) /.exec(line.text)?.[1]));
-    expect(numbers).toEqual(Array.from({ length: total }, (_, i) => i + 1));
-    const latencies = shown
-      .map((line) => line.shownAt - Number(/^t=(\d+)/.exec(line.text)?.[1]))
-      .sort((a, b) => a - b);
-    const median = percentile(latencies, 50);
-    const p99 = percentile(latencies, 99);
-    console.log(
-      `line-to-page latency at ${rate} lines/s over ${total} lines: median ${median} ms, p99 ${p99} ms, max ${latencies.at(-1)} ms`,
-    );
-    expect(median).toBeLessThan(1_000);
-    await expect(page.getByTestId("log-count")).toHaveAttribute(
-      "data-count",
-      String(Math.min(total, 20_000)),
-    );
-  });
-}
+// How fast lines reach the page is measured by `npm run bench:latency`, not here.
+test("at 5,000 lines/s every line reaches the page once and in order; the view keeps the last 20,000", async ({
+  page,
+}) => {
+  const total = 25_000;
+  const task = await createFixtureTask(`fast-${Date.now()}`, total, 5_000);
+  await openPage(page, `?task=${task.id}`);
+  await expect(page.getByTestId("log-live-status")).toHaveAttribute("data-status", "live");
+  await page.getByTestId("action-start").click();
+  await expect.poll(async () => (await hookLines(page)).length, { timeout: 60_000 }).toBe(total);
+  const numbers = (await hookLines(page)).map((line) => Number(/ n=(\d+) /.exec(line.text)?.[1]));
+  expect(numbers).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+  await expect(page.getByTestId("log-count")).toHaveAttribute("data-count", "20000");
+});

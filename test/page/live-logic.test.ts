@@ -15,7 +15,7 @@ describe("live state", () => {
       // the link reports a dropped connection as connecting, with the error, while it reconnects
       ["connecting", error, "reconnecting"],
       ["pending", null, "live"],
-      ["error", error, "disconnected"],
+      ["error", error, "reconnecting"],
       ["idle", null, "disconnected"],
     ] as const;
     for (const [status, cause, expected] of cases) {
