@@ -33,6 +33,20 @@ const entries = {
   evaluator: "src/trainers/evaluate/main.ts",
 };
 
+/**
+ * The CLI and the server bundle their npm packages too: a command runs for a fraction of a
+ * second and a studio start is waited for, and loading hundreds of package modules one by one
+ * cost each of them about as much CPU as their own work. (Packages bundled as CommonJS get a
+ * `require` of their own.) PGlite loads its WebAssembly and data files from beside its own
+ * module, and Next is loaded only when a page is asked for: both stay in node_modules.
+ */
+const withPackages = {
+  cli: [],
+  server: ["@electric-sql/pglite", "next"],
+};
+const requireBanner =
+  'import { createRequire as __studioCreateRequire } from "node:module"; const require = __studioCreateRequire(import.meta.url);';
+
 // Each program separately, so one that does not build never holds back the others' tests.
 const results = await Promise.allSettled([
   assembleKernels(),
@@ -44,7 +58,9 @@ const results = await Promise.allSettled([
       platform: "node",
       target: "node20",
       format: "esm",
-      packages: "external",
+      ...(withPackages[name]
+        ? { external: withPackages[name], banner: { js: requireBanner } }
+        : { packages: "external" }),
       sourcemap: "linked",
       logLevel: "error",
     }),
