@@ -1,7 +1,8 @@
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { expect, test } from "@playwright/test";
 import { createClient } from "../../src/cli/client";
+import { loadBaseModel } from "../../src/trainers/builtin/base-model";
 
 const ROWS = readFileSync(join(import.meta.dirname, "../fixtures/builtin/alpaca-200.jsonl"), "utf8")
   .trim()
@@ -20,9 +21,9 @@ async function upload(fileName: string, rows: string[]) {
   return dataset.id;
 }
 
-test("a tiny built-in run: the playground streams base and adapter side by side, an evaluation's figures appear, and an evaluation set scores each checkpoint", async ({
+test("a tiny built-in run: the playground streams base and adapter side by side, an evaluation's figures appear, and an evaluation set scores each checkpoint; the merged model exported from the page loads again", async ({
   page,
-}) => {
+}, testInfo) => {
   const train = await upload("train.jsonl", ROWS.slice(0, 16));
   const heldOut = await upload("held-out.jsonl", ROWS.slice(100, 103));
   const task = await client.task.create.mutate({
@@ -126,4 +127,21 @@ test("a tiny built-in run: the playground streams base and adapter side by side,
   await expect(page.getByTestId("evaluation-row")).toHaveCount(1);
   await page.getByTestId("evaluation-set-detach").click();
   await expect(page.getByTestId("evaluation-set-attach")).toBeVisible();
+
+  // Exported from the page: the merged model's files are listed and served, and the studio's own
+  // loader takes the downloaded model as a base model of the same shape.
+  await page.getByTestId("action-export").click();
+  const files = page.getByTestId("export-files").locator("a");
+  await expect(files).toHaveText(["config.json", "model.safetensors", "provenance.json"], {
+    timeout: 60_000,
+  });
+  const served = await page.request.get(
+    (await files.filter({ hasText: "model.safetensors" }).getAttribute("href"))!,
+  );
+  expect(served.status()).toBe(200);
+  mkdirSync(testInfo.outputDir, { recursive: true });
+  const downloaded = testInfo.outputPath("merged.safetensors");
+  writeFileSync(downloaded, await served.body());
+  const merged = await loadBaseModel(downloaded);
+  expect(merged.config).toEqual((await loadBaseModel(task.model)).config);
 });
