@@ -15,6 +15,9 @@ import { TestStudio } from "../helpers/studio";
 import { mountTmpfs, unmountTmpfs } from "../helpers/tmpfs";
 import { killGroups, waitFor } from "../helpers/wait";
 
+/** Writes fill.bin in its task folder until the disk is full (see the fixture). */
+const FILL_DISK = join(import.meta.dirname, "../fixtures/trainers/fill-disk.mjs");
+
 describe("diskVerdict", () => {
   it.each([
     [0, 100, "full"],
@@ -132,12 +135,7 @@ describe("a nearly full STUDIO_HOME", () => {
   }, 90_000);
 
   it("keeps the outcome of a trainer that filled the disk until it can be written, and says the disk was full", async () => {
-    const fill = [
-      process.execPath,
-      "-e",
-      // Writes until the disk is full; the write error ends it with exit code 1.
-      "const fs=require('fs');const b=Buffer.alloc(1<<20);const fd=fs.openSync('fill.bin','w');console.log('filling');for(;;)fs.writeSync(fd,b)",
-    ];
+    const fill = [process.execPath, FILL_DISK];
     const task = await studio.client.task.create.mutate({
       name: "fills the disk",
       model: "fixture",
@@ -178,12 +176,8 @@ describe("a nearly full STUDIO_HOME", () => {
       model: "fixture",
       dataset: "sample",
       trainer: "command",
-      // Writes until the disk is full, then exits with code 1 (as a trainer that could not save).
-      command: [
-        process.execPath,
-        "-e",
-        "const fs=require('fs');const b=Buffer.alloc(1<<20);const fd=fs.openSync('fill.bin','w');try{for(;;)fs.writeSync(fd,b)}catch{process.exit(1)}",
-      ],
+      // Exits with code 1 and says nothing, as a trainer that could not save.
+      command: [process.execPath, FILL_DISK, "--silent"],
     });
     await studio.client.task.start.mutate({ id: task.id });
     const p = await waitFor("the trainer", () => studio.processes(task.id));

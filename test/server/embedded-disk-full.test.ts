@@ -15,6 +15,9 @@ import { TestStudio } from "../helpers/studio";
 import { mountTmpfs, unmountTmpfs } from "../helpers/tmpfs";
 import { killGroups, waitFor } from "../helpers/wait";
 
+/** Writes fill.bin in its task folder until the disk is full (see the fixture). */
+const FILL_DISK = join(import.meta.dirname, "../fixtures/trainers/fill-disk.mjs");
+
 const MiB = 1024 * 1024;
 
 /** Resolves with how long `work` took, or rejects when it takes longer than `limitMs`. */
@@ -81,12 +84,7 @@ describe("a full disk under the embedded database", () => {
       model: "fixture",
       dataset: "sample",
       trainer: "command",
-      command: [
-        process.execPath,
-        "-e",
-        // Writes until the disk is full; the write error ends it with exit code 1.
-        "const fs=require('fs');const b=Buffer.alloc(1<<20);const fd=fs.openSync('fill.bin','w');console.log('filling');for(;;)fs.writeSync(fd,b)",
-      ],
+      command: [process.execPath, FILL_DISK],
     });
     await studio.client.task.start.mutate({ id: task.id });
     const processes = await waitFor("the trainer", () => studio.processes(task.id));
