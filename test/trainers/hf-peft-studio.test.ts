@@ -279,12 +279,16 @@ describe("the hf-peft trainer through the studio", () => {
     expect(stoppedAt).toBeGreaterThanOrEqual(SETTINGS.saveSteps);
     expect(stoppedAt).toBeLessThan(TOTAL_STEPS);
     // It may wait for the slot of the uninterrupted run beside it: torch has one thread in tests.
-    await waitFor(
-      "the resumed run to complete",
-      async () => (await task(interrupted)).status === "completed",
+    const ended = await waitFor(
+      "the resumed run to end",
+      async () => {
+        const t = await task(interrupted);
+        return ["completed", "failed", "cancelled", "interrupted"].includes(t.status) ? t : null;
+      },
       300_000,
       100,
     );
+    expect(`${ended.status}: ${ended.statusReason}`).toBe("completed: finished");
     const detail = await studio.client.task.get.query({ id: interrupted });
     const first = detail.attempts.find((a) => a.number === 1);
     expect(first).toMatchObject({ exitCode: 143 });
@@ -337,7 +341,21 @@ describe("the hf-peft trainer through the studio", () => {
   }, 420_000);
 
   async function stopThenResume(id: string) {
-    await waitFor("the first checkpoint", async () => (await task(id)).lastCheckpoint, 120_000, 20);
+    const first = await waitFor(
+      "the first checkpoint",
+      async () => (await task(id)).lastCheckpoint,
+      120_000,
+      20,
+    );
+    // A step past it first: a stop at the periodic checkpoint's own step saves that checkpoint
+    // again, and cut short it would leave none to fall back to (the trainer rightly refuses).
+    const firstStep = Number(/checkpoint-(\d+)$/.exec(first)?.[1]);
+    await waitFor(
+      "a step after the first checkpoint",
+      async () => ((await task(id)).progress as { step: number | null }).step! > firstStep,
+      120_000,
+      20,
+    );
     await studio.client.task.cancel.mutate({ id });
     const stopped = await waitFor(
       "the cancel to end the run",
