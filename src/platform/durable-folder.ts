@@ -1,6 +1,16 @@
 import { open, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 
+/** Flushes a file another process wrote (a trainer's weights) to the device. */
+export async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, "r+");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** Flushes a folder's entries (a created or renamed name) to the device. */
 export async function syncFolder(path: string): Promise<void> {
   const handle = await open(path, "r");

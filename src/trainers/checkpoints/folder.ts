@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { lstat, open, readdir, readFile, rename, rm, statfs } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { replaceFolder, syncFolder } from "../../platform/durable-folder";
+import { replaceFolder, syncFile, syncFolder } from "../../platform/durable-folder";
 import type { CheckpointSizes } from "./disk-forecast";
 import {
   type CheckpointManifest,
@@ -178,12 +178,7 @@ export async function writeFileDurably(path: string, data: string | Uint8Array):
 
 /** Flushes a file someone else wrote, and hashes it. */
 async function syncAndHash(path: string): Promise<{ size: number; sha256: string }> {
-  const handle = await open(path, "r+");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await syncFile(path);
   return hashFile(path);
 }
 

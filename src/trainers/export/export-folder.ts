@@ -1,6 +1,6 @@
 import { lstat, mkdir, open, readdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { replaceFolder, syncFolder } from "../../platform/durable-folder";
+import { replaceFolder, syncFile, syncFolder } from "../../platform/durable-folder";
 import { hashFile } from "../checkpoints/folder";
 import { EXPORT_FOLDER } from "./export-record";
 import type { ExportedFile } from "./provenance";
@@ -65,20 +65,11 @@ export async function sealExport(staging: string): Promise<ExportedFile[]> {
   for (const name of (await readdir(staging)).sort()) {
     const info = await lstat(join(staging, name));
     if (!info.isFile()) throw new Error(`the merge left ${name}, which is not a plain file`);
-    await flushFile(join(staging, name));
+    await syncFile(join(staging, name));
     files.push({ name, ...(await hashFile(join(staging, name))) });
   }
   await syncFolder(staging);
   return files;
-}
-
-async function flushFile(path: string): Promise<void> {
-  const handle = await open(path, "r+");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** Makes the staged export the task's export: the earlier one moved aside, then removed. */
