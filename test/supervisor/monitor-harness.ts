@@ -19,6 +19,8 @@ export class MonitorHarness {
   updates: TaskUpdate[] = [];
   errors: unknown[] = [];
   monitor!: AttemptMonitor;
+  /** The cap on unstored rows given to each new monitor (the studio's by default). */
+  maxUnstoredRows: number | undefined;
   dir = "";
   taskId = "";
   private attemptRowId = 0;
@@ -149,6 +151,7 @@ export class MonitorHarness {
       this.database.db,
       this.bus,
       (err) => this.errors.push(err),
+      this.maxUnstoredRows,
     );
   }
 }

@@ -122,6 +122,13 @@ const nothingUnstored = (): Unstored => ({
  */
 const STORE_BATCH_ROWS = 5_000;
 
+/**
+ * While stores fail (a database outage), reading stops once this many rows wait unstored; the
+ * rest stays in the files and is read once a store lands. A chatty trainer through a long
+ * outage would otherwise have every metric it printed held in the studio's memory.
+ */
+export const MAX_UNSTORED_ROWS = 50_000;
+
 /** Which of the attempt's files a file event names, as the monitor reads them. */
 const LOG_FILE = "training.log";
 const PROGRESS_FILE = "progress.jsonl";
@@ -164,12 +171,15 @@ export class AttemptMonitor {
   private active = false;
   /** What stopped the last tick, if anything: a drain that could not store must not pass as done. */
   private failure: unknown = null;
+  /** Reading stopped at `maxUnstoredRows`; the next store that lands starts it again. */
+  private heldAtCap = false;
 
   constructor(
     readonly target: MonitorTarget,
     private readonly db: Db,
     private readonly bus: StudioBus,
     private readonly onError: (err: unknown) => void,
+    private readonly maxUnstoredRows = MAX_UNSTORED_ROWS,
   ) {
     this.stored = { log: target.logCursor, structured: target.progressCursor };
   }
@@ -185,6 +195,9 @@ export class AttemptMonitor {
       this.pathCheckDue = true;
       this.progressDue = true;
       for (let left = passes; left > 0 && !this.stopped; left--) {
+        // A tick stores (or fails, and ends) rather than stop reading at the cap: a drain must
+        // not take a held read for the end of the files.
+        if (this.atCap()) await this.store();
         const found = this.readOnce();
         if (!found) break;
         if (this.unstored.metrics.length >= STORE_BATCH_ROWS) await this.store();
@@ -198,6 +211,10 @@ export class AttemptMonitor {
       this.failure = err;
       this.report(err);
     }
+  }
+
+  private atCap(): boolean {
+    return this.unstored.metrics.length + this.unstored.events.length >= this.maxUnstoredRows;
   }
 
   /** Reports an error, but a failing store only once per run of failures. */
@@ -319,6 +336,10 @@ export class AttemptMonitor {
    * they derive waits in `unstored`. True when it found lines (more may be waiting).
    */
   private readOnce(): boolean {
+    if (this.atCap()) {
+      this.heldAtCap = true;
+      return false;
+    }
     const t = this.target;
     const now = Date.now();
     let progress = t.progress;
@@ -442,6 +463,10 @@ export class AttemptMonitor {
         checkpoint: progress?.lastCheckpoint?.path ?? null,
       });
       this.stored = cursors;
+      if (this.heldAtCap) {
+        this.heldAtCap = false;
+        this.hint();
+      }
       if (this.storeFailures > 0) {
         this.onError(`stored again after ${this.storeFailures} failed tries`);
         this.storeFailures = 0;
