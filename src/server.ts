@@ -94,6 +94,9 @@ async function main() {
     get readOnly() {
       return supervision.readOnly;
     },
+    get booting() {
+      return supervision.supervisor?.booting ?? false;
+    },
   };
 
   // Page sessions, when a token is set. A session opened with another token never opens

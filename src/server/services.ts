@@ -21,4 +21,6 @@ export interface StudioServices {
   version: string;
   /** Why this studio cannot change anything (another studio supervises), or null. */
   readonly readOnly: string | null;
+  /** The supervisor's boot (rebuild, reconciliation) is still under way: statuses may change. */
+  readonly booting: boolean;
 }

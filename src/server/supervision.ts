@@ -56,8 +56,8 @@ export class Supervision {
     // Until it wins the lease, this studio's connection cannot change any task.
     await this.opts.database.actUnder(STANDBY_EPOCH);
     await this.tick();
-    // The studio serves once its first term's boot reconciliation is done, as at any start.
-    await this.beginning;
+    // The studio serves while its first term's boot (rebuild, reconciliation) goes on: reads
+    // show what the database holds, commands wait for the boot (Supervisor.booted).
     this.timer = setInterval(() => {
       if (!this.ticking) {
         this.ticking = this.tick().finally(() => {
@@ -72,6 +72,8 @@ export class Supervision {
     await this.ticking;
     const previous = this.state;
     this.state = { kind: "stopped" };
+    // A boot under way re-attaches trainers: let it end before following stops.
+    await this.beginning;
     if (previous.kind === "supervising") await previous.supervisor.stop();
     await this.opts.database.lease.release();
   }
@@ -143,6 +145,7 @@ export class Supervision {
     // The supervisor stops starting anything at once; then a connection under the standby
     // epoch, so nothing this studio still has under way can land once another studio has raised
     // the epoch; then what was under way is waited for.
+    await this.beginning;
     const stopped = supervisor.stop();
     await this.opts.database.actUnder(STANDBY_EPOCH);
     await stopped;

@@ -43,6 +43,7 @@ describe.each(testDatabaseKinds())("task router on %s", (kind) => {
       supervisor: null,
       startedAt: new Date(),
       version: "test",
+      booting: false,
       readOnly: null,
       authorized: true,
     };

@@ -118,9 +118,37 @@ export class TestStudio {
     return JSON.parse(await this.cli(...args, "--json")) as T;
   }
 
+  /** `studio start`, then until its boot reconciliation is over (the studio answers before). */
   async start(): Promise<number> {
     await this.cli("start");
+    await this.booted();
     return this.pid()!;
+  }
+
+  /** `studio restart`, then until the new studio's boot reconciliation is over. */
+  async restart(): Promise<void> {
+    await this.cli("restart");
+    await this.booted();
+  }
+
+  /** Until the studio says its boot (rebuild, reconciliation) is over. */
+  async booted(): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    const token = this.env.STUDIO_TOKEN;
+    const booting = async () => {
+      const response = await fetch(`http://127.0.0.1:${this.port}/api/trpc/studio.info`, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+      });
+      const body = (await response.json()) as {
+        result?: { data?: { json?: { booting?: boolean } } };
+      };
+      if (!response.ok) throw new Error(`studio.info: HTTP ${response.status}`);
+      return body.result?.data?.json?.booting !== false;
+    };
+    while (await booting()) {
+      if (Date.now() > deadline) throw new Error("the studio's boot did not end within 60 s");
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
 
   async stop() {

@@ -37,7 +37,7 @@ describe("live streams on a studio (pglite)", () => {
 
       // The next studio recycles its streams every 2 s (tRPC's sse.maxDurationMs).
       studio.env.STUDIO_STREAM_MAX_SECONDS = "2";
-      await studio.cli("restart");
+      await studio.restart();
       for (const follower of followers) {
         await waitFor("a recycled stream", () => follower.connections >= 3);
         // cut by the restart, then by the recycle

@@ -87,7 +87,7 @@ describe.each(["pglite"] as const)("control of running tasks (%s)", (kind) => {
     // SIGSTOP is sent, not yet acted on: the kernel stops the trainer when it next runs.
     await waitFor("the trainer to stop", () => readStat(handle.trainer.pid)?.state === "T");
     const printed = studio.logOf(task.id).length;
-    await studio.cli("restart");
+    await studio.restart();
     expect(await status(task.id)).toBe("paused");
     expect(readStat(handle.trainer.pid)?.state).toBe("T");
     expect(studio.logOf(task.id).length).toBe(printed);
@@ -223,7 +223,7 @@ describe.runIf(testDatabaseKinds().includes("postgres"))(
         ).rejects.toThrow(/read-only/);
         // The first one's release lets a later studio supervise.
         await first.stop();
-        await second.cli("restart");
+        await second.restart();
         expect((await second.client.studio.info.query()).readOnly).toBeNull();
       } finally {
         await second.dispose();

@@ -55,7 +55,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
     await waitFor("some output", () => studio.logOf(task.id).length > 10);
 
     const studioPid = studio.pid();
-    await studio.cli("restart");
+    await studio.restart();
     expect(studio.pid()).not.toBe(studioPid);
     expect(isAlive(before.trainer)).toBe(true);
     expect(isAlive(before.runner)).toBe(true);
@@ -141,7 +141,7 @@ describe.each(testDatabaseKinds())("trainers outlive the studio (%s)", (kind) =>
       );
 
       await studio.client.task.pause.mutate({ id: task.id });
-      await studio.cli("restart");
+      await studio.restart();
       expect(isAlive(before.trainer)).toBe(true);
       expect(await studio.processes(task.id)).toEqual(before);
       expect((await statusOf(studio, task.id)).status).toBe("paused");

@@ -109,7 +109,7 @@ describe("the studio on a Slurm cluster", () => {
     expect(job.kind).toBe("slurm");
     await waitFor("some output", () => logLines(id).length > 10);
 
-    await studio.cli("restart");
+    await studio.restart();
     const after = await detail(id);
     expect(after.task.status).toBe("training");
     expect(after.attempts[0]).toMatchObject({ executor: "slurm", pid: null });

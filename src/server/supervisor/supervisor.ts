@@ -37,6 +37,17 @@ export class Supervisor {
   private poller: NodeJS.Timeout | null = null;
   /** The rebuild in progress, if any: rebuilds run one at a time. */
   private recovering: Promise<unknown> = Promise.resolve();
+  private bootOver!: () => void;
+  /**
+   * Settles once the term's boot (rebuild, reconciliation) is over, or the supervisor stopped.
+   * The studio answers meanwhile; commands wait for it, so none acts on a task that boot has
+   * not judged yet.
+   */
+  readonly booted = new Promise<void>((resolve) => {
+    this.bootOver = resolve;
+  });
+  /** True until `booted` settles: statuses shown may still change. */
+  booting = true;
 
   constructor(private readonly ctx: SupervisorContext) {
     this.watchers = new AttemptWatchers(ctx, (watcher) => this.reconciler.reconcileLive(watcher));
@@ -95,7 +106,7 @@ export class Supervisor {
    * tasks reconciled as at boot. The report carries each task's status after that.
    */
   recover(): Promise<RebuildReport> {
-    const run = this.recovering.then(() => this.recoverOnce());
+    const run = this.recovering.then(() => this.afterBoot(() => this.recoverOnce()));
     this.recovering = run.catch(() => {});
     return run;
   }
@@ -132,7 +143,7 @@ export class Supervisor {
     return this.reconciler.reconcileOpenTasks(resumeReason);
   }
 
-  /** Starts the periodic check that backs up file events. Boot reconciliation runs before. */
+  /** Starts the periodic check that backs up file events, and ends the boot: reconciliation ran before. */
   startLoop() {
     this.poller = setInterval(() => {
       const now = Date.now();
@@ -142,10 +153,22 @@ export class Supervisor {
     this.launcher.schedule();
     this.notifications?.start();
     this.standing.start();
+    this.endBoot();
+  }
+
+  private endBoot() {
+    this.booting = false;
+    this.bootOver();
+  }
+
+  private async afterBoot<T>(command: () => Promise<T>): Promise<T> {
+    await this.booted;
+    return command();
   }
 
   /** Stops following trainers. The trainers themselves keep running; the next studio re-attaches. */
   async stop() {
+    this.endBoot();
     if (this.poller) clearInterval(this.poller);
     this.reconciler.stop();
     // Both stop taking new work at once (before either waits on what is under way).
@@ -158,23 +181,23 @@ export class Supervisor {
   }
 
   start(id: string): Promise<TaskRow> {
-    return this.commands.start(id);
+    return this.afterBoot(() => this.commands.start(id));
   }
 
   retry(id: string, fromCheckpoint: boolean): Promise<TaskRow> {
-    return this.commands.retry(id, fromCheckpoint);
+    return this.afterBoot(() => this.commands.retry(id, fromCheckpoint));
   }
 
   cancel(id: string): Promise<TaskRow> {
-    return this.commands.cancel(id);
+    return this.afterBoot(() => this.commands.cancel(id));
   }
 
   pause(id: string): Promise<TaskRow> {
-    return this.commands.pause(id);
+    return this.afterBoot(() => this.commands.pause(id));
   }
 
   resume(id: string): Promise<TaskRow> {
-    return this.commands.resume(id);
+    return this.afterBoot(() => this.commands.resume(id));
   }
 
   /** The task's evaluation set changed: its standing evaluations follow at the next pass. */

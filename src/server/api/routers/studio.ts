@@ -31,6 +31,8 @@ export const studioRouter = router({
       database: ctx.database.kind,
       home: ctx.env.STUDIO_HOME,
       readOnly: ctx.readOnly,
+      /** Boot reconciliation is still under way: statuses may change, commands wait for it. */
+      booting: ctx.booting,
       concurrency: ctx.env.STUDIO_CONCURRENCY,
       gpus: ctx.env.STUDIO_GPUS,
       /** Tasks per status; null when the database did not answer in time. */
