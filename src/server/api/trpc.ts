@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { initTRPC, TRPCError } from "@trpc/server";
-import superjson from "superjson";
 import { ZodError } from "zod";
 import type { SessionInfo, SessionStore } from "../auth";
 import { DatasetError } from "../datasets/dataset-error";
 import { streamMaxSeconds } from "../env";
 import type { StudioServices } from "../services";
 import { TaskActionError } from "../supervisor/task-action-error";
+import { studioTransformer } from "./shared-encoding";
 import { unstorableText } from "./storable";
 import { fieldIssue, zodErrorOf } from "./zod-error";
 
@@ -20,8 +20,8 @@ export interface Context extends StudioServices {
 }
 
 const t = initTRPC.context<Context>().create({
-  // Dates and other non-JSON values arrive as what the router's types say they are.
-  transformer: superjson,
+  // Dates and other non-JSON values arrive as what the router's types say they are (superjson).
+  transformer: studioTransformer,
   isDev: false,
   errorFormatter({ shape, error, path }) {
     if (error.code === "INTERNAL_SERVER_ERROR") {

@@ -50,6 +50,7 @@ import { type ExportSettings, readExport, startExport } from "../../tasks/task-e
 import { readLinesAfter } from "../../tasks/task-log";
 import { taskModel, taskModelChoices } from "../../tasks/task-model-source";
 import { taskRecordOf, writeTaskRecord } from "../../tasks/task-record";
+import { sentToAll } from "../shared-encoding";
 import { type Context, mutatingProcedure, publicProcedure, router } from "../trpc";
 import { fieldIssue } from "../zod-error";
 
@@ -345,7 +346,14 @@ export const taskRouter = router({
         }
         for await (const [chunk] of live) {
           if (chunk.reset) last = null;
-          const lines = chunk.lines.filter((l) => last === null || l.offset > last);
+          const first = chunk.lines[0];
+          if (!first) continue;
+          // Usually every line is new to every subscriber: the chunk as published, encoded once
+          // for all of them. Only the first chunk after a catch-up overlaps what was read.
+          const lines =
+            last === null || first.offset > last
+              ? sentToAll(chunk.lines)
+              : chunk.lines.filter((l) => l.offset > last!);
           if (!lines.length) continue;
           last = lines.at(-1)!.offset;
           yield tracked(String(last), lines);
