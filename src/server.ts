@@ -125,7 +125,9 @@ async function main() {
   http.listening((server.address() as AddressInfo).port);
   writeFileSync(paths.pidFile, `${process.pid}\n`);
   log(`studio ${version} serving ${url} (database: ${database.kind}, home: ${env.STUDIO_HOME})`);
-  if (!env.STUDIO_PAGE_ON_DEMAND) pages.preload();
+  // Loading the page's server keeps this thread busy for a while: after the boot, so that it
+  // delays neither the first answers nor the re-attaching (a page asked for sooner loads it then).
+  if (!env.STUDIO_PAGE_ON_DEMAND) void supervision.firstBoot().then(() => pages.preload());
 
   // PGlite runs with fsync off: flush now and then so a crash loses at most a few seconds.
   const checkpointTimer = setInterval(() => {

@@ -67,6 +67,11 @@ export class Supervision {
     }, TICK_MS);
   }
 
+  /** Settles once the first term's boot is over (at once for a studio that stands by). */
+  async firstBoot(): Promise<void> {
+    await this.beginning;
+  }
+
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.ticking;

@@ -136,13 +136,13 @@ export class TestStudio {
     const deadline = Date.now() + 60_000;
     const token = this.env.STUDIO_TOKEN;
     const booting = async () => {
-      const response = await fetch(`http://127.0.0.1:${this.port}/api/trpc/studio.info`, {
+      const response = await fetch(`http://127.0.0.1:${this.port}/api/trpc/studio.ping`, {
         headers: token ? { authorization: `Bearer ${token}` } : {},
       });
       const body = (await response.json()) as {
         result?: { data?: { json?: { booting?: boolean } } };
       };
-      if (!response.ok) throw new Error(`studio.info: HTTP ${response.status}`);
+      if (!response.ok) throw new Error(`studio.ping: HTTP ${response.status}`);
       return body.result?.data?.json?.booting !== false;
     };
     while (await booting()) {

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { and, eq, inArray } from "drizzle-orm";
 import { removeStaleTempFiles } from "../../platform/atomic-write";
+import { eachLimited } from "../../platform/each-limited";
 import { type AttemptRow, attempts, type TaskRow, tasks } from "../db/schema";
 import { describeDiskSpace, diskSpace } from "../disk-space";
 import { readLinesBefore } from "../logs/log-cursor";
@@ -39,6 +40,8 @@ import { slowWorkDue } from "./stall-watch";
 
 /** How much of the end of training.log a failure is judged from. */
 const FAILURE_LOG_LINES = 200;
+/** Open tasks boot reconciles at once (see reconcileOpenTasks). */
+const BOOT_PARALLEL_TASKS = 4;
 
 /** What the reconciler needs from the rest of the supervisor. */
 export interface ReconcilerDeps {
@@ -102,20 +105,20 @@ export class Reconciler {
         ),
       );
     const counts: Record<string, number> = {};
-    await Promise.all(
-      open.map(async (task) => {
-        let action: string;
-        try {
-          action = await this.reconcileAtBoot(task, resumeReason);
-        } catch (err) {
-          // The database failing mid-way: this task is looked at again in a second.
-          this.ctx.log(`boot reconciliation of task ${task.id} failed: ${err}; trying again`);
-          setTimeout(() => void this.reconcileAgain(task.id), 1_000).unref();
-          action = "error";
-        }
-        counts[action] = (counts[action] ?? 0) + 1;
-      }),
-    );
+    // The studio answers meanwhile: a few tasks at a time keep its requests from queueing
+    // behind every task's database calls.
+    await eachLimited(open, BOOT_PARALLEL_TASKS, async (task) => {
+      let action: string;
+      try {
+        action = await this.reconcileAtBoot(task, resumeReason);
+      } catch (err) {
+        // The database failing mid-way: this task is looked at again in a second.
+        this.ctx.log(`boot reconciliation of task ${task.id} failed: ${err}; trying again`);
+        setTimeout(() => void this.reconcileAgain(task.id), 1_000).unref();
+        action = "error";
+      }
+      counts[action] = (counts[action] ?? 0) + 1;
+    });
     const parts = Object.entries(counts).map(([action, n]) => `${n} ${action}`);
     return parts.length ? parts.join(", ") : "nothing to do";
   }

@@ -11,6 +11,17 @@ const COUNTS_TIMEOUT_MS = 2_000;
 const DISK_EVERY_MS = 5_000;
 
 export const studioRouter = router({
+  /**
+   * Which studio answers, without the database: `studio start` asks it to tell its own server
+   * from another program on the port, and it answers even while the boot's reconciliation
+   * keeps the database busy.
+   */
+  ping: publicProcedure.query(({ ctx }) => ({
+    pid: process.pid,
+    version: ctx.version,
+    booting: ctx.booting,
+  })),
+
   info: publicProcedure.query(async ({ ctx }) => {
     let timer: NodeJS.Timeout | undefined;
     const db = ctx.database.db;
