@@ -160,6 +160,12 @@ async function main() {
   process.on("SIGINT", () => void stop("SIGINT"));
 }
 
+// studio.log (the studio's stdout and stderr) may lie on a full disk. A log line that cannot be
+// written is lost, as it must be; the failed write must not come back as an uncaught exception,
+// which would itself be logged, fail again, and so on for as long as the disk is full (that loop,
+// through the page server's error logging, held the studio's thread for seconds at a time).
+for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
+
 // A fault in one task's handling must never take the studio down, and must never pass unseen:
 // logged with a marker the test suite fails on (test/helpers/studio.ts).
 process.on("unhandledRejection", (reason) => {

@@ -152,7 +152,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     try {
       for (const until = Date.now() + ms; Date.now() < until; ) {
         await answersWithin(studio, ANSWER_WITHIN_MS).catch((err) =>
-          violation(`with a full disk: ${err}`),
+          violation(
+            `with a full disk: ${err}\n--- studio.log (tail) ---\n${studio.log().slice(-3000)}`,
+          ),
         );
         await sleep(250);
       }
