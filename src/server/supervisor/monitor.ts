@@ -127,7 +127,7 @@ const STORE_BATCH_ROWS = 5_000;
  * rest stays in the files and is read once a store lands. A chatty trainer through a long
  * outage would otherwise have every metric it printed held in the studio's memory.
  */
-export const MAX_UNSTORED_ROWS = 50_000;
+const MAX_UNSTORED_ROWS = 50_000;
 
 /** Which of the attempt's files a file event names, as the monitor reads them. */
 const LOG_FILE = "training.log";
