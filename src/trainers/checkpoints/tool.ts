@@ -25,6 +25,13 @@ import { CheckpointKeeper, HF_PEFT_STYLE, NoCheckpointError } from "./keeper";
  *            → {"path" (null when discarded), "disk"}
  */
 
+// A stop is the trainer's to carry out, at the end of its step. The runner signals the trainer's
+// whole process group, this tool (its child) included: a commit cut short by that SIGTERM made
+// the trainer fail (exit 1) instead of stopping with its checkpoint. SIGKILL, after the grace
+// period, still ends it; train.py runs it again should a signal come before these are in place.
+process.on("SIGTERM", () => {});
+process.on("SIGINT", () => {});
+
 const count = z.coerce.number().int().min(0);
 /** Checkpoints train.py found not to load, with why. */
 const rejectedSchema = z.array(z.object({ path: z.string().min(1), reason: z.string() }));

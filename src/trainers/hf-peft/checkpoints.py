@@ -14,6 +14,7 @@ checkpoints/checkpoint-N, then removes the checkpoints no longer kept.
 import json
 import os
 import shutil
+import signal
 import subprocess
 
 # Under checkpoints/. Hidden, so nothing takes it for a checkpoint, and named like the staging
@@ -68,6 +69,10 @@ class CheckpointTool:
         argv = [*self.command, command, "--task-dir", self.task_dir, *args]
         # stderr is inherited: the tool's lines go to the training log.
         result = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+        # A stop's SIGTERM reaches the tool too (the runner signals the whole group). The tool
+        # ignores it once it runs; ended by it, it had not begun, so it is run again.
+        if result.returncode in (-signal.SIGTERM, -signal.SIGINT):
+            result = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(
                 f"the checkpoint tool failed ({command}, exit code {result.returncode})"
