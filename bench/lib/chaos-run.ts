@@ -320,8 +320,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         got.length === file.length &&
         got.every((l, i) => l.offset === file[i]!.offset && l.text === file[i]!.text);
       if (!same) {
+        const seen = new Set(got.map((l) => l.offset));
+        const missing = file.filter((l) => !seen.has(l.offset)).map((l) => l.offset);
         violation(
-          `task ${t.id}: subscriber saw ${got.length} lines (${new Set(got.map((l) => l.offset)).size} distinct), the log has ${file.length}`,
+          `task ${t.id}: subscriber saw ${got.length} lines (${seen.size} distinct), the log has ${file.length}; missing offsets ${missing.slice(0, 10).join(", ")}${missing.length > 10 ? ", …" : ""} (the log's last: ${file.at(-1)?.offset}); ${t.subscriber.reconnects} reconnects`,
         );
       }
       report.linesChecked += file.length;
