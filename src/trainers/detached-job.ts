@@ -1,10 +1,12 @@
 import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
-import { resolve } from "node:path";
+import { open, readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { writeJsonAtomic } from "../platform/atomic-write";
 import { type ProcessIdentity, readIdentity } from "../platform/identity";
+import { DIST_DIR } from "../platform/package-root";
 import { lowerOwnPriority } from "../platform/priority";
+import { inheritedEnv } from "./launch";
 
 /**
  * The protocol every detached job of the studio follows (the exporter, the evaluator): the studio
@@ -79,6 +81,60 @@ export interface DetachedJob<R extends JobRecord> {
   work(job: ClaimedJob<R>): Promise<Partial<R> | null>;
   /** A failure that is not a JobFailure, in a person's words; the error's message by default. */
   reasonOf?(err: unknown, taskDir: string): Promise<string>;
+}
+
+/**
+ * The studio's side: starts the job's program (dist/<program>.js) for a record already written,
+ * in a session of its own with its output in the log, and forgets it. A program that cannot be
+ * started is recorded as the run's failure; returns that reason, or null once it started.
+ */
+export async function startDetachedJob<R extends JobRecord & { id: string }>(start: {
+  /** "exporter", "evaluator". */
+  program: string;
+  idOption: string;
+  taskDir: string;
+  record: R;
+  recordPath: string;
+  log: { path: string; append: boolean };
+  baseEnv: Record<string, string | undefined>;
+}): Promise<string | null> {
+  const env: Record<string, string> = {
+    ...inheritedEnv(start.baseEnv),
+    PYTHONUNBUFFERED: "1",
+    TOKENIZERS_PARALLELISM: "false",
+  };
+  const log = await open(start.log.path, start.log.append ? "a" : "w");
+  try {
+    const child = spawn(
+      process.execPath,
+      [
+        join(DIST_DIR, `${start.program}.js`),
+        "--task-dir",
+        start.taskDir,
+        `--${start.idOption}`,
+        start.record.id,
+      ],
+      { detached: true, stdio: ["ignore", log.fd, log.fd], env: env as NodeJS.ProcessEnv },
+    );
+    const failure = await new Promise<Error | null>((started) => {
+      child.once("spawn", () => started(null));
+      child.once("error", started);
+    });
+    if (failure) {
+      const reason = `the ${start.program} could not be started: ${failure.message}`;
+      writeJsonAtomic(start.recordPath, {
+        ...start.record,
+        state: "failed",
+        finishedAt: new Date().toISOString(),
+        reason,
+      });
+      return reason;
+    }
+    child.unref();
+    return null;
+  } finally {
+    await log.close();
+  }
 }
 
 /** The most lines of a program's output kept for the reason of a failure. */

@@ -1,10 +1,9 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir } from "node:fs/promises";
+import { mkdir, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { writeJsonAtomic } from "../../platform/atomic-write";
 import { probe } from "../../platform/identity";
-import { DIST_DIR } from "../../platform/package-root";
+import { startDetachedJob } from "../../trainers/detached-job";
 import {
   EVAL_FOLDER,
   EVAL_RECORD_VERSION,
@@ -15,7 +14,6 @@ import {
   parseEvalRecord,
 } from "../../trainers/evaluate/eval-record";
 import { type EvalStatus, judgeEvaluation } from "../../trainers/evaluate/eval-state";
-import { inheritedEnv } from "../../trainers/launch";
 import { openInside, PathRefusal } from "../datasets/safe-paths";
 import type { DatasetInfo } from "../datasets/store";
 import type { TaskRow } from "../db/schema";
@@ -89,35 +87,16 @@ export async function launchEvaluator(
   dir: string,
   record: EvalRecord,
 ) {
-  const env: Record<string, string> = {
-    ...inheritedEnv(settings.baseEnv),
-    PYTHONUNBUFFERED: "1",
-    TOKENIZERS_PARALLELISM: "false",
-  };
-  const log = await open(evalLogPath(dir, record.id), "a");
-  try {
-    const child = spawn(
-      process.execPath,
-      [join(DIST_DIR, "evaluator.js"), "--task-dir", dir, "--eval-id", record.id],
-      { detached: true, stdio: ["ignore", log.fd, log.fd], env: env as NodeJS.ProcessEnv },
-    );
-    await new Promise<void>((resolve, reject) => {
-      child.once("spawn", resolve);
-      child.once("error", reject);
-    }).catch((err: Error) => {
-      const reason = `the evaluator could not be started: ${err.message}`;
-      writeJsonAtomic(evalRecordPath(dir, record.id), {
-        ...record,
-        state: "failed",
-        finishedAt: new Date().toISOString(),
-        reason,
-      } satisfies EvalRecord);
-      throw new TaskActionError("PRECONDITION_FAILED", reason);
-    });
-    child.unref();
-  } finally {
-    await log.close();
-  }
+  const failed = await startDetachedJob({
+    program: "evaluator",
+    idOption: "eval-id",
+    taskDir: dir,
+    record,
+    recordPath: evalRecordPath(dir, record.id),
+    log: { path: evalLogPath(dir, record.id), append: true },
+    baseEnv: settings.baseEnv,
+  });
+  if (failed) throw new TaskActionError("PRECONDITION_FAILED", failed);
 }
 
 const MAX_RECORD_BYTES = 1024 * 1024;

@@ -1,12 +1,11 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { lstat, open } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeJsonAtomic } from "../../platform/atomic-write";
 import { probe } from "../../platform/identity";
-import { DIST_DIR } from "../../platform/package-root";
 import { hashFile } from "../../trainers/checkpoints/folder";
+import { startDetachedJob } from "../../trainers/detached-job";
 import {
   EXPORT_FOLDER,
   EXPORT_LOG_FILE,
@@ -22,7 +21,6 @@ import {
   type ExportSource,
   exportRequestSchema,
 } from "../../trainers/export/provenance";
-import { inheritedEnv } from "../../trainers/launch";
 import { pinnedDatasetSha256 } from "../datasets/pinned";
 import { openInside, PathRefusal } from "../datasets/safe-paths";
 import type { TaskRow } from "../db/schema";
@@ -184,39 +182,16 @@ async function datasetHash(
 
 /** The exporter, in a session of its own with its output in export.log; the studio forgets it. */
 async function launchExporter(settings: ExportSettings, dir: string, record: ExportRecord) {
-  const env: Record<string, string> = {
-    ...inheritedEnv(settings.baseEnv),
-    PYTHONUNBUFFERED: "1",
-    TOKENIZERS_PARALLELISM: "false",
-  };
-  const log = await open(join(dir, EXPORT_LOG_FILE), "w");
-  try {
-    const child = spawn(
-      process.execPath,
-      [join(DIST_DIR, "exporter.js"), "--task-dir", dir, "--export-id", record.id],
-      {
-        detached: true,
-        stdio: ["ignore", log.fd, log.fd],
-        env: env as NodeJS.ProcessEnv,
-      },
-    );
-    await new Promise<void>((resolve, reject) => {
-      child.once("spawn", resolve);
-      child.once("error", reject);
-    }).catch((err: Error) => {
-      const reason = `the exporter could not be started: ${err.message}`;
-      writeJsonAtomic(exportRecordPath(dir), {
-        ...record,
-        state: "failed",
-        finishedAt: new Date().toISOString(),
-        reason,
-      } satisfies ExportRecord);
-      throw new TaskActionError("PRECONDITION_FAILED", reason);
-    });
-    child.unref();
-  } finally {
-    await log.close();
-  }
+  const failed = await startDetachedJob({
+    program: "exporter",
+    idOption: "export-id",
+    taskDir: dir,
+    record,
+    recordPath: exportRecordPath(dir),
+    log: { path: join(dir, EXPORT_LOG_FILE), append: false },
+    baseEnv: settings.baseEnv,
+  });
+  if (failed) throw new TaskActionError("PRECONDITION_FAILED", failed);
 }
 
 /** The task's export as it stands: from export.json, the exporter's identity and the folder. */
