@@ -5,12 +5,12 @@ import { useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useTRPC } from "../trpc/context";
 import type { RouterOutputs, TaskDetails } from "../trpc/types";
+import { DatasetSelect } from "./DatasetSelect";
 import { ErrorNote } from "./ErrorNote";
+import { evaluationFigure } from "./evaluation-figure";
 
 type Evaluation = RouterOutputs["task"]["evaluations"][number];
 type Dataset = RouterOutputs["dataset"]["list"][number];
-
-const figure = (value: number | null) => (value === null ? "–" : value.toFixed(3));
 
 /**
  * The task's evaluation set: held-out data every checkpoint is scored on, once, by the studio
@@ -70,19 +70,15 @@ export function EvaluationSetScores({
         </p>
       ) : (
         <div className="inline-fields">
+          {/* biome-ignore lint/a11y/noLabelWithoutControl: DatasetSelect renders its select inside the label */}
           <label>
             {t("evaluation.dataset")}{" "}
-            <select
-              data-testid="evaluation-set-dataset"
+            <DatasetSelect
+              testId="evaluation-set-dataset"
+              datasets={datasets}
               value={chosen}
-              onChange={(e) => setDataset(e.target.value)}
-            >
-              {datasets.map((d) => (
-                <option key={d.id} value={d.id}>
-                  {t("datasets.option", { name: d.name, rows: d.rowCount, format: d.format })}
-                </option>
-              ))}
-            </select>
+              onChange={setDataset}
+            />
           </label>
           <button
             type="button"
@@ -122,15 +118,15 @@ export function EvaluationSetScores({
                   <>
                     <td data-testid="evaluation-score-loss">
                       {e.results.loss === lowest ? (
-                        <strong>{figure(e.results.loss)}</strong>
+                        <strong>{evaluationFigure(e.results.loss)}</strong>
                       ) : (
-                        figure(e.results.loss)
+                        evaluationFigure(e.results.loss)
                       )}{" "}
                       <span className="muted">
-                        ({t("evaluation.base")} {figure(e.results.baseLoss)})
+                        ({t("evaluation.base")} {evaluationFigure(e.results.baseLoss)})
                       </span>
                     </td>
-                    <td>{figure(e.results.perplexity)}</td>
+                    <td>{evaluationFigure(e.results.perplexity)}</td>
                     <td>
                       {e.results.exactMatch
                         ? `${e.results.exactMatch.matched}/${e.results.exactMatch.total}`

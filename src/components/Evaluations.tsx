@@ -5,14 +5,15 @@ import { useState } from "react";
 import { useTranslation } from "react-i18next";
 import { useTRPC } from "../trpc/context";
 import type { TaskDetails } from "../trpc/types";
+import { DatasetSelect } from "./DatasetSelect";
 import { EvaluationSetScores } from "./EvaluationSetScores";
+import { evaluationFigure } from "./evaluation-figure";
 import { ModelRunForm } from "./ModelRunForm";
 import { chosenWeights } from "./model-choice";
+import { ACTIVE_STATUSES } from "./task-statuses";
 
 const REFRESH_MS = 1000;
 const MODELS_REFRESH_MS = 5000;
-
-const figure = (value: number | null) => (value === null ? "–" : value.toFixed(3));
 
 /**
  * Evaluations of the task's adapter (or a checkpoint) on a stored dataset, each run by a process
@@ -26,7 +27,7 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
   // A custom command's model cannot be loaded by the studio.
   const loadable = task.trainer !== "command";
   // Checkpoints can come while a trainer runs (or is paused, or starting).
-  const training = (["preparing", "training", "paused"] as const).some((s) => s === task.status);
+  const training = ACTIVE_STATUSES.includes(task.status);
   // Checkpoints come while the task trains: the choices (and the scores to wait for) follow.
   const models = useQuery({
     ...trpc.task.models.queryOptions({ id: task.id }, { enabled: loadable }),
@@ -77,17 +78,12 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
             {
               label: t("evaluation.dataset"),
               control: (
-                <select
-                  data-testid="evaluation-dataset"
+                <DatasetSelect
+                  testId="evaluation-dataset"
+                  datasets={datasets.data ?? []}
                   value={chosenDataset}
-                  onChange={(e) => setDataset(e.target.value)}
-                >
-                  {datasets.data?.map((d) => (
-                    <option key={d.id} value={d.id}>
-                      {t("datasets.option", { name: d.name, rows: d.rowCount, format: d.format })}
-                    </option>
-                  ))}
-                </select>
+                  onChange={setDataset}
+                />
               ),
             },
           ]}
@@ -123,15 +119,15 @@ export function Evaluations({ task }: { task: TaskDetails["task"] }) {
                 {e.state === "done" ? (
                   <>
                     <td data-testid="evaluation-loss">
-                      {figure(e.results.loss)}{" "}
+                      {evaluationFigure(e.results.loss)}{" "}
                       <span className="muted">
-                        ({t("evaluation.base")} {figure(e.results.baseLoss)})
+                        ({t("evaluation.base")} {evaluationFigure(e.results.baseLoss)})
                       </span>
                     </td>
                     <td>
-                      {figure(e.results.perplexity)}{" "}
+                      {evaluationFigure(e.results.perplexity)}{" "}
                       <span className="muted">
-                        ({t("evaluation.base")} {figure(e.results.basePerplexity)})
+                        ({t("evaluation.base")} {evaluationFigure(e.results.basePerplexity)})
                       </span>
                     </td>
                     <td>

@@ -27,3 +27,6 @@ export const ENDED_STATUSES: readonly TaskStatusName[] = [
   "cancelled",
   "interrupted",
 ];
+
+/** A task in these statuses may have a trainer: checkpoints may still come. */
+export const ACTIVE_STATUSES: readonly TaskStatusName[] = ["preparing", "training", "paused"];
