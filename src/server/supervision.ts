@@ -77,8 +77,8 @@ export class Supervision {
     await this.ticking;
     const previous = this.state;
     this.state = { kind: "stopped" };
-    // A boot under way re-attaches trainers: let it end before following stops.
-    await this.beginning;
+    // A boot still under way (its database calls may be held) is not waited for: once stopped,
+    // the supervisor follows nothing it would re-attach, and the next studio boots anew.
     if (previous.kind === "supervising") await previous.supervisor.stop();
     await this.opts.database.lease.release();
   }
@@ -149,11 +149,11 @@ export class Supervision {
     this.opts.log(`stopped supervising (epoch ${epoch}): ${reason}`);
     // The supervisor stops starting anything at once; then a connection under the standby
     // epoch, so nothing this studio still has under way can land once another studio has raised
-    // the epoch; then what was under way is waited for.
-    await this.beginning;
+    // the epoch; then what was under way (the term's boot too) is waited for.
     const stopped = supervisor.stop();
     await this.opts.database.actUnder(STANDBY_EPOCH);
     await stopped;
+    await this.beginning;
     await this.opts.database.lease.release();
   }
 

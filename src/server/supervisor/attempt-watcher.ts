@@ -177,6 +177,8 @@ export function monitorFor(
 /** The attempts this studio follows, one per task. */
 export class AttemptWatchers {
   private readonly byTask = new Map<string, AttemptWatcher>();
+  /** After `stopAll`: a boot still under way follows nothing more (the next studio will). */
+  private stopped = false;
 
   constructor(
     private readonly ctx: SupervisorContext,
@@ -185,6 +187,7 @@ export class AttemptWatchers {
 
   follow(task: TaskRow, attempt: AttemptRow, handle: AttemptHandle): AttemptWatcher {
     const watcher = new AttemptWatcher(this.ctx, task, attempt, handle, this.decide);
+    if (this.stopped) return watcher;
     this.byTask.set(task.id, watcher);
     watcher.start();
     return watcher;
@@ -205,6 +208,7 @@ export class AttemptWatchers {
   }
 
   async stopAll() {
+    this.stopped = true;
     const all = this.all();
     this.byTask.clear();
     await Promise.all(all.map((w) => w.close(false)));
